@@ -1,0 +1,212 @@
+//! The tower middleware: [`BearerAuthLayer`] and the [`BearerAuth`] service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::authenticator::Authenticator;
+use crate::error::{AuthError, DefaultRejection, Rejection};
+use crate::validate::VerifiedToken;
+
+/// Placed in the request extensions by the layer on every request it lets through, so that
+/// [`RequireScope`](crate::RequireScope) and the extractors can tell "no token" (optional mode)
+/// from "no layer", and answer with the application's [`Rejection`].
+#[derive(Clone)]
+pub(crate) struct LayerContext {
+    pub(crate) rejection: Arc<dyn Rejection>,
+}
+
+impl LayerContext {
+    /// Renders `error` with the layer's rejection, or the default one when there is no layer.
+    pub(crate) fn respond(context: Option<&Self>, error: &AuthError) -> Response<Bytes> {
+        let mut response = match context {
+            Some(context) => context.rejection.respond(error),
+            None => DefaultRejection::new(crate::authenticator::DEFAULT_REALM).respond(error),
+        };
+        response.extensions_mut().insert(error.clone());
+        response
+    }
+}
+
+/// The layer built by [`Authenticator::layer`]. Cheap to clone.
+#[derive(Clone)]
+pub struct BearerAuthLayer {
+    auth: Authenticator,
+    optional: bool,
+}
+
+impl BearerAuthLayer {
+    pub(crate) fn new(auth: Authenticator) -> Self {
+        Self { auth, optional: false }
+    }
+
+    /// Optional authentication: a request without any token goes through unauthenticated (the
+    /// handler sees `None` from `Option<Claims<_>>`), while a request with a token that fails
+    /// validation is still rejected.
+    #[must_use]
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+}
+
+impl fmt::Debug for BearerAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuthLayer").field("optional", &self.optional).finish()
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth { inner, auth: self.auth.clone(), optional: self.optional }
+    }
+}
+
+/// The middleware service: validates the bearer token, then calls the inner service with the
+/// [`VerifiedToken`] in the request extensions, or answers the rejection itself.
+#[derive(Clone)]
+pub struct BearerAuth<S> {
+    inner: S,
+    auth: Authenticator,
+    optional: bool,
+}
+
+impl<S> fmt::Debug for BearerAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuth").field("optional", &self.optional).finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BearerAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let outcome = self.auth.authenticate(request.headers(), request.uri());
+        let token = match outcome {
+            Ok(Some(token)) => Some(token),
+            Ok(None) if self.optional => None,
+            Ok(None) => return self.reject(&AuthError::missing_token()),
+            Err(error) => return self.reject(&error),
+        };
+        audit_accepted(token.as_ref());
+        let extensions = request.extensions_mut();
+        extensions.insert(LayerContext { rejection: self.auth.rejection() });
+        if let Some(token) = token {
+            extensions.insert(token);
+        }
+        // The clone is ready only if it was the one polled; take the ready one, leave the clone
+        // (see tower's "be careful when cloning inner services").
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::inner(inner.call(request))
+    }
+}
+
+impl<S> BearerAuth<S> {
+    fn reject<F, B: From<Bytes>>(&self, error: &AuthError) -> ResponseFuture<F, B> {
+        tracing::info!(
+            target: "tower_oauth2::audit",
+            outcome = "rejected",
+            reason = error.description(),
+            status = error.status().as_u16(),
+            "bearer token rejected"
+        );
+        let mut response = self.auth.rejection().respond(error);
+        response.extensions_mut().insert(error.clone());
+        ResponseFuture::reject(response)
+    }
+}
+
+fn audit_accepted(token: Option<&VerifiedToken>) {
+    match token {
+        Some(token) => tracing::info!(
+            target: "tower_oauth2::audit",
+            outcome = "accepted",
+            sub = token.subject(),
+            client_id = token.client_id(),
+            iss = token.issuer(),
+            kid = token.key_id(),
+            "bearer token accepted"
+        ),
+        None => tracing::info!(
+            target: "tower_oauth2::audit",
+            outcome = "anonymous",
+            "no bearer token; optional authentication lets the request through"
+        ),
+    }
+}
+
+pin_project! {
+    /// The response future of [`BearerAuth`] and [`RequireScopeService`](crate::RequireScopeService):
+    /// the inner service's future, or a rejection that is ready at once. Never boxed.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
+        Inner { #[pin] future: F },
+        Reject { response: Option<Response<B>> },
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    pub(crate) fn inner(future: F) -> Self {
+        Self { kind: Kind::Inner { future } }
+    }
+
+    pub(crate) fn reject(response: Response<Bytes>) -> Self
+    where
+        B: From<Bytes>,
+    {
+        Self { kind: Kind::Reject { response: Some(response.map(B::from)) } }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Reject { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after completion: a contract violation by the caller, answered
+                // with `Pending` rather than a panic.
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

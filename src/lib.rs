@@ -1,0 +1,123 @@
+//! OAuth 2.0 bearer-token authentication for [tower] and [axum] services.
+//!
+//! One layer validates the JWT access token of every request (signature against your keys,
+//! `iss`, `aud`, `exp`, `nbf`, scopes) and hands handlers the verified claims; rejections
+//! follow RFC 6750. Secure by default: the key fixes the algorithm, `none` is never accepted,
+//! and weakening a check takes an explicit [`dangerous`] import.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{Json, Router, routing::get};
+//! use tower_oauth2::{Authenticator, Claims, KeySet, RequireScope, StandardClaims};
+//!
+//! # fn main() -> Result<(), tower_oauth2::ConfigError> {
+//! # let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+//! #     "x":"Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"}]}"#;
+//! let auth = Authenticator::builder()
+//!     .issuer("https://idp.example.com/realms/acme")
+//!     .audience("orders-api")
+//!     .keys(KeySet::from_jwks_json(jwks)?)
+//!     .build()?;
+//!
+//! async fn me(Claims(c): Claims<StandardClaims>) -> Json<StandardClaims> {
+//!     Json(c)
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "orders" }).route_layer(RequireScope::all(["orders:read"])))
+//!     .route("/me", get(me))
+//!     .layer(auth.layer());
+//! # let _ = app; Ok(()) }
+//! # main().unwrap_or_else(|e| panic!("{e}")) }
+//! ```
+//!
+//! # What a request goes through
+//!
+//! The token is taken from `Authorization: Bearer` (RFC 6750 §2.1; a cookie or query parameter
+//! only when configured with [`AuthenticatorBuilder::token_source`]) → size and shape checks →
+//! header (`alg`, `kid`, `typ`, `crit`) → claims syntax → issuer → key by `kid`, which fixes the
+//! algorithm → signature → `exp`/`nbf`/`iat` with leeway, audience, required claims →
+//! [`VerifiedToken`] in the request extensions → your handler.
+//!
+//! | failure | status | `WWW-Authenticate` |
+//! |---|---|---|
+//! | no token | 401 | `Bearer realm="api"` |
+//! | malformed `Authorization`, several tokens | 400 | `error="invalid_request"` |
+//! | bad, expired, foreign or malformed token | 401 | `error="invalid_token", error_description="…"` |
+//! | missing scope ([`RequireScope`]) | 403 | `error="insufficient_scope", scope="…"` |
+//!
+//! # Features
+//!
+//! | feature | what it adds | default |
+//! |---|---|---|
+//! | `aws-lc-rs` | crypto backend: aws-lc-rs | yes |
+//! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
+//! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
+//!
+//! Exactly one crypto backend must be enabled; neither or both is a compile error (for a
+//! pure-Rust build: `default-features = false, features = ["rust-crypto", "axum"]`).
+//!
+//! # Security notes
+//!
+//! - **The key decides the algorithm.** Each [`Key`] has an allow-list (RSA keys: RS*/PS*; EC
+//!   keys: the one algorithm of their curve; Ed25519: EdDSA; HMAC: the one configured). A token
+//!   whose `alg` is not in its key's list is refused before any cryptography runs, which closes
+//!   the RS256→HS256 key-confusion attack.
+//! - **`none` is never accepted**, in any casing. HMAC is accepted only with a secret you
+//!   configure ([`Key::hmac`] or an explicit `oct` JWK), never from a JWKS.
+//! - **Keys come only from configuration.** The `jku`, `x5u`, `jwk` and `x5c` headers are never
+//!   read, let alone fetched; a `crit` header is refused, since this crate implements no
+//!   extension.
+//! - **Strict parsing.** Canonical unpadded base64url only; the header and claims must be JSON
+//!   objects without duplicate member names; registered claims must have their RFC 7519 types;
+//!   tokens are at most 8 KiB by default.
+//! - **Nothing secret is logged or printed.** Errors and `Debug` output never contain the token
+//!   or key material; audit events (target `tower_oauth2::audit`) carry outcome, reason, `sub`,
+//!   `client_id`, `iss` and `kid`.
+//! - **Deployment caveat:** a bearer token is a password for its lifetime. Serve the API over
+//!   TLS, keep access tokens short-lived, and do not put tokens in URLs ([`QueryToken`]) unless
+//!   nothing else works.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod authenticator;
+mod backend;
+pub mod dangerous;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod keys;
+mod layer;
+mod scope;
+mod token_source;
+mod validate;
+
+pub use authenticator::{Authenticator, AuthenticatorBuilder};
+pub use error::{AuthError, AuthErrorKind, ConfigError, DefaultRejection, Rejection};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::{AuthRejection, Claims, StandardClaims};
+pub use jsonwebtoken::Algorithm;
+pub use keys::{Key, KeySet};
+pub use layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
+pub use scope::{RequireScope, RequireScopeService, Scopes};
+pub use token_source::{AuthorizationHeader, CookieToken, QueryToken, TokenSource};
+pub use validate::VerifiedToken;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Entry points for this crate's own test suite (JOSE test vectors); not a public API.
+
+    use crate::error::AuthError;
+    use crate::keys::KeySet;
+
+    /// Verifies only the JWS signature of a compact token with `keys`, as the layer does before
+    /// it looks at claims.
+    pub fn verify_jws_signature(token: &str, keys: &KeySet) -> Result<(), AuthError> {
+        let parts = crate::validate::jws::Compact::split(token)?;
+        let header = crate::validate::jws::Header::parse(parts.header)?;
+        crate::validate::verify_signature(&parts, &header, keys)
+    }
+}

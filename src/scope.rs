@@ -1,0 +1,248 @@
+//! Scopes: the set a token grants, and [`RequireScope`], the route layer that demands some.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::AuthError;
+use crate::layer::{LayerContext, ResponseFuture};
+use crate::validate::VerifiedToken;
+
+/// The scopes a token grants: its `scope` (space-delimited) and `scp` (string or array) claims,
+/// plus any configured role claims. Sorted and without duplicates.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Scopes {
+    sorted: Box<[Box<str>]>,
+}
+
+impl Scopes {
+    pub(crate) fn from_vec(mut scopes: Vec<Box<str>>) -> Self {
+        scopes.sort_unstable();
+        scopes.dedup();
+        Self { sorted: scopes.into_boxed_slice() }
+    }
+
+    /// Whether `scope` is granted.
+    ///
+    /// ```
+    /// use tower_oauth2::Scopes;
+    /// let scopes: Scopes = "events:read profile".parse().unwrap_or_default();
+    /// assert!(scopes.contains("profile"));
+    /// assert!(!scopes.contains("events:write"));
+    /// ```
+    pub fn contains(&self, scope: &str) -> bool {
+        self.sorted.binary_search_by(|s| (**s).cmp(scope)).is_ok()
+    }
+
+    /// Whether every one of `scopes` is granted.
+    pub fn contains_all<S: AsRef<str>>(&self, scopes: impl IntoIterator<Item = S>) -> bool {
+        scopes.into_iter().all(|s| self.contains(s.as_ref()))
+    }
+
+    /// Whether at least one of `scopes` is granted.
+    pub fn contains_any<S: AsRef<str>>(&self, scopes: impl IntoIterator<Item = S>) -> bool {
+        scopes.into_iter().any(|s| self.contains(s.as_ref()))
+    }
+
+    /// The scopes, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.sorted.iter().map(|s| &**s)
+    }
+
+    /// The number of scopes.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether no scope is granted.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+}
+
+impl std::str::FromStr for Scopes {
+    type Err = std::convert::Infallible;
+
+    /// Parses a space-delimited scope string (RFC 6749 §3.3).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::from_vec(s.split(' ').filter(|t| !t.is_empty()).map(Box::from).collect()))
+    }
+}
+
+impl fmt::Display for Scopes {
+    /// Space-delimited, as in a `scope` claim.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl serde::Serialize for Scopes {
+    /// As an array of strings.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    All,
+    Any,
+}
+
+/// A route layer that lets a request through only if its verified token grants the required
+/// scopes; otherwise 403 `insufficient_scope` with the required scopes in the challenge
+/// (RFC 6750 §3.1). Put it on routes behind an [`Authenticator`](crate::Authenticator) layer.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::{Router, routing::get};
+/// use tower_oauth2::RequireScope;
+///
+/// let app: Router = Router::new()
+///     .route("/events", get(|| async { "events" }))
+///     .route_layer(RequireScope::all(["events:read"]));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RequireScope {
+    inner: Arc<Requirement>,
+}
+
+struct Requirement {
+    mode: Mode,
+    scopes: Box<[Box<str>]>,
+    /// Space-delimited, for the challenge's `scope` attribute.
+    joined: String,
+}
+
+impl RequireScope {
+    /// Requires every one of `scopes`.
+    pub fn all<S: Into<String>>(scopes: impl IntoIterator<Item = S>) -> Self {
+        Self::new(Mode::All, scopes)
+    }
+
+    /// Requires at least one of `scopes`.
+    pub fn any<S: Into<String>>(scopes: impl IntoIterator<Item = S>) -> Self {
+        Self::new(Mode::Any, scopes)
+    }
+
+    fn new<S: Into<String>>(mode: Mode, scopes: impl IntoIterator<Item = S>) -> Self {
+        let scopes: Box<[Box<str>]> =
+            scopes.into_iter().map(|s| s.into().into_boxed_str()).collect();
+        let joined = scopes.join(" ");
+        Self { inner: Arc::new(Requirement { mode, scopes, joined }) }
+    }
+
+    /// Checks `token` against the requirement.
+    pub fn check(&self, token: &VerifiedToken) -> Result<(), AuthError> {
+        let granted = token.scopes();
+        let ok = match self.inner.mode {
+            Mode::All => granted.contains_all(self.inner.scopes.iter()),
+            Mode::Any => granted.contains_any(self.inner.scopes.iter()),
+        };
+        if ok {
+            return Ok(());
+        }
+        let description = match self.inner.mode {
+            Mode::All => format!("requires scope {}", self.inner.joined),
+            Mode::Any => format!("requires one of the scopes {}", self.inner.joined),
+        };
+        Err(AuthError::insufficient_scope(self.inner.joined.clone(), description))
+    }
+}
+
+impl fmt::Debug for RequireScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScope")
+            .field("mode", &self.inner.mode)
+            .field("scopes", &self.inner.scopes)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for RequireScope {
+    type Service = RequireScopeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopeService { inner, requirement: self.clone() }
+    }
+}
+
+/// The service [`RequireScope`] wraps around a route.
+#[derive(Clone, Debug)]
+pub struct RequireScopeService<S> {
+    inner: S,
+    requirement: RequireScope,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopeService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let extensions = request.extensions();
+        let result = match (extensions.get::<LayerContext>(), extensions.get::<VerifiedToken>()) {
+            (Some(_), Some(token)) => self.requirement.check(token),
+            (Some(_), None) => Err(AuthError::missing_token()),
+            (None, _) => Err(AuthError::layer_missing("RequireScope")),
+        };
+        match result {
+            Ok(()) => {
+                // The clone is ready only if it was the one polled; take the ready one, leave the
+                // clone (see tower's "be careful when cloning inner services").
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::inner(inner.call(request))
+            }
+            Err(error) => {
+                let context = request.extensions().get::<LayerContext>();
+                tracing::debug!(target: "tower_oauth2::audit", outcome = "rejected",
+                    reason = error.description(), "scope check");
+                ResponseFuture::reject(LayerContext::respond(context, &error))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_sorted_deduplicated_and_searchable() {
+        let s: Scopes = "b a  b c".parse().unwrap_or_default();
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert_eq!(s.to_string(), "a b c");
+        assert!(s.contains_all(["a", "c"]));
+        assert!(!s.contains_all(["a", "d"]));
+        assert!(s.contains_any(["d", "c"]));
+        assert!(!s.contains_any(["d"]));
+        assert!(!s.contains_any(Vec::<String>::new()));
+    }
+}

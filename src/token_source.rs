@@ -1,0 +1,297 @@
+//! Where the token comes from: the `Authorization` header (RFC 6750 §2.1) always, and a cookie
+//! or a query parameter (RFC 6750 §2.3) only when configured.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, Uri};
+
+use crate::error::{AuthError, AuthErrorKind};
+
+/// Takes the bearer token from a request, if it carries one there.
+///
+/// Return `Ok(None)` when this source holds no token, and an error built with
+/// [`AuthError::invalid_request`] when it holds something malformed. The layer consults the
+/// `Authorization` header and then every configured source; a request with tokens in more than
+/// one place is refused (RFC 6750 §2: clients must use only one method).
+pub trait TokenSource: Send + Sync + 'static {
+    /// The token in this request, if this source has one.
+    fn extract<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError>;
+}
+
+/// The `Authorization: Bearer <token>` header, per RFC 6750 §2.1: the scheme is
+/// case-insensitive, one or more spaces separate it from exactly one `b64token`, and a request
+/// may carry only one `Authorization` header. Other schemes (e.g. `Basic`) are not bearer tokens
+/// and count as no token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthorizationHeader;
+
+impl TokenSource for AuthorizationHeader {
+    fn extract<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        _uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        bearer_from_headers(headers).map(|t| t.map(Cow::Borrowed))
+    }
+}
+
+pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::invalid_request("several Authorization headers"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::invalid_request("Authorization header is not visible ASCII"))?;
+    parse_bearer(value)
+}
+
+/// Parses one `Authorization` value: `Bearer 1*SP b64token`, with the surrounding optional
+/// whitespace of the field value (RFC 9110 §5.5) ignored.
+fn parse_bearer(value: &str) -> Result<Option<&str>, AuthError> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, rest) = match value.find([' ', '\t']) {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    if rest.starts_with('\t') {
+        return Err(AuthError::invalid_request("the Bearer scheme is followed by a tab"));
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(AuthError::invalid_request("Bearer scheme without a token"));
+    }
+    if !is_b64token(token) {
+        return Err(AuthError::invalid_request(
+            "the Authorization header must carry exactly one b64token after Bearer",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 6750 §2.1).
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// A token in a cookie, for browser clients. Configure with
+/// [`AuthenticatorBuilder::token_source`](crate::AuthenticatorBuilder::token_source); pair it with
+/// CSRF protection, since browsers send cookies on cross-site requests.
+#[derive(Debug, Clone)]
+pub struct CookieToken {
+    name: String,
+}
+
+impl CookieToken {
+    /// Reads the cookie called `name`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+impl TokenSource for CookieToken {
+    fn extract<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        _uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        let mut found = None;
+        for header in headers.get_all(COOKIE) {
+            let Ok(header) = header.to_str() else { continue };
+            for pair in header.split(';') {
+                let Some((name, value)) = pair.trim().split_once('=') else { continue };
+                if name != self.name {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(AuthError::invalid_request(format!(
+                        "several `{}` cookies",
+                        self.name
+                    )));
+                }
+                let value = value.trim_matches('"');
+                if value.is_empty() || !is_b64token(value) {
+                    return Err(AuthError::invalid_request(format!(
+                        "the `{}` cookie is not a token",
+                        self.name
+                    )));
+                }
+                found = Some(value);
+            }
+        }
+        Ok(found.map(Cow::Borrowed))
+    }
+}
+
+/// A token in a URI query parameter (RFC 6750 §2.3, usually `access_token`). The RFC
+/// discourages it: URLs end up in logs and browser history. Use only where nothing else works.
+#[derive(Debug, Clone)]
+pub struct QueryToken {
+    name: String,
+}
+
+impl QueryToken {
+    /// Reads the query parameter called `name`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+impl TokenSource for QueryToken {
+    fn extract<'r>(
+        &self,
+        _headers: &'r HeaderMap,
+        uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        let Some(query) = uri.query() else { return Ok(None) };
+        let mut found = None;
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if percent_decode(name).as_deref() != Some(self.name.as_str()) {
+                continue;
+            }
+            if found.is_some() {
+                return Err(AuthError::invalid_request(format!(
+                    "several `{}` query parameters",
+                    self.name
+                )));
+            }
+            let value = percent_decode(value)
+                .filter(|v| !v.is_empty() && is_b64token(v))
+                .ok_or_else(|| {
+                    AuthError::invalid_request(format!("`{}` is not a token", self.name))
+                })?;
+            found = Some(value);
+        }
+        Ok(found)
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); `None` for a broken escape or non-UTF-8.
+fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains(['%', '+']) {
+        return Some(Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// The configured sources, header first.
+pub(crate) struct Sources {
+    extra: Vec<Box<dyn TokenSource>>,
+}
+
+impl Sources {
+    pub(crate) fn new(extra: Vec<Box<dyn TokenSource>>) -> Self {
+        Self { extra }
+    }
+
+    /// The one token in the request, `None` if there is none, or `invalid_request` if there are
+    /// several.
+    pub(crate) fn extract<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        let mut found = bearer_from_headers(headers)?.map(Cow::Borrowed);
+        for source in &self.extra {
+            if let Some(token) = source.extract(headers, uri)? {
+                if found.is_some() {
+                    return Err(AuthError::new(
+                        AuthErrorKind::InvalidRequest,
+                        "the request carries more than one token",
+                    ));
+                }
+                found = Some(token);
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources").field("extra", &self.extra.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(value: &str) -> Result<Option<&str>, AuthErrorKind> {
+        parse_bearer(value).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn authorization_grammar() {
+        assert_eq!(bearer("Bearer abc.def-_~+/=="), Ok(Some("abc.def-_~+/==")));
+        assert_eq!(bearer("bearer abc"), Ok(Some("abc")));
+        assert_eq!(bearer("BEARER   abc  "), Ok(Some("abc")));
+        assert_eq!(bearer("Basic dXNlcjpwYXNz"), Ok(None));
+        assert_eq!(bearer("Bearer"), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("Bearer "), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("Bearer a b"), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("Bearer a,Bearer b"), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("Bearer\tabc"), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("Bearer ==="), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("Bearer a=b"), Err(AuthErrorKind::InvalidRequest));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Eb").as_deref(), Some("a.b"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("a%2").as_deref(), None);
+        assert_eq!(percent_decode("a%zz").as_deref(), None);
+    }
+
+    #[test]
+    fn query_and_cookie_sources() {
+        let uri: Uri = "/x?a=1&access_token=abc.def".parse().unwrap_or_default();
+        let headers = HeaderMap::new();
+        let got = QueryToken::named("access_token").extract(&headers, &uri);
+        assert_eq!(got.ok().flatten().as_deref(), Some("abc.def"));
+
+        let twice: Uri = "/x?access_token=a&access_token=b".parse().unwrap_or_default();
+        assert!(QueryToken::named("access_token").extract(&headers, &twice).is_err());
+
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, http::HeaderValue::from_static("x=1; at=tok.en; y=2"));
+        let got = CookieToken::named("at").extract(&headers, &uri);
+        assert_eq!(got.ok().flatten().as_deref(), Some("tok.en"));
+    }
+}

@@ -1,0 +1,245 @@
+//! One strict pass over the claims JSON: registered claims with their RFC 7519 types, scopes,
+//! and the few other members the policy needs. Duplicate member names are refused.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::jws::{Seen, Str, clean, string};
+use crate::error::AuthError;
+
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Anything later is a token that never
+/// expires dressed up as one that does.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// Claims as read from the payload.
+#[derive(Default, Debug)]
+pub(crate) struct RawClaims {
+    pub(crate) iss: Option<String>,
+    pub(crate) sub: Option<String>,
+    pub(crate) aud: Vec<String>,
+    pub(crate) exp: Option<u64>,
+    pub(crate) nbf: Option<u64>,
+    pub(crate) iat: Option<u64>,
+    pub(crate) jti: Option<String>,
+    pub(crate) client_id: Option<String>,
+    /// From `scope` and `scp`, in token order, possibly repeated.
+    pub(crate) scopes: Vec<Box<str>>,
+    /// The members named in the capture list, in capture-list order (`None` when absent).
+    pub(crate) captured: Vec<Option<Value>>,
+}
+
+/// Parses `json` as a claims set. `capture` names further top-level members whose values the
+/// caller needs (required claims, role claims); registered claim names are never captured.
+pub(crate) fn parse(json: &[u8], capture: &[Box<str>]) -> Result<RawClaims, AuthError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let claims = ClaimsSeed { capture }.deserialize(&mut de).and_then(|c| de.end().map(|()| c));
+    claims.map_err(|e| AuthError::malformed(format!("claims: {}", clean(&e))))
+}
+
+struct ClaimsSeed<'c> {
+    capture: &'c [Box<str>],
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut c = RawClaims { captured: vec![None; self.capture.len()], ..RawClaims::default() };
+        let mut seen = Seen::default();
+        while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
+            let name = seen.insert(name)?;
+            match name {
+                "iss" => c.iss = Some(string(&mut map, "iss")?.into_owned()),
+                "sub" => c.sub = Some(string(&mut map, "sub")?.into_owned()),
+                "jti" => c.jti = Some(string(&mut map, "jti")?.into_owned()),
+                "client_id" => c.client_id = Some(string(&mut map, "client_id")?.into_owned()),
+                "aud" => c.aud = map.next_value_seed(Audience)?,
+                "exp" => c.exp = Some(map.next_value_seed(NumericDate("exp"))?),
+                "nbf" => c.nbf = Some(map.next_value_seed(NumericDate("nbf"))?),
+                "iat" => c.iat = Some(map.next_value_seed(NumericDate("iat"))?),
+                "scope" | "scp" => {
+                    let value: Value = map.next_value()?;
+                    push_scopes(&mut c.scopes, &value, name)?;
+                }
+                _ => match self.capture.iter().position(|n| **n == *name) {
+                    Some(i) => c.captured[i] = Some(map.next_value()?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                },
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// `scope` is a space-delimited string (RFC 8693 §4.2, RFC 9068 §2.2.3); `scp` is that or an
+/// array of strings (Entra ID, Okta).
+fn push_scopes<E: de::Error>(out: &mut Vec<Box<str>>, value: &Value, name: &str) -> Result<(), E> {
+    match value {
+        Value::String(s) => out.extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from)),
+        Value::Array(items) if name == "scp" => {
+            for item in items {
+                let s = item
+                    .as_str()
+                    .ok_or_else(|| E::custom("`scp` must be a string or an array of strings"))?;
+                out.extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from));
+            }
+        }
+        _ if name == "scp" => {
+            return Err(E::custom("`scp` must be a string or an array of strings"));
+        }
+        _ => return Err(E::custom("`scope` must be a space-delimited string")),
+    }
+    Ok(())
+}
+
+/// A string or an array of strings (RFC 7519 §4.1.3).
+struct Audience;
+
+impl<'de> DeserializeSeed<'de> for Audience {
+    type Value = Vec<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Audience {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`aud` as a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(vec![v.to_owned()])
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Str(s)) = seq
+            .next_element::<Str<'de>>()
+            .map_err(|_| de::Error::custom("`aud` must be a string or an array of strings"))?
+        {
+            out.push(Cow::into_owned(s));
+        }
+        Ok(out)
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds, possibly fractional.
+/// Fractions are rounded toward the stricter reading (down for `exp`, up for `nbf`/`iat`).
+struct NumericDate(&'static str);
+
+impl<'de> DeserializeSeed<'de> for NumericDate {
+    type Value = u64;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NumericDate {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` as a NumericDate", self.0)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if v as f64 > MAX_NUMERIC_DATE {
+            return Err(E::custom(format!("`{}` is out of range", self.0)));
+        }
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v)
+            .map_err(|_| E::custom(format!("`{}` is negative", self.0)))
+            .and_then(|v| self.visit_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        if !(0.0..=MAX_NUMERIC_DATE).contains(&v) {
+            return Err(E::custom(format!("`{}` is out of range", self.0)));
+        }
+        let rounded = if self.0 == "exp" { v.floor() } else { v.ceil() };
+        // In range 0..=MAX_NUMERIC_DATE, so the cast is exact.
+        Ok(rounded as u64)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<u64, E> {
+        Err(E::custom(format!("`{}` must be a number, not a string", self.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(json: &str) -> Result<RawClaims, String> {
+        parse(json.as_bytes(), &[]).map_err(|e| e.description().to_owned())
+    }
+
+    #[test]
+    fn reads_registered_claims_and_scopes() {
+        let c = kind_of(
+            r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10,"nbf":1.5,"iat":2,
+                "jti":"j","client_id":"c","scope":"x  y","scp":["z"],"other":{"deep":[1]}}"#,
+        );
+        let c = c.unwrap_or_default();
+        assert_eq!(c.iss.as_deref(), Some("i"));
+        assert_eq!(c.aud, vec!["a", "b"]);
+        assert_eq!((c.exp, c.nbf, c.iat), (Some(10), Some(2), Some(2)));
+        assert_eq!(c.scopes.iter().map(|s| &**s).collect::<Vec<_>>(), vec!["x", "y", "z"]);
+    }
+
+    #[test]
+    fn refuses_wrong_types_and_duplicates() {
+        for (json, needle) in [
+            (r#"{"exp":"123"}"#, "`exp` must be a number"),
+            (r#"{"exp":-1}"#, "`exp` is negative"),
+            (r#"{"exp":1e300}"#, "`exp` is out of range"),
+            (r#"{"exp":18446744073709551615}"#, "`exp` is out of range"),
+            (r#"{"aud":5}"#, "aud"),
+            (r#"{"aud":["a",5]}"#, "aud"),
+            (r#"{"scope":["a"]}"#, "`scope` must be"),
+            (r#"{"scp":{"a":1}}"#, "`scp` must be"),
+            (r#"{"iss":["a"]}"#, "`iss` must be a string"),
+            (r#"{"sub":"a","sub":"b"}"#, "duplicate member `sub`"),
+            (r#"{"x":1,"x":1}"#, "duplicate member `x`"),
+            (r#"[1,2]"#, "expected a JSON object"),
+            (r#""str""#, "expected a JSON object"),
+            (r#"{"a":1}{"#, "trailing"),
+        ] {
+            let got = kind_of(json).err().unwrap_or_default();
+            assert!(got.contains(needle), "{json}: {got}");
+            assert!(!got.contains("line 1"), "{got}");
+        }
+    }
+
+    #[test]
+    fn captures_named_members() {
+        let capture: Vec<Box<str>> = vec!["realm_access".into(), "tenant".into()];
+        let c = parse(br#"{"realm_access":{"roles":["r"]},"x":1}"#, &capture);
+        let c = c.unwrap_or_default();
+        assert_eq!(c.captured[0], Some(serde_json::json!({"roles":["r"]})));
+        assert_eq!(c.captured[1], None);
+    }
+}

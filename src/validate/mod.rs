@@ -1,0 +1,383 @@
+//! The pure validation core: a token string and a key set in, a [`VerifiedToken`] or an
+//! [`AuthError`] out. No tower or axum types here.
+
+pub(crate) mod claims;
+pub(crate) mod jws;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::Algorithm;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{AuthError, AuthErrorKind};
+use crate::keys::{KeySet, Selection};
+use crate::scope::Scopes;
+use jws::{Compact, Header, b64url};
+
+/// Registered claim names: always parsed with their RFC 7519 types, never captured raw.
+pub(crate) const REGISTERED: [&str; 10] =
+    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "scp"];
+
+/// What a token must satisfy besides its signature. Built by the
+/// [`AuthenticatorBuilder`](crate::AuthenticatorBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// `None` only through the `dangerous` opt-out.
+    pub(crate) issuer: Option<String>,
+    /// Empty only through the `dangerous` opt-out.
+    pub(crate) audiences: Vec<String>,
+    pub(crate) leeway: u64,
+    pub(crate) require_exp: bool,
+    pub(crate) typ: Option<String>,
+    pub(crate) max_token_size: usize,
+    /// Required claims: registered ones by presence, others by presence or value.
+    pub(crate) required: Vec<(Box<str>, Option<Value>)>,
+    /// Claim paths whose string values become scopes (roles, permissions).
+    pub(crate) scope_paths: Vec<Vec<String>>,
+    /// Top-level members the claims pass must keep: roots of `scope_paths`, non-registered
+    /// required claims.
+    pub(crate) capture: Vec<Box<str>>,
+}
+
+impl Policy {
+    /// Recomputes `capture` from `required` and `scope_paths`.
+    pub(crate) fn finish(&mut self) {
+        let mut capture: Vec<Box<str>> = Vec::new();
+        let names = self
+            .required
+            .iter()
+            .map(|(n, _)| &**n)
+            .chain(self.scope_paths.iter().filter_map(|p| p.first().map(String::as_str)));
+        for name in names {
+            if !REGISTERED.contains(&name) && !capture.iter().any(|c| **c == *name) {
+                capture.push(name.into());
+            }
+        }
+        self.capture = capture;
+    }
+
+    fn capture_index(&self, name: &str) -> Option<usize> {
+        self.capture.iter().position(|c| **c == *name)
+    }
+}
+
+/// A token whose signature and claims passed every check. Cheap to clone.
+///
+/// The layer puts one in the request extensions; handlers read it through the
+/// [`Claims`](crate::Claims), [`Scopes`] or `VerifiedToken` extractors, or from
+/// `request.extensions()`. `Debug` prints the subject, client and scopes, never the token.
+#[derive(Clone)]
+pub struct VerifiedToken {
+    inner: Arc<TokenInner>,
+}
+
+struct TokenInner {
+    claims: claims::RawClaims,
+    scopes: Scopes,
+    alg: Algorithm,
+    kid: Option<String>,
+    /// The decoded claims JSON, for [`VerifiedToken::claims`].
+    payload: Box<[u8]>,
+}
+
+impl VerifiedToken {
+    /// `sub`: the principal the token is about.
+    pub fn subject(&self) -> Option<&str> {
+        self.inner.claims.sub.as_deref()
+    }
+
+    /// `iss`: who issued the token.
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.claims.iss.as_deref()
+    }
+
+    /// `aud`: the audiences, whether the token sent a string or an array.
+    pub fn audience(&self) -> &[String] {
+        &self.inner.claims.aud
+    }
+
+    /// `client_id` (RFC 9068 §2.2): the OAuth client the token was issued to.
+    pub fn client_id(&self) -> Option<&str> {
+        self.inner.claims.client_id.as_deref()
+    }
+
+    /// `jti`: the token's unique id.
+    pub fn jwt_id(&self) -> Option<&str> {
+        self.inner.claims.jti.as_deref()
+    }
+
+    /// `exp` in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.inner.claims.exp
+    }
+
+    /// `iat` in seconds since the Unix epoch.
+    pub fn issued_at(&self) -> Option<u64> {
+        self.inner.claims.iat
+    }
+
+    /// `nbf` in seconds since the Unix epoch.
+    pub fn not_before(&self) -> Option<u64> {
+        self.inner.claims.nbf
+    }
+
+    /// The granted scopes: `scope` and `scp`, plus any configured role claims.
+    pub fn scopes(&self) -> &Scopes {
+        &self.inner.scopes
+    }
+
+    /// The signature algorithm the token was verified with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.inner.alg
+    }
+
+    /// The `kid` of the key that verified the token, if the token named one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.inner.kid.as_deref()
+    }
+
+    /// The verified claims JSON, as the token carried it.
+    pub fn claims_json(&self) -> &[u8] {
+        &self.inner.payload
+    }
+
+    /// Deserializes the verified claims into `T`.
+    pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.inner.payload)
+    }
+}
+
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("sub", &self.subject())
+            .field("client_id", &self.client_id())
+            .field("iss", &self.issuer())
+            .field("scopes", &self.scopes())
+            .field("kid", &self.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Validates `token` against `policy` with the keys in `keys`, at time `now`.
+///
+/// Order: size, shape, header (`alg`, `crit`), claims syntax, issuer, key and signature, then the
+/// time and audience checks. Issuer comes before the key lookup so that, with several issuers,
+/// a token from an unknown one never causes a key lookup.
+pub(crate) fn verify(
+    token: &str,
+    policy: &Policy,
+    keys: &KeySet,
+    now: u64,
+) -> Result<VerifiedToken, AuthError> {
+    if token.len() > policy.max_token_size {
+        return Err(AuthError::new(
+            AuthErrorKind::TooLarge,
+            format!("token is longer than {} bytes", policy.max_token_size),
+        ));
+    }
+    let parts = Compact::split(token)?;
+    let header = Header::parse(parts.header)?;
+    if let Some(required) = &policy.typ
+        && !header.typ.as_deref().is_some_and(|t| typ_matches(t, required))
+    {
+        return Err(AuthError::new(
+            AuthErrorKind::WrongType,
+            format!("token type (typ) must be {required}"),
+        ));
+    }
+    let payload = b64url(parts.payload, "payload")?;
+    let mut claims = claims::parse(&payload, &policy.capture)?;
+
+    if let Some(issuer) = &policy.issuer
+        && claims.iss.as_deref() != Some(issuer.as_str())
+    {
+        let description = match claims.iss {
+            None => "token has no issuer (iss)",
+            Some(_) => "wrong issuer (iss)",
+        };
+        return Err(AuthError::new(AuthErrorKind::WrongIssuer, description));
+    }
+
+    verify_signature(&parts, &header, keys)?;
+    check_claims(&claims, policy, now)?;
+
+    let mut scopes = std::mem::take(&mut claims.scopes);
+    for path in &policy.scope_paths {
+        let root = path.first().and_then(|name| policy.capture_index(name));
+        if let Some(value) = root.and_then(|i| claims.captured[i].as_ref()) {
+            collect_path(value, &path[1..], &mut scopes);
+        }
+    }
+    let scopes = Scopes::from_vec(scopes);
+    Ok(VerifiedToken {
+        inner: Arc::new(TokenInner {
+            claims,
+            scopes,
+            alg: header.alg,
+            kid: header.kid,
+            payload: payload.into_boxed_slice(),
+        }),
+    })
+}
+
+/// Checks the signature with the keys the header selects. Used by the layer and, on its own, by
+/// the JOSE test vectors.
+pub(crate) fn verify_signature(
+    parts: &Compact<'_>,
+    header: &Header,
+    keys: &KeySet,
+) -> Result<(), AuthError> {
+    let candidates = match keys.select(header.kid.as_deref(), header.alg) {
+        Selection::Candidates(candidates) => candidates,
+        Selection::AlgorithmNotAllowed => {
+            return Err(AuthError::new(
+                AuthErrorKind::AlgorithmNotAllowed,
+                "the key named by kid does not allow this algorithm",
+            ));
+        }
+        Selection::Unknown => {
+            let description = match header.kid {
+                Some(_) => "no key with this kid",
+                None => "no key for this algorithm",
+            };
+            return Err(AuthError::new(AuthErrorKind::UnknownKey, description));
+        }
+    };
+    if parts.signature.is_empty() {
+        return Err(AuthError::malformed("empty signature"));
+    }
+    let signature = b64url(parts.signature, "signature")?;
+    let message = parts.signing_input.as_bytes();
+    if candidates.iter().any(|key| key.verify(header.alg, message, &signature)) {
+        Ok(())
+    } else {
+        Err(AuthError::new(AuthErrorKind::BadSignature, "signature does not verify"))
+    }
+}
+
+fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result<(), AuthError> {
+    let leeway = policy.leeway;
+    match claims.exp {
+        Some(exp) if now >= exp.saturating_add(leeway) => {
+            return Err(AuthError::new(AuthErrorKind::Expired, "token has expired (exp)"));
+        }
+        None if policy.require_exp => {
+            return Err(AuthError::new(
+                AuthErrorKind::MissingClaim,
+                "token has no expiry (exp)",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(AuthError::new(AuthErrorKind::NotYetValid, "token is not yet valid (nbf)"));
+    }
+    if let Some(iat) = claims.iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(AuthError::new(
+            AuthErrorKind::IssuedInFuture,
+            "token was issued in the future (iat)",
+        ));
+    }
+    if !policy.audiences.is_empty() && !claims.aud.iter().any(|a| policy.audiences.contains(a)) {
+        let description = if claims.aud.is_empty() {
+            "token has no audience (aud)"
+        } else {
+            "wrong audience (aud)"
+        };
+        return Err(AuthError::new(AuthErrorKind::WrongAudience, description));
+    }
+    for (name, expected) in &policy.required {
+        let present = match &**name {
+            "iss" => claims.iss.is_some(),
+            "sub" => claims.sub.is_some(),
+            "aud" => !claims.aud.is_empty(),
+            "exp" => claims.exp.is_some(),
+            "nbf" => claims.nbf.is_some(),
+            "iat" => claims.iat.is_some(),
+            "jti" => claims.jti.is_some(),
+            "client_id" => claims.client_id.is_some(),
+            "scope" | "scp" => !claims.scopes.is_empty(),
+            other => {
+                let value = policy.capture_index(other).and_then(|i| claims.captured[i].as_ref());
+                match (value, expected) {
+                    (Some(value), Some(expected)) => value == expected,
+                    (value, None) => value.is_some(),
+                    (None, Some(_)) => false,
+                }
+            }
+        };
+        if !present {
+            return Err(AuthError::new(
+                AuthErrorKind::MissingClaim,
+                format!("required claim `{name}` is missing or has the wrong value"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Follows `path` into `value` and adds the strings found there (an array of strings, or one
+/// space-delimited string) to `out`. Anything else is ignored: role claims are additive.
+fn collect_path(value: &Value, path: &[String], out: &mut Vec<Box<str>>) {
+    let mut value = value;
+    for segment in path {
+        match value.get(segment) {
+            Some(next) => value = next,
+            None => return,
+        }
+    }
+    match value {
+        Value::String(s) => out.extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from)),
+        Value::Array(items) => {
+            out.extend(items.iter().filter_map(Value::as_str).map(Box::from));
+        }
+        _ => {}
+    }
+}
+
+/// `typ` comparison per RFC 7515 §4.1.9: case-insensitive, and `application/` may be omitted.
+fn typ_matches(actual: &str, required: &str) -> bool {
+    fn strip(t: &str) -> &str {
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    }
+    strip(actual).eq_ignore_ascii_case(strip(required))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison() {
+        assert!(typ_matches("at+jwt", "at+jwt"));
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(!typ_matches("JWT", "at+jwt"));
+        assert!(!typ_matches("", "at+jwt"));
+    }
+
+    #[test]
+    fn role_paths() {
+        let v = serde_json::json!({"roles": ["a", 1, "b"], "s": "c d"});
+        let mut out = Vec::new();
+        collect_path(&v, &["roles".into()], &mut out);
+        collect_path(&v, &["s".into()], &mut out);
+        collect_path(&v, &["missing".into()], &mut out);
+        assert_eq!(out.iter().map(|s| &**s).collect::<Vec<_>>(), vec!["a", "b", "c", "d"]);
+    }
+}

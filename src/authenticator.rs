@@ -59,7 +59,12 @@ impl Authenticator {
     /// Validates one token string: signature, then claims. For code outside tower (a WebSocket
     /// handshake, a message consumer) that has the token in hand.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        validate::verify(token, &self.shared.policy, &self.shared.keys, validate::now())
+        validate::verify(
+            token,
+            &self.shared.policy,
+            &self.shared.keys,
+            validate::now(),
+        )
     }
 
     /// Takes the token from a request's headers and URI (per the configured token sources) and
@@ -198,8 +203,13 @@ impl AuthenticatorBuilder {
 
     /// Requires the claim `name` (not a registered claim such as `iss` or `aud`, which have
     /// their own options) to equal `value`.
-    pub fn required_claim_value(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.required.push((name.into().into_boxed_str(), Some(value.into())));
+    pub fn required_claim_value(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Value>,
+    ) -> Self {
+        self.required
+            .push((name.into().into_boxed_str(), Some(value.into())));
         self
     }
 
@@ -209,7 +219,8 @@ impl AuthenticatorBuilder {
     /// contain dots (`"https://example.com/roles"`) work. The value there may be an array of
     /// strings or a space-delimited string; anything else adds nothing.
     pub fn scopes_from_claim<S: Into<String>>(mut self, path: impl IntoIterator<Item = S>) -> Self {
-        self.scope_paths.push(path.into_iter().map(Into::into).collect());
+        self.scope_paths
+            .push(path.into_iter().map(Into::into).collect());
         self
     }
 
@@ -276,10 +287,14 @@ impl AuthenticatorBuilder {
             return Err(ConfigError::new("audience must not be empty"));
         }
         if self.leeway > Duration::from_secs(600) {
-            return Err(ConfigError::new("leeway above 10 minutes is not a clock skew"));
+            return Err(ConfigError::new(
+                "leeway above 10 minutes is not a clock skew",
+            ));
         }
         if self.max_token_size < 64 {
-            return Err(ConfigError::new("max_token_size below 64 bytes rejects every JWT"));
+            return Err(ConfigError::new(
+                "max_token_size below 64 bytes rejects every JWT",
+            ));
         }
         for (name, value) in &self.required {
             if name.is_empty() {
@@ -292,8 +307,14 @@ impl AuthenticatorBuilder {
                 )));
             }
         }
-        if self.scope_paths.iter().any(|p| p.is_empty() || p.iter().any(String::is_empty)) {
-            return Err(ConfigError::new("scopes_from_claim needs a non-empty path of names"));
+        if self
+            .scope_paths
+            .iter()
+            .any(|p| p.is_empty() || p.iter().any(String::is_empty))
+        {
+            return Err(ConfigError::new(
+                "scopes_from_claim needs a non-empty path of names",
+            ));
         }
         let mut keys = self.keys;
         for path in &self.jwks_files {

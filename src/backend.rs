@@ -13,7 +13,11 @@ compile_error!(
      default) or `rust-crypto`"
 );
 
-#[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto", not(feature = "__all-backends")))]
+#[cfg(all(
+    feature = "aws-lc-rs",
+    feature = "rust-crypto",
+    not(feature = "__all-backends")
+))]
 compile_error!(
     "tower-oauth2: choose exactly one crypto backend: the features `aws-lc-rs` and `rust-crypto` \
      are both enabled; with `default-features = false`, keep only `rust-crypto`"

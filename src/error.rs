@@ -18,7 +18,9 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(message: impl Into<Cow<'static, str>>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -93,7 +95,13 @@ struct Inner {
 
 impl AuthError {
     pub(crate) fn new(kind: AuthErrorKind, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { inner: Arc::new(Inner { kind, description: description.into(), scope: None }) }
+        Self {
+            inner: Arc::new(Inner {
+                kind,
+                description: description.into(),
+                scope: None,
+            }),
+        }
     }
 
     pub(crate) fn missing_token() -> Self {
@@ -269,7 +277,8 @@ impl std::error::Error for AuthError {}
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for AuthError {
     fn into_response(self) -> axum::response::Response {
-        self.to_response(crate::authenticator::DEFAULT_REALM).map(axum::body::Body::from)
+        self.to_response(crate::authenticator::DEFAULT_REALM)
+            .map(axum::body::Body::from)
     }
 }
 
@@ -301,7 +310,9 @@ pub struct DefaultRejection {
 impl DefaultRejection {
     /// A default rejection that names `realm` in its challenge.
     pub fn new(realm: impl Into<String>) -> Self {
-        Self { realm: realm.into() }
+        Self {
+            realm: realm.into(),
+        }
     }
 }
 
@@ -319,7 +330,10 @@ mod tests {
     fn missing_token_challenge_has_no_error_code() {
         let e = AuthError::missing_token();
         assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(e.www_authenticate("api").as_deref(), Some("Bearer realm=\"api\""));
+        assert_eq!(
+            e.www_authenticate("api").as_deref(),
+            Some("Bearer realm=\"api\"")
+        );
         assert!(!e.json_body().contains("\"error\""));
     }
 

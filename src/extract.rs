@@ -91,7 +91,9 @@ impl<'de> Deserialize<'de> for StandardClaims {
                 .into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    _ => Err(D::Error::custom("`aud` must be a string or an array of strings")),
+                    _ => Err(D::Error::custom(
+                        "`aud` must be a string or an array of strings",
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(D::Error::custom("`aud` must be a string or an array")),
@@ -157,7 +159,9 @@ impl AuthRejection {
 
 impl fmt::Debug for AuthRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthRejection").field("error", &self.error).finish()
+        f.debug_struct("AuthRejection")
+            .field("error", &self.error)
+            .finish()
     }
 }
 

@@ -45,7 +45,10 @@ pub struct BearerAuthLayer {
 
 impl BearerAuthLayer {
     pub(crate) fn new(auth: Authenticator) -> Self {
-        Self { auth, optional: false }
+        Self {
+            auth,
+            optional: false,
+        }
     }
 
     /// Optional authentication: a request without any token goes through unauthenticated (the
@@ -60,7 +63,9 @@ impl BearerAuthLayer {
 
 impl fmt::Debug for BearerAuthLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BearerAuthLayer").field("optional", &self.optional).finish()
+        f.debug_struct("BearerAuthLayer")
+            .field("optional", &self.optional)
+            .finish()
     }
 }
 
@@ -68,7 +73,11 @@ impl<S> Layer<S> for BearerAuthLayer {
     type Service = BearerAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth { inner, auth: self.auth.clone(), optional: self.optional }
+        BearerAuth {
+            inner,
+            auth: self.auth.clone(),
+            optional: self.optional,
+        }
     }
 }
 
@@ -83,7 +92,9 @@ pub struct BearerAuth<S> {
 
 impl<S> fmt::Debug for BearerAuth<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BearerAuth").field("optional", &self.optional).finish_non_exhaustive()
+        f.debug_struct("BearerAuth")
+            .field("optional", &self.optional)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +121,9 @@ where
         };
         audit_accepted(token.as_ref());
         let extensions = request.extensions_mut();
-        extensions.insert(LayerContext { rejection: self.auth.rejection() });
+        extensions.insert(LayerContext {
+            rejection: self.auth.rejection(),
+        });
         if let Some(token) = token {
             extensions.insert(token);
         }
@@ -175,14 +188,20 @@ pin_project! {
 
 impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn inner(future: F) -> Self {
-        Self { kind: Kind::Inner { future } }
+        Self {
+            kind: Kind::Inner { future },
+        }
     }
 
     pub(crate) fn reject(response: Response<Bytes>) -> Self
     where
         B: From<Bytes>,
     {
-        Self { kind: Kind::Reject { response: Some(response.map(B::from)) } }
+        Self {
+            kind: Kind::Reject {
+                response: Some(response.map(B::from)),
+            },
+        }
     }
 }
 

@@ -24,7 +24,9 @@ impl Scopes {
     pub(crate) fn from_vec(mut scopes: Vec<Box<str>>) -> Self {
         scopes.sort_unstable();
         scopes.dedup();
-        Self { sorted: scopes.into_boxed_slice() }
+        Self {
+            sorted: scopes.into_boxed_slice(),
+        }
     }
 
     /// Whether `scope` is granted.
@@ -70,7 +72,12 @@ impl std::str::FromStr for Scopes {
 
     /// Parses a space-delimited scope string (RFC 6749 §3.3).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::from_vec(s.split(' ').filter(|t| !t.is_empty()).map(Box::from).collect()))
+        Ok(Self::from_vec(
+            s.split(' ')
+                .filter(|t| !t.is_empty())
+                .map(Box::from)
+                .collect(),
+        ))
     }
 }
 
@@ -144,10 +151,18 @@ impl RequireScope {
     }
 
     fn new<S: Into<String>>(mode: Mode, scopes: impl IntoIterator<Item = S>) -> Self {
-        let scopes: Box<[Box<str>]> =
-            scopes.into_iter().map(|s| s.into().into_boxed_str()).collect();
+        let scopes: Box<[Box<str>]> = scopes
+            .into_iter()
+            .map(|s| s.into().into_boxed_str())
+            .collect();
         let joined = scopes.join(" ");
-        Self { inner: Arc::new(Requirement { mode, scopes, joined }) }
+        Self {
+            inner: Arc::new(Requirement {
+                mode,
+                scopes,
+                joined,
+            }),
+        }
     }
 
     /// Checks `token` against the requirement.
@@ -164,7 +179,10 @@ impl RequireScope {
             Mode::All => format!("requires scope {}", self.inner.joined),
             Mode::Any => format!("requires one of the scopes {}", self.inner.joined),
         };
-        Err(AuthError::insufficient_scope(self.inner.joined.clone(), description))
+        Err(AuthError::insufficient_scope(
+            self.inner.joined.clone(),
+            description,
+        ))
     }
 }
 
@@ -181,7 +199,10 @@ impl<S> Layer<S> for RequireScope {
     type Service = RequireScopeService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireScopeService { inner, requirement: self.clone() }
+        RequireScopeService {
+            inner,
+            requirement: self.clone(),
+        }
     }
 }
 
@@ -207,7 +228,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let extensions = request.extensions();
-        let result = match (extensions.get::<LayerContext>(), extensions.get::<VerifiedToken>()) {
+        let result = match (
+            extensions.get::<LayerContext>(),
+            extensions.get::<VerifiedToken>(),
+        ) {
             (Some(_), Some(token)) => self.requirement.check(token),
             (Some(_), None) => Err(AuthError::missing_token()),
             (None, _) => Err(AuthError::layer_missing("RequireScope")),

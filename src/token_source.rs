@@ -59,6 +59,9 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, A
 /// whitespace of the field value (RFC 9110 §5.5) ignored.
 fn parse_bearer(value: &str) -> Result<Option<&str>, AuthError> {
     let value = value.trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Err(AuthError::invalid_request("empty Authorization header"));
+    }
     let (scheme, rest) = match value.find([' ', '\t']) {
         Some(i) => (&value[..i], &value[i..]),
         None => (value, ""),
@@ -67,7 +70,9 @@ fn parse_bearer(value: &str) -> Result<Option<&str>, AuthError> {
         return Ok(None);
     }
     if rest.starts_with('\t') {
-        return Err(AuthError::invalid_request("the Bearer scheme is followed by a tab"));
+        return Err(AuthError::invalid_request(
+            "the Bearer scheme is followed by a tab",
+        ));
     }
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
@@ -85,7 +90,9 @@ fn parse_bearer(value: &str) -> Result<Option<&str>, AuthError> {
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// A token in a cookie, for browser clients. Configure with
@@ -111,9 +118,13 @@ impl TokenSource for CookieToken {
     ) -> Result<Option<Cow<'r, str>>, AuthError> {
         let mut found = None;
         for header in headers.get_all(COOKIE) {
-            let Ok(header) = header.to_str() else { continue };
+            let Ok(header) = header.to_str() else {
+                continue;
+            };
             for pair in header.split(';') {
-                let Some((name, value)) = pair.trim().split_once('=') else { continue };
+                let Some((name, value)) = pair.trim().split_once('=') else {
+                    continue;
+                };
                 if name != self.name {
                     continue;
                 }
@@ -157,7 +168,9 @@ impl TokenSource for QueryToken {
         _headers: &'r HeaderMap,
         uri: &'r Uri,
     ) -> Result<Option<Cow<'r, str>>, AuthError> {
-        let Some(query) = uri.query() else { return Ok(None) };
+        let Some(query) = uri.query() else {
+            return Ok(None);
+        };
         let mut found = None;
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -244,7 +257,9 @@ impl Sources {
 
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sources").field("extra", &self.extra.len()).finish()
+        f.debug_struct("Sources")
+            .field("extra", &self.extra.len())
+            .finish()
     }
 }
 
@@ -263,9 +278,13 @@ mod tests {
         assert_eq!(bearer("BEARER   abc  "), Ok(Some("abc")));
         assert_eq!(bearer("Basic dXNlcjpwYXNz"), Ok(None));
         assert_eq!(bearer("Bearer"), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(bearer("  "), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(bearer("Bearer "), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(bearer("Bearer a b"), Err(AuthErrorKind::InvalidRequest));
-        assert_eq!(bearer("Bearer a,Bearer b"), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(
+            bearer("Bearer a,Bearer b"),
+            Err(AuthErrorKind::InvalidRequest)
+        );
         assert_eq!(bearer("Bearer\tabc"), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(bearer("Bearer ==="), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(bearer("Bearer a=b"), Err(AuthErrorKind::InvalidRequest));
@@ -286,11 +305,20 @@ mod tests {
         let got = QueryToken::named("access_token").extract(&headers, &uri);
         assert_eq!(got.ok().flatten().as_deref(), Some("abc.def"));
 
-        let twice: Uri = "/x?access_token=a&access_token=b".parse().unwrap_or_default();
-        assert!(QueryToken::named("access_token").extract(&headers, &twice).is_err());
+        let twice: Uri = "/x?access_token=a&access_token=b"
+            .parse()
+            .unwrap_or_default();
+        assert!(
+            QueryToken::named("access_token")
+                .extract(&headers, &twice)
+                .is_err()
+        );
 
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, http::HeaderValue::from_static("x=1; at=tok.en; y=2"));
+        headers.insert(
+            COOKIE,
+            http::HeaderValue::from_static("x=1; at=tok.en; y=2"),
+        );
         let got = CookieToken::named("at").extract(&headers, &uri);
         assert_eq!(got.ok().flatten().as_deref(), Some("tok.en"));
     }

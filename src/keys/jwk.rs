@@ -50,7 +50,9 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
             let e = b64(required("e")?, "e")?;
             let bits = significant_bits(&n);
             if bits < 2048 {
-                return Err(format!("RSA modulus is {bits} bits; at least 2048 are required"));
+                return Err(format!(
+                    "RSA modulus is {bits} bits; at least 2048 are required"
+                ));
             }
             if significant_bits(&e) == 0 {
                 return Err("RSA exponent is zero".into());
@@ -115,7 +117,9 @@ fn with_kid(key: Key, kid: Option<&str>) -> Key {
 }
 
 fn b64(value: &str, name: &str) -> Result<Vec<u8>, String> {
-    URL_SAFE_NO_PAD.decode(value).map_err(|_| format!("`{name}` is not base64url"))
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| format!("`{name}` is not base64url"))
 }
 
 /// The number of significant bits of a big-endian unsigned integer.
@@ -161,6 +165,8 @@ mod tests {
         let oct = serde_json::json!({"kty": "oct", "k": k, "alg": "HS256", "kid": "s"});
         assert!(parse_jwk(&oct, false).is_err());
         let key = parse_jwk(&oct, true);
-        assert!(matches!(key, Ok(ref k) if k.kid() == Some("s") && k.algorithms() == [Algorithm::HS256]));
+        assert!(
+            matches!(key, Ok(ref k) if k.kid() == Some("s") && k.algorithms() == [Algorithm::HS256])
+        );
     }
 }

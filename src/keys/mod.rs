@@ -57,7 +57,10 @@ pub(crate) struct AlgorithmSet(u16);
 
 impl AlgorithmSet {
     fn bit(alg: Algorithm) -> u16 {
-        SUPPORTED.iter().position(|a| *a == alg).map_or(0, |i| 1 << i)
+        SUPPORTED
+            .iter()
+            .position(|a| *a == alg)
+            .map_or(0, |i| 1 << i)
     }
 
     pub(crate) fn of(algs: &[Algorithm]) -> Self {
@@ -209,7 +212,9 @@ impl Key {
         let list: Vec<Algorithm> = algorithms.into_iter().collect();
         let set = AlgorithmSet::of(&list);
         if list.is_empty() || set.0 == 0 {
-            return Err(ConfigError::new("a key needs at least one supported algorithm"));
+            return Err(ConfigError::new(
+                "a key needs at least one supported algorithm",
+            ));
         }
         if list.iter().any(|a| !set.contains(*a)) || !set.is_subset_of(self.algorithms) {
             return Err(ConfigError::new(format!(
@@ -276,7 +281,9 @@ pub(crate) enum Selection<'a> {
 impl KeySet {
     /// A set of the given keys.
     pub fn new(keys: impl IntoIterator<Item = Key>) -> Self {
-        Self { keys: keys.into_iter().collect() }
+        Self {
+            keys: keys.into_iter().collect(),
+        }
     }
 
     /// Parses a JWKS document (`{"keys": [...]}`, RFC 7517 §5). Keys that cannot be used for
@@ -289,7 +296,9 @@ impl KeySet {
             keys: Vec<serde_json::Value>,
         }
         let jwks: Jwks = serde_json::from_str(json).map_err(|e| {
-            ConfigError::new(format!("not a JWKS document (expected {{\"keys\": [...]}}): {e}"))
+            ConfigError::new(format!(
+                "not a JWKS document (expected {{\"keys\": [...]}}): {e}"
+            ))
         })?;
         let mut keys = Vec::with_capacity(jwks.keys.len());
         for (index, value) in jwks.keys.iter().enumerate() {
@@ -377,7 +386,10 @@ mod tests {
         let set = AlgorithmSet::of(&[Algorithm::RS256, Algorithm::EdDSA]);
         assert!(set.contains(Algorithm::RS256));
         assert!(!set.contains(Algorithm::HS256));
-        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Algorithm::RS256, Algorithm::EdDSA]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![Algorithm::RS256, Algorithm::EdDSA]
+        );
     }
 
     #[test]
@@ -391,7 +403,10 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_a_config_error() {
-        let err = Key::from_pem("not a pem").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Key::from_pem("not a pem")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("PEM"), "{err}");
     }
 
@@ -401,11 +416,24 @@ mod tests {
             Key::from_pem(ED_PEM)?.with_kid("a"),
             Key::hmac([1u8; 32], Algorithm::HS256)?.with_kid("h"),
         ]);
-        assert!(matches!(set.select(Some("a"), Algorithm::EdDSA), Selection::Candidates(c) if c.len() == 1));
-        assert!(matches!(set.select(Some("a"), Algorithm::HS256), Selection::AlgorithmNotAllowed));
-        assert!(matches!(set.select(Some("zz"), Algorithm::EdDSA), Selection::Unknown));
-        assert!(matches!(set.select(None, Algorithm::HS256), Selection::Candidates(c) if c.len() == 1));
-        assert!(matches!(set.select(None, Algorithm::ES256), Selection::Unknown));
+        assert!(
+            matches!(set.select(Some("a"), Algorithm::EdDSA), Selection::Candidates(c) if c.len() == 1)
+        );
+        assert!(matches!(
+            set.select(Some("a"), Algorithm::HS256),
+            Selection::AlgorithmNotAllowed
+        ));
+        assert!(matches!(
+            set.select(Some("zz"), Algorithm::EdDSA),
+            Selection::Unknown
+        ));
+        assert!(
+            matches!(set.select(None, Algorithm::HS256), Selection::Candidates(c) if c.len() == 1)
+        );
+        assert!(matches!(
+            set.select(None, Algorithm::ES256),
+            Selection::Unknown
+        ));
         Ok(())
     }
 

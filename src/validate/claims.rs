@@ -35,7 +35,9 @@ pub(crate) struct RawClaims {
 /// caller needs (required claims, role claims); registered claim names are never captured.
 pub(crate) fn parse(json: &[u8], capture: &[Box<str>]) -> Result<RawClaims, AuthError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let claims = ClaimsSeed { capture }.deserialize(&mut de).and_then(|c| de.end().map(|()| c));
+    let claims = ClaimsSeed { capture }
+        .deserialize(&mut de)
+        .and_then(|c| de.end().map(|()| c));
     claims.map_err(|e| AuthError::malformed(format!("claims: {}", clean(&e))))
 }
 
@@ -59,7 +61,10 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut c = RawClaims { captured: vec![None; self.capture.len()], ..RawClaims::default() };
+        let mut c = RawClaims {
+            captured: vec![None; self.capture.len()],
+            ..RawClaims::default()
+        };
         let mut seen = Seen::default();
         while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
             let name = seen.insert(name)?;
@@ -78,13 +83,78 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 }
                 _ => match self.capture.iter().position(|n| **n == *name) {
                     Some(i) => c.captured[i] = Some(map.next_value()?),
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                    None => map.next_value_seed(Skip { depth: MAX_DEPTH })?,
                 },
             }
         }
         Ok(c)
+    }
+}
+
+/// How deeply other claims may nest arrays and objects. Real tokens stay within a handful of
+/// levels; a limit keeps every consumer of the claims (including `serde_json::Value`, which
+/// stops at 128) away from pathological input.
+const MAX_DEPTH: usize = 32;
+
+/// Skips one JSON value, refusing nesting deeper than `depth`.
+struct Skip {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        while seq.next_element_seed(Skip { depth: inner })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(Skip { depth: inner })?;
+        }
+        Ok(())
+    }
+}
+
+impl Skip {
+    fn nested<E: de::Error>(&self) -> Result<usize, E> {
+        self.depth
+            .checked_sub(1)
+            .ok_or_else(|| E::custom(format!("claims nest deeper than {MAX_DEPTH} levels")))
     }
 }
 
@@ -185,7 +255,10 @@ impl<'de> Visitor<'de> for NumericDate {
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<u64, E> {
-        Err(E::custom(format!("`{}` must be a number, not a string", self.0)))
+        Err(E::custom(format!(
+            "`{}` must be a number, not a string",
+            self.0
+        )))
     }
 }
 
@@ -207,11 +280,17 @@ mod tests {
         assert_eq!(c.iss.as_deref(), Some("i"));
         assert_eq!(c.aud, vec!["a", "b"]);
         assert_eq!((c.exp, c.nbf, c.iat), (Some(10), Some(2), Some(2)));
-        assert_eq!(c.scopes.iter().map(|s| &**s).collect::<Vec<_>>(), vec!["x", "y", "z"]);
+        assert_eq!(
+            c.scopes.iter().map(|s| &**s).collect::<Vec<_>>(),
+            vec!["x", "y", "z"]
+        );
     }
 
     #[test]
     fn refuses_wrong_types_and_duplicates() {
+        let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(33), "]".repeat(33));
+        let ok_depth = format!(r#"{{"x":{}{}}}"#, "[".repeat(32), "]".repeat(32));
+        assert!(kind_of(&ok_depth).is_ok());
         for (json, needle) in [
             (r#"{"exp":"123"}"#, "`exp` must be a number"),
             (r#"{"exp":-1}"#, "`exp` is negative"),
@@ -227,6 +306,7 @@ mod tests {
             (r#"[1,2]"#, "expected a JSON object"),
             (r#""str""#, "expected a JSON object"),
             (r#"{"a":1}{"#, "trailing"),
+            (deep.as_str(), "deeper than 32"),
         ] {
             let got = kind_of(json).err().unwrap_or_default();
             assert!(got.contains(needle), "{json}: {got}");

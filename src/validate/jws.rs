@@ -27,13 +27,20 @@ impl<'t> Compact<'t> {
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(AuthError::malformed("a JWS has exactly three dot-separated parts"));
+            return Err(AuthError::malformed(
+                "a JWS has exactly three dot-separated parts",
+            ));
         };
         if header.is_empty() || payload.is_empty() {
             return Err(AuthError::malformed("empty header or payload"));
         }
         let signing_input = &token[..header.len() + 1 + payload.len()];
-        Ok(Self { signing_input, header, payload, signature })
+        Ok(Self {
+            signing_input,
+            header,
+            payload,
+            signature,
+        })
     }
 }
 
@@ -58,7 +65,9 @@ impl Header {
     pub(crate) fn parse(encoded: &str) -> Result<Self, AuthError> {
         let json = b64url(encoded, "header")?;
         let mut de = serde_json::Deserializer::from_slice(&json);
-        let raw = RawHeaderSeed.deserialize(&mut de).and_then(|h| de.end().map(|()| h));
+        let raw = RawHeaderSeed
+            .deserialize(&mut de)
+            .and_then(|h| de.end().map(|()| h));
         let raw = raw.map_err(|e| AuthError::malformed(format!("header: {}", clean(&e))))?;
 
         if raw.crit {
@@ -73,7 +82,9 @@ impl Header {
                 "unencoded payloads (b64: false) are not supported",
             ));
         }
-        let alg_name = raw.alg.ok_or_else(|| AuthError::malformed("header has no `alg`"))?;
+        let alg_name = raw
+            .alg
+            .ok_or_else(|| AuthError::malformed("header has no `alg`"))?;
         if alg_name.eq_ignore_ascii_case("none") {
             return Err(AuthError::new(
                 AuthErrorKind::UnsupportedAlgorithm,
@@ -81,9 +92,16 @@ impl Header {
             ));
         }
         let alg = algorithm_from_name(&alg_name).ok_or_else(|| {
-            AuthError::new(AuthErrorKind::UnsupportedAlgorithm, "unsupported signature algorithm")
+            AuthError::new(
+                AuthErrorKind::UnsupportedAlgorithm,
+                "unsupported signature algorithm",
+            )
         })?;
-        Ok(Self { alg, kid: raw.kid.map(Cow::into_owned), typ: raw.typ.map(Cow::into_owned) })
+        Ok(Self {
+            alg,
+            kid: raw.kid.map(Cow::into_owned),
+            typ: raw.typ.map(Cow::into_owned),
+        })
     }
 }
 
@@ -216,8 +234,10 @@ mod tests {
     fn header_parses_alg_kid_typ() {
         let h = Header::parse(&enc(r#"{"alg":"ES256","kid":"k\u0031","typ":"at+jwt"}"#));
         let h = h.map_err(|e| e.to_string());
-        assert!(matches!(h, Ok(Header { alg: Algorithm::ES256, ref kid, ref typ })
-            if kid.as_deref() == Some("k1") && typ.as_deref() == Some("at+jwt")));
+        assert!(
+            matches!(h, Ok(Header { alg: Algorithm::ES256, ref kid, ref typ })
+            if kid.as_deref() == Some("k1") && typ.as_deref() == Some("at+jwt"))
+        );
     }
 
     #[test]
@@ -231,8 +251,14 @@ mod tests {
             (r#"{"kid":"x"}"#, AuthErrorKind::Malformed),
             (r#"["alg"]"#, AuthErrorKind::Malformed),
             (r#"{"alg":"HS256"} x"#, AuthErrorKind::Malformed),
-            (r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, AuthErrorKind::UnsupportedCritical),
-            (r#"{"alg":"HS256","b64":false}"#, AuthErrorKind::UnsupportedCritical),
+            (
+                r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+                AuthErrorKind::UnsupportedCritical,
+            ),
+            (
+                r#"{"alg":"HS256","b64":false}"#,
+                AuthErrorKind::UnsupportedCritical,
+            ),
         ];
         for (json, kind) in cases {
             let got = Header::parse(&enc(json)).err().map(|e| e.kind());
@@ -243,7 +269,10 @@ mod tests {
     #[test]
     fn split_needs_three_parts() {
         assert!(Compact::split("a.b.c").is_ok());
-        assert!(Compact::split("a.b.").is_ok(), "an empty signature is checked later");
+        assert!(
+            Compact::split("a.b.").is_ok(),
+            "an empty signature is checked later"
+        );
         for bad in ["a.b", "a.b.c.d", ".b.c", "a..c", ""] {
             assert!(Compact::split(bad).is_err(), "{bad}");
         }

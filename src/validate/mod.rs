@@ -18,8 +18,18 @@ use crate::scope::Scopes;
 use jws::{Compact, Header, b64url};
 
 /// Registered claim names: always parsed with their RFC 7519 types, never captured raw.
-pub(crate) const REGISTERED: [&str; 10] =
-    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "scp"];
+pub(crate) const REGISTERED: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "scp",
+];
 
 /// What a token must satisfy besides its signature. Built by the
 /// [`AuthenticatorBuilder`](crate::AuthenticatorBuilder).
@@ -46,11 +56,11 @@ impl Policy {
     /// Recomputes `capture` from `required` and `scope_paths`.
     pub(crate) fn finish(&mut self) {
         let mut capture: Vec<Box<str>> = Vec::new();
-        let names = self
-            .required
-            .iter()
-            .map(|(n, _)| &**n)
-            .chain(self.scope_paths.iter().filter_map(|p| p.first().map(String::as_str)));
+        let names = self.required.iter().map(|(n, _)| &**n).chain(
+            self.scope_paths
+                .iter()
+                .filter_map(|p| p.first().map(String::as_str)),
+        );
         for name in names {
             if !REGISTERED.contains(&name) && !capture.iter().any(|c| **c == *name) {
                 capture.push(name.into());
@@ -164,7 +174,9 @@ impl fmt::Debug for VerifiedToken {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Validates `token` against `policy` with the keys in `keys`, at time `now`.
@@ -187,7 +199,10 @@ pub(crate) fn verify(
     let parts = Compact::split(token)?;
     let header = Header::parse(parts.header)?;
     if let Some(required) = &policy.typ
-        && !header.typ.as_deref().is_some_and(|t| typ_matches(t, required))
+        && !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, required))
     {
         return Err(AuthError::new(
             AuthErrorKind::WrongType,
@@ -257,10 +272,16 @@ pub(crate) fn verify_signature(
     }
     let signature = b64url(parts.signature, "signature")?;
     let message = parts.signing_input.as_bytes();
-    if candidates.iter().any(|key| key.verify(header.alg, message, &signature)) {
+    if candidates
+        .iter()
+        .any(|key| key.verify(header.alg, message, &signature))
+    {
         Ok(())
     } else {
-        Err(AuthError::new(AuthErrorKind::BadSignature, "signature does not verify"))
+        Err(AuthError::new(
+            AuthErrorKind::BadSignature,
+            "signature does not verify",
+        ))
     }
 }
 
@@ -268,7 +289,10 @@ fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result
     let leeway = policy.leeway;
     match claims.exp {
         Some(exp) if now >= exp.saturating_add(leeway) => {
-            return Err(AuthError::new(AuthErrorKind::Expired, "token has expired (exp)"));
+            return Err(AuthError::new(
+                AuthErrorKind::Expired,
+                "token has expired (exp)",
+            ));
         }
         None if policy.require_exp => {
             return Err(AuthError::new(
@@ -281,7 +305,10 @@ fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result
     if let Some(nbf) = claims.nbf
         && nbf > now.saturating_add(leeway)
     {
-        return Err(AuthError::new(AuthErrorKind::NotYetValid, "token is not yet valid (nbf)"));
+        return Err(AuthError::new(
+            AuthErrorKind::NotYetValid,
+            "token is not yet valid (nbf)",
+        ));
     }
     if let Some(iat) = claims.iat
         && iat > now.saturating_add(leeway)
@@ -311,7 +338,9 @@ fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result
             "client_id" => claims.client_id.is_some(),
             "scope" | "scp" => !claims.scopes.is_empty(),
             other => {
-                let value = policy.capture_index(other).and_then(|i| claims.captured[i].as_ref());
+                let value = policy
+                    .capture_index(other)
+                    .and_then(|i| claims.captured[i].as_ref());
                 match (value, expected) {
                     (Some(value), Some(expected)) => value == expected,
                     (value, None) => value.is_some(),
@@ -378,6 +407,9 @@ mod tests {
         collect_path(&v, &["roles".into()], &mut out);
         collect_path(&v, &["s".into()], &mut out);
         collect_path(&v, &["missing".into()], &mut out);
-        assert_eq!(out.iter().map(|s| &**s).collect::<Vec<_>>(), vec!["a", "b", "c", "d"]);
+        assert_eq!(
+            out.iter().map(|s| &**s).collect::<Vec<_>>(),
+            vec!["a", "b", "c", "d"]
+        );
     }
 }

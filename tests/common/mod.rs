@@ -41,7 +41,10 @@ pub fn provider() -> &'static CryptoProvider {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
@@ -51,13 +54,26 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
 /// The private key and kid the test JWKS pairs with `alg`.
 pub fn signing_key(alg: Algorithm) -> (EncodingKey, &'static str) {
     match alg {
-        Algorithm::RS256 => (EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(), "rsa-1"),
-        Algorithm::PS256 => (EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(), "rsa-1"),
-        Algorithm::ES256 => (EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(), "ec-1"),
-        Algorithm::ES384 => {
-            (EncodingKey::from_ec_pem(EC384_PRIVATE.as_bytes()).unwrap(), "ec384-1")
-        }
-        Algorithm::EdDSA => (EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap(), "ed-1"),
+        Algorithm::RS256 => (
+            EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+            "rsa-1",
+        ),
+        Algorithm::PS256 => (
+            EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+            "rsa-1",
+        ),
+        Algorithm::ES256 => (
+            EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+            "ec-1",
+        ),
+        Algorithm::ES384 => (
+            EncodingKey::from_ec_pem(EC384_PRIVATE.as_bytes()).unwrap(),
+            "ec384-1",
+        ),
+        Algorithm::EdDSA => (
+            EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap(),
+            "ed-1",
+        ),
         Algorithm::HS256 => (EncodingKey::from_secret(HMAC_SECRET), "hmac-1"),
         other => panic!("no test key for {other:?}"),
     }
@@ -114,7 +130,9 @@ pub fn authenticator() -> Authenticator {
 
 /// The same, plus the HMAC secret as kid `hmac-1` (HS256 only).
 pub fn authenticator_with_hmac() -> Authenticator {
-    let key = tower_oauth2::Key::hmac(HMAC_SECRET, Algorithm::HS256).unwrap().with_kid("hmac-1");
+    let key = tower_oauth2::Key::hmac(HMAC_SECRET, Algorithm::HS256)
+        .unwrap()
+        .with_kid("hmac-1");
     builder().key(key).build().unwrap()
 }
 
@@ -127,9 +145,11 @@ pub fn app(auth: &Authenticator) -> Router {
     Router::new()
         .route(
             "/events/{id}",
-            get(|axum::extract::Path(id): axum::extract::Path<u64>| async move {
-                Json(json!({"id": id}))
-            })
+            get(
+                |axum::extract::Path(id): axum::extract::Path<u64>| async move {
+                    Json(json!({"id": id}))
+                },
+            )
             .route_layer(RequireScope::all(["events:read"])),
         )
         .route(
@@ -162,7 +182,10 @@ impl Reply {
     }
 
     pub fn description(&self) -> &str {
-        self.body.get("error_description").and_then(Value::as_str).unwrap_or("")
+        self.body
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -173,7 +196,11 @@ pub async fn send(app: &Router, request: Request<Body>) -> Reply {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// GET `path` with `Authorization: Bearer <token>`.

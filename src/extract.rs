@@ -126,6 +126,10 @@ impl<'de> Deserialize<'de> for StandardClaims {
 /// The rejection of this crate's extractors: the [`AuthError`] and the response the layer's
 /// [`Rejection`](crate::Rejection) made of it.
 pub struct AuthRejection {
+    inner: Box<RejectionInner>,
+}
+
+struct RejectionInner {
     error: AuthError,
     response: http::Response<bytes::Bytes>,
 }
@@ -138,36 +142,38 @@ impl AuthRejection {
             tracing::trace!(target: "tower_oauth2::extract", "rejecting: {error}");
         }
         let response = LayerContext::respond(parts.extensions.get::<LayerContext>(), &error);
-        Self { error, response }
+        Self {
+            inner: Box::new(RejectionInner { error, response }),
+        }
     }
 
     /// The error.
     pub fn error(&self) -> &AuthError {
-        &self.error
+        &self.inner.error
     }
 
     /// The HTTP status of the rejection.
     pub fn status(&self) -> http::StatusCode {
-        self.response.status()
+        self.inner.response.status()
     }
 
     /// The body of the rejection.
     pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(self.response.body()).into_owned()
+        String::from_utf8_lossy(self.inner.response.body()).into_owned()
     }
 }
 
 impl fmt::Debug for AuthRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthRejection")
-            .field("error", &self.error)
+            .field("error", self.error())
             .finish()
     }
 }
 
 impl fmt::Display for AuthRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.error, f)
+        fmt::Display::fmt(&self.inner.error, f)
     }
 }
 
@@ -175,7 +181,7 @@ impl std::error::Error for AuthRejection {}
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        self.response.map(axum::body::Body::from)
+        self.inner.response.map(axum::body::Body::from)
     }
 }
 

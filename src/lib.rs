@@ -113,11 +113,19 @@ pub mod __private {
     use crate::error::AuthError;
     use crate::keys::KeySet;
 
-    /// Verifies only the JWS signature of a compact token with `keys`, as the layer does before
-    /// it looks at claims.
+    /// Checks a compact JWS as the layer does, up to and including the signature, without
+    /// reading the payload as claims: shape, header, strict base64url of the payload, key
+    /// selection and signature.
     pub fn verify_jws_signature(token: &str, keys: &KeySet) -> Result<(), AuthError> {
-        let parts = crate::validate::jws::Compact::split(token)?;
-        let header = crate::validate::jws::Header::parse(parts.header)?;
+        use crate::validate::jws;
+        let parts = jws::Compact::split(token)?;
+        let header = jws::Header::parse(parts.header)?;
+        jws::b64url(parts.payload, "payload")?;
         crate::validate::verify_signature(&parts, &header, keys)
     }
 }
+
+/// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

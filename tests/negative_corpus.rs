@@ -260,8 +260,8 @@ fn cases(jku_url: &str) -> Vec<Case> {
         "exactly one b64token",
     );
     case(
-        "padded payload via Authenticator::verify",
-        bearer(&format!("{h}.{p}A.{s}")),
+        "payload with a b64token character outside base64url",
+        bearer(&format!("{h}.{p}~.{s}")),
         unauthorized,
         invalid_token,
         "payload is not canonical",

@@ -54,8 +54,9 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
                     "RSA modulus is {bits} bits; at least 2048 are required"
                 ));
             }
-            if significant_bits(&e) == 0 {
-                return Err("RSA exponent is zero".into());
+            // An even or tiny exponent is not an RSA public key (e = 1 "verifies" by copying).
+            if e.last().is_none_or(|b| b & 1 == 0) || significant_bits(&e) < 2 {
+                return Err("RSA exponent must be odd and at least 3".into());
             }
             (
                 DecodingKey::from_rsa_raw_components(&n, &e),
@@ -146,6 +147,8 @@ mod tests {
         let x = "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
         let ok = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x});
         assert!(parse_jwk(&ok, false).is_ok());
+        let rsa = serde_json::json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xc5; 256]), "e": "AQAB"});
+        assert!(parse_jwk(&rsa, false).is_ok());
         for bad in [
             serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "enc"}),
             serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "key_ops": ["encrypt"]}),
@@ -154,6 +157,8 @@ mod tests {
             serde_json::json!({"kty": "OKP", "crv": "X25519", "x": x}),
             serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}),
             serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+            serde_json::json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xc5; 256]), "e": "AQ"}),
+            serde_json::json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xc5; 256]), "e": "Ag"}),
         ] {
             assert!(parse_jwk(&bad, false).is_err(), "{bad}");
         }

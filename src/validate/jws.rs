@@ -214,7 +214,7 @@ pub(crate) struct Seen<'de> {
 
 impl<'de> Seen<'de> {
     pub(crate) fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<&str, E> {
-        if self.names.iter().any(|n| *n == name) {
+        if self.names.contains(&name) {
             return Err(E::custom(format!("duplicate member `{name}`")));
         }
         self.names.push(name);

@@ -1,5 +1,8 @@
 //! OAuth 2.0 bearer-token authentication for [tower] and [axum] services.
 //!
+//! [tower]: https://docs.rs/tower
+//! [axum]: https://docs.rs/axum
+//!
 //! One layer validates the JWT access token of every request (signature against your keys,
 //! `iss`, `aud`, `exp`, `nbf`, scopes) and hands handlers the verified claims; rejections
 //! follow RFC 6750. Secure by default: the key fixes the algorithm, `none` is never accepted,

@@ -627,3 +627,50 @@ fn debug_output_never_shows_secrets() {
         );
     }
 }
+
+#[tokio::test]
+async fn plain_tower_service_without_axum() {
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, service_fn};
+
+    let inner = service_fn(|req: Request<()>| async move {
+        let sub = req
+            .extensions()
+            .get::<VerifiedToken>()
+            .and_then(|t| t.subject().map(str::to_owned));
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+            sub.unwrap_or_default(),
+        ))))
+    });
+    let svc = authenticator().layer().layer(inner);
+
+    let request = |auth: Option<String>| {
+        let mut builder = Request::get("/");
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        builder.body(()).unwrap()
+    };
+    let ok = svc
+        .clone()
+        .oneshot(request(Some(format!("Bearer {}", token("")))))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        ok.into_body().collect().await.unwrap().to_bytes(),
+        "user-42"
+    );
+
+    let denied = svc.oneshot(request(None)).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        denied.extensions().get::<AuthError>().unwrap().kind(),
+        AuthErrorKind::MissingToken
+    );
+    let body = denied.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        body,
+        r#"{"error_description":"a bearer token is required"}"#
+    );
+}

@@ -60,7 +60,12 @@ async fn me(Claims(claims): Claims<StandardClaims>) -> Json<serde_json::Value> {
 
 async fn get_event(State(db): State<Db>, Path(id): Path<u64>) -> Result<Json<Event>, StatusCode> {
     let events = db.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    events.by_id.get(&id).cloned().map(Json).ok_or(StatusCode::NOT_FOUND)
+    events
+        .by_id
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or(StatusCode::NOT_FOUND)
 }
 
 async fn create_event(
@@ -70,7 +75,11 @@ async fn create_event(
 ) -> Result<(StatusCode, Json<Event>), StatusCode> {
     let mut events = db.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     events.next_id += 1;
-    let event = Event { id: events.next_id, title: new.title, created_by: claims.sub };
+    let event = Event {
+        id: events.next_id,
+        title: new.title,
+        created_by: claims.sub,
+    };
     events.by_id.insert(event.id, event.clone());
     Ok((StatusCode::CREATED, Json(event)))
 }
@@ -84,7 +93,10 @@ fn app(auth: &Authenticator) -> Router {
             "/events/{id}",
             get(get_event).route_layer(RequireScope::all(["events:read"])),
         )
-        .route("/events", post(create_event).route_layer(RequireScope::all(["events:write"])))
+        .route(
+            "/events",
+            post(create_event).route_layer(RequireScope::all(["events:write"])),
+        )
         .layer(auth.layer())
         .route("/public", get(|| async { "anyone can read this\n" }))
         .with_state(db)
@@ -100,8 +112,14 @@ fn required(name: &str, what: &str) -> Result<String, String> {
 
 fn authenticator_from_env() -> Result<Authenticator, String> {
     let issuer = required("OAUTH2_ISSUER", "the `iss` your tokens carry")?;
-    let audience = required("OAUTH2_AUDIENCE", "this API's identifier, as in the tokens' `aud`")?;
-    let jwks = required("OAUTH2_JWKS_FILE", "a JWKS JSON file with the issuer's public keys")?;
+    let audience = required(
+        "OAUTH2_AUDIENCE",
+        "this API's identifier, as in the tokens' `aud`",
+    )?;
+    let jwks = required(
+        "OAUTH2_JWKS_FILE",
+        "a JWKS JSON file with the issuer's public keys",
+    )?;
     Authenticator::builder()
         .issuer(issuer)
         .audience(audience)
@@ -114,8 +132,7 @@ fn authenticator_from_env() -> Result<Authenticator, String> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
 
@@ -157,7 +174,10 @@ async fn main() -> ExitCode {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match axum::serve(listener, app(&auth)).with_graceful_shutdown(shutdown).await {
+    match axum::serve(listener, app(&auth))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -236,11 +256,9 @@ mod demo {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).map_err(|e| e.to_string())?),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signer = (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.signer_factory)(
-            &Algorithm::EdDSA,
-            key,
-        )
-        .map_err(|e| e.to_string())?;
+        let signer =
+            (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.signer_factory)(&Algorithm::EdDSA, key)
+                .map_err(|e| e.to_string())?;
         let signature = jsonwebtoken::signature::Signer::try_sign(&*signer, input.as_bytes())
             .map_err(|e| e.to_string())?;
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))

@@ -77,10 +77,14 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "exp" => c.exp = Some(map.next_value_seed(NumericDate("exp"))?),
                 "nbf" => c.nbf = Some(map.next_value_seed(NumericDate("nbf"))?),
                 "iat" => c.iat = Some(map.next_value_seed(NumericDate("iat"))?),
-                "scope" | "scp" => {
-                    let value: Value = map.next_value()?;
-                    push_scopes(&mut c.scopes, &value, name)?;
-                }
+                "scope" => map.next_value_seed(ScopeClaim {
+                    out: &mut c.scopes,
+                    scp: false,
+                })?,
+                "scp" => map.next_value_seed(ScopeClaim {
+                    out: &mut c.scopes,
+                    scp: true,
+                })?,
                 _ => match self.capture.iter().position(|n| **n == *name) {
                     Some(i) => c.captured[i] = Some(map.next_value()?),
                     None => map.next_value_seed(Skip { depth: MAX_DEPTH })?,
@@ -159,24 +163,78 @@ impl Skip {
 }
 
 /// `scope` is a space-delimited string (RFC 8693 §4.2, RFC 9068 §2.2.3); `scp` is that or an
-/// array of strings (Entra ID, Okta).
-fn push_scopes<E: de::Error>(out: &mut Vec<Box<str>>, value: &Value, name: &str) -> Result<(), E> {
-    match value {
-        Value::String(s) => out.extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from)),
-        Value::Array(items) if name == "scp" => {
-            for item in items {
-                let s = item
-                    .as_str()
-                    .ok_or_else(|| E::custom("`scp` must be a string or an array of strings"))?;
-                out.extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from));
+/// array of strings (Entra ID, Okta). Read without an intermediate `Value`.
+struct ScopeClaim<'o> {
+    out: &'o mut Vec<Box<str>>,
+    scp: bool,
+}
+
+impl ScopeClaim<'_> {
+    fn push(&mut self, s: &str) {
+        self.out
+            .extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from));
+    }
+
+    fn wrong_type<E: de::Error>(&self) -> E {
+        E::custom(if self.scp {
+            "`scp` must be a string or an array of strings"
+        } else {
+            "`scope` must be a space-delimited string"
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ScopeClaim<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScopeClaim<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scope claim")
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.push(v);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        if !self.scp {
+            return Err(self.wrong_type());
+        }
+        loop {
+            match seq.next_element::<Str<'de>>() {
+                Ok(Some(Str(s))) => self.push(&s),
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(self.wrong_type()),
             }
         }
-        _ if name == "scp" => {
-            return Err(E::custom("`scp` must be a string or an array of strings"));
-        }
-        _ => return Err(E::custom("`scope` must be a space-delimited string")),
     }
-    Ok(())
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.wrong_type())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.wrong_type())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.wrong_type())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.wrong_type())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.wrong_type())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.wrong_type())
+    }
 }
 
 /// A string or an array of strings (RFC 7519 §4.1.3).

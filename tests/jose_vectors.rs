@@ -68,17 +68,7 @@ const WYCHEPROOF_JWK_REFUSED_VALID: &[(u64, &str)] = &[];
 /// `json_web_key_test.json`: `invalid` vectors this crate accepts, and why that is a policy
 /// difference rather than a broken check. Anything accepted that is not listed fails the test,
 /// and so does a listed vector that starts being rejected (then drop it from the list).
-const WYCHEPROOF_JWK_ACCEPTED_INVALID: &[(u64, &str)] = &[
-    // Two `oct` keys with the same `kid`. Wycheproof (flags DuplicateKid, Ambiguous) wants the
-    // key set refused. This crate builds HMAC keys only one explicit JWK at a time and tries
-    // every key that carries the token's `kid` (RFC 7517 §4.5 only says kids SHOULD differ); the
-    // second key here is not even canonical base64url and is refused, so the token is checked
-    // against the one key that signed it.
-    (4, "duplicate kid in a key set is not refused"),
-    // A 2049-bit RSA modulus generated with the ROCA-vulnerable Infineon library
-    // (CVE-2017-15361). The signature itself is correct; the crate does not fingerprint keys.
-    (7, "ROCA-vulnerable RSA key is not detected"),
-];
+const WYCHEPROOF_JWK_ACCEPTED_INVALID: &[(u64, &str)] = &[];
 
 #[derive(Default)]
 struct Tally {
@@ -275,16 +265,10 @@ fn wycheproof_json_web_key() {
             .or_else(|| group.get("private"))
             .unwrap();
         let members = doc["keys"].as_array().unwrap();
-        // A JWKS never contributes HMAC keys, by design. A set made only of `oct` keys is
-        // therefore loaded the way an application configures HMAC: one explicit JWK at a time,
-        // leaving out the ones refused (as the JWKS loader skips unusable keys). Anything else
-        // goes through the JWKS loader, which drops the `oct` members of a mixed set.
+        // A fetched JWKS never contributes HMAC keys, by design; a set made only of `oct` keys
+        // is a configured secret and goes through the loader for those.
         let keys = if members.iter().all(|k| k["kty"] == "oct") {
-            KeySet::new(
-                members
-                    .iter()
-                    .filter_map(|k| Key::from_jwk_json(&k.to_string()).ok()),
-            )
+            KeySet::from_secret_jwks_json(&doc.to_string()).unwrap()
         } else {
             KeySet::from_jwks_json(&doc.to_string()).unwrap()
         };

@@ -6,10 +6,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use super::{Key, algorithm_from_name};
+use super::{Key, algorithm_from_name, rsa_key};
 
 /// Builds a [`Key`] from one JWK. `allow_oct` admits symmetric (`oct`) keys, which only an
 /// explicitly configured single JWK may be, never a member of a JWKS.
@@ -37,6 +37,7 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
         }
     }
     let kty = required("kty")?;
+    let kid = member("kid")?;
     let alg = match member("alg")? {
         None => None,
         Some(name) => {
@@ -44,25 +45,8 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
         }
     };
 
-    let (decoding, family_algs): (DecodingKey, Vec<Algorithm>) = match kty {
-        "RSA" => {
-            let n = b64(required("n")?, "n")?;
-            let e = b64(required("e")?, "e")?;
-            let bits = significant_bits(&n);
-            if bits < 2048 {
-                return Err(format!(
-                    "RSA modulus is {bits} bits; at least 2048 are required"
-                ));
-            }
-            // An even or tiny exponent is not an RSA public key (e = 1 "verifies" by copying).
-            if e.last().is_none_or(|b| b & 1 == 0) || significant_bits(&e) < 2 {
-                return Err("RSA exponent must be odd and at least 3".into());
-            }
-            (
-                DecodingKey::from_rsa_raw_components(&n, &e),
-                AlgorithmFamily::Rsa.algorithms().to_vec(),
-            )
-        }
+    let key = match kty {
+        "RSA" => rsa_key(&b64(required("n")?, "n")?, &b64(required("e")?, "e")?)?,
         "EC" => {
             let (curve_alg, size) = match required("crv")? {
                 "P-256" => (Algorithm::ES256, 32),
@@ -78,7 +62,7 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            (DecodingKey::from_ec_der(&point), vec![curve_alg])
+            Key::new(DecodingKey::from_ec_der(&point), &[curve_alg])
         }
         "OKP" => {
             match required("crv")? {
@@ -89,32 +73,27 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
             if x.len() != 32 {
                 return Err("Ed25519 public key must be 32 bytes".into());
             }
-            (DecodingKey::from_ed_der(&x), vec![Algorithm::EdDSA])
+            Key::new(DecodingKey::from_ed_der(&x), &[Algorithm::EdDSA])
         }
         "oct" if allow_oct => {
             let k = b64(required("k")?, "k")?;
             let alg = alg.ok_or("an `oct` JWK must name its HS* `alg`")?;
-            return Key::hmac(&k, alg)
-                .map(|key| with_kid(key, member("kid").ok().flatten()))
-                .map_err(|e| e.to_string());
+            Key::hmac(&k, alg).map_err(|e| e.to_string())?
         }
         "oct" => return Err("symmetric `oct` keys are not accepted from a JWKS".into()),
         other => return Err(format!("unsupported `kty` {other:?}")),
     };
-
-    let algorithms = match alg {
-        Some(alg) if family_algs.contains(&alg) => vec![alg],
-        Some(alg) => return Err(format!("`alg` {alg:?} does not fit a {kty} key")),
-        None => family_algs,
+    // A JWK's `alg` pins the key to that one algorithm (RFC 7517 §4.4).
+    let key = match alg {
+        Some(alg) => key
+            .with_algorithms([alg])
+            .map_err(|_| format!("`alg` {alg:?} does not fit a {kty} key"))?,
+        None => key,
     };
-    Ok(with_kid(Key::new(decoding, &algorithms), member("kid")?))
-}
-
-fn with_kid(key: Key, kid: Option<&str>) -> Key {
-    match kid {
+    Ok(match kid {
         Some(kid) => key.with_kid(kid),
         None => key,
-    }
+    })
 }
 
 fn b64(value: &str, name: &str) -> Result<Vec<u8>, String> {
@@ -123,24 +102,9 @@ fn b64(value: &str, name: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("`{name}` is not base64url"))
 }
 
-/// The number of significant bits of a big-endian unsigned integer.
-fn significant_bits(bytes: &[u8]) -> usize {
-    match bytes.iter().position(|b| *b != 0) {
-        Some(i) => (bytes.len() - i) * 8 - bytes[i].leading_zeros() as usize,
-        None => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn significant_bits_ignores_leading_zeros() {
-        assert_eq!(significant_bits(&[0, 0, 1]), 1);
-        assert_eq!(significant_bits(&[0x80, 0]), 16);
-        assert_eq!(significant_bits(&[]), 0);
-    }
 
     #[test]
     fn refuses_wrong_use_ops_and_alg() {

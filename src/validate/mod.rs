@@ -251,12 +251,19 @@ pub(crate) fn verify_signature(
     header: &Header,
     keys: &KeySet,
 ) -> Result<(), AuthError> {
-    let candidates = match keys.select(header.kid.as_deref(), header.alg) {
-        Selection::Candidates(candidates) => candidates,
+    let selection = keys.select(header.kid.as_deref(), header.alg);
+    match selection {
+        Selection::One(_) | Selection::Each { .. } => {}
         Selection::AlgorithmNotAllowed => {
             return Err(AuthError::new(
                 AuthErrorKind::AlgorithmNotAllowed,
                 "the key named by kid does not allow this algorithm",
+            ));
+        }
+        Selection::Ambiguous => {
+            return Err(AuthError::new(
+                AuthErrorKind::UnknownKey,
+                "several keys share this kid",
             ));
         }
         Selection::Unknown => {
@@ -266,14 +273,14 @@ pub(crate) fn verify_signature(
             };
             return Err(AuthError::new(AuthErrorKind::UnknownKey, description));
         }
-    };
+    }
     if parts.signature.is_empty() {
         return Err(AuthError::malformed("empty signature"));
     }
     let signature = b64url(parts.signature, "signature")?;
     let message = parts.signing_input.as_bytes();
-    if candidates
-        .iter()
+    if selection
+        .keys()
         .any(|key| key.verify(header.alg, message, &signature))
     {
         Ok(())

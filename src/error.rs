@@ -193,12 +193,12 @@ impl AuthError {
             challenge.push_str(", error=\"");
             challenge.push_str(code);
             challenge.push_str("\", error_description=\"");
-            push_quoted(&mut challenge, &self.inner.description);
+            push_restricted(&mut challenge, &self.inner.description);
             challenge.push('"');
         }
         if let Some(scope) = &self.inner.scope {
             challenge.push_str(", scope=\"");
-            push_quoted(&mut challenge, scope);
+            push_restricted(&mut challenge, scope);
             challenge.push('"');
         }
         Some(challenge)
@@ -242,8 +242,8 @@ impl AuthError {
     }
 }
 
-/// Appends `value` as the content of an RFC 9110 quoted-string: `"` and `\` are escaped, and
-/// characters a header value cannot carry are replaced, so the header is always valid.
+/// Appends `value` as the content of an RFC 9110 quoted-string (the realm): `"` and `\` are
+/// escaped, and characters a header value cannot carry are replaced.
 fn push_quoted(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
@@ -255,6 +255,15 @@ fn push_quoted(out: &mut String, value: &str) {
             _ => out.push('?'),
         }
     }
+}
+
+/// Appends `value` restricted to the characters RFC 6750 §3 allows in `error_description` and
+/// `scope` (%x20-21 / %x23-5B / %x5D-7E: no `"`, no `\`); others become `?`.
+fn push_restricted(out: &mut String, value: &str) {
+    out.extend(value.chars().map(|c| match c {
+        ' ' | '!' | '#'..='[' | ']'..='~' => c,
+        _ => '?',
+    }));
 }
 
 impl fmt::Debug for AuthError {
@@ -344,7 +353,7 @@ mod tests {
         assert_eq!(
             challenge,
             "Bearer realm=\"r\\\"\", error=\"invalid_token\", \
-             error_description=\"issuer \\\"x\\\\y\\\"?\""
+             error_description=\"issuer ?x?y??\""
         );
         assert!(HeaderValue::try_from(challenge).is_ok());
     }

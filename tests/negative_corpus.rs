@@ -337,7 +337,7 @@ fn cases(jku_url: &str) -> Vec<Case> {
         bearer(&es256_raw_header(r#"["ES256"]"#)),
         unauthorized,
         invalid_token,
-        "header: invalid type",
+        "header is not a JSON object",
     );
 
     // --- claims JSON
@@ -346,14 +346,14 @@ fn cases(jku_url: &str) -> Vec<Case> {
         bearer(&es256_raw_claims("[1,2,3]")),
         unauthorized,
         invalid_token,
-        "expected a JSON object",
+        "claims are not a JSON object",
     );
     case(
         "claims are a JSON string",
         bearer(&es256_raw_claims(r#""sub""#)),
         unauthorized,
         invalid_token,
-        "expected a JSON object",
+        "claims are not a JSON object",
     );
     case(
         "claims are not JSON",
@@ -367,7 +367,7 @@ fn cases(jku_url: &str) -> Vec<Case> {
         bearer(&es256_raw_claims(&format!("{claims_json} {{}}"))),
         unauthorized,
         invalid_token,
-        "trailing",
+        "claims: not valid JSON",
     );
     case(
         "claims with a byte-order mark",
@@ -721,6 +721,36 @@ fn cases(jku_url: &str) -> Vec<Case> {
         "crit",
     );
 
+    let nested_dup = claims_json.replacen(
+        '{',
+        r#"{"realm_access":{"roles":["user"],"roles":["admin"]},"#,
+        1,
+    );
+    case(
+        "duplicate member inside a nested claim",
+        bearer(&es256_raw_claims(&nested_dup)),
+        unauthorized,
+        invalid_token,
+        "duplicate member `roles`",
+    );
+    case(
+        "claims that are a long string are not echoed",
+        bearer(&es256_raw_claims(
+            r#""you should never see this text in a response""#,
+        )),
+        unauthorized,
+        invalid_token,
+        "claims are not a JSON object",
+    );
+    let odd_dup = claims_json.replacen('{', r#"{"a b":1,"a b":2,"#, 1);
+    case(
+        "duplicate member with a space in its name",
+        bearer(&es256_raw_claims(&odd_dup)),
+        unauthorized,
+        invalid_token,
+        "duplicate member (name not shown)",
+    );
+
     // --- size
     let big = es256_with(|c| {
         c.insert("padding".into(), json!("x".repeat(100 * 1024)));
@@ -930,6 +960,20 @@ async fn every_bad_token_and_header_gets_its_exact_rejection() {
             }
             if reply.description().contains("eyJ") || challenge.contains("eyJ") {
                 problems.push("the rejection echoes the token".into());
+            }
+            if reply.description().contains("never see") {
+                problems.push("the rejection echoes the claims".into());
+            }
+            // RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E.
+            if !reply
+                .description()
+                .bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+            {
+                problems.push(format!(
+                    "error_description {:?} leaves the RFC 6750 set",
+                    reply.description()
+                ));
             }
         }
         if !problems.is_empty() {

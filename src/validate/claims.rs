@@ -4,10 +4,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::jws::{Seen, Str, clean, string};
+use super::json::{self, MAX_DEPTH, Seen, Skip, Str, StrictValue, string};
 use crate::error::AuthError;
 
 /// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Anything later is a token that never
@@ -38,7 +38,7 @@ pub(crate) fn parse(json: &[u8], capture: &[Box<str>]) -> Result<RawClaims, Auth
     let claims = ClaimsSeed { capture }
         .deserialize(&mut de)
         .and_then(|c| de.end().map(|()| c));
-    claims.map_err(|e| AuthError::malformed(format!("claims: {}", clean(&e))))
+    claims.map_err(|e| AuthError::malformed(json::describe("claims", json, &e)))
 }
 
 struct ClaimsSeed<'c> {
@@ -67,8 +67,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         };
         let mut seen = Seen::default();
         while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
-            let name = seen.insert(name)?;
-            match name {
+            seen.insert(&name)?;
+            match &*name {
                 "iss" => c.iss = Some(string(&mut map, "iss")?.into_owned()),
                 "sub" => c.sub = Some(string(&mut map, "sub")?.into_owned()),
                 "jti" => c.jti = Some(string(&mut map, "jti")?.into_owned()),
@@ -86,79 +86,15 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     scp: true,
                 })?,
                 _ => match self.capture.iter().position(|n| **n == *name) {
-                    Some(i) => c.captured[i] = Some(map.next_value()?),
+                    Some(i) => {
+                        c.captured[i] =
+                            Some(map.next_value_seed(StrictValue { depth: MAX_DEPTH })?);
+                    }
                     None => map.next_value_seed(Skip { depth: MAX_DEPTH })?,
                 },
             }
         }
         Ok(c)
-    }
-}
-
-/// How deeply other claims may nest arrays and objects. Real tokens stay within a handful of
-/// levels; a limit keeps every consumer of the claims (including `serde_json::Value`, which
-/// stops at 128) away from pathological input.
-const MAX_DEPTH: usize = 32;
-
-/// Skips one JSON value, refusing nesting deeper than `depth`.
-struct Skip {
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Skip {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.nested::<A::Error>()?;
-        while seq.next_element_seed(Skip { depth: inner })?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = self.nested::<A::Error>()?;
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value_seed(Skip { depth: inner })?;
-        }
-        Ok(())
-    }
-}
-
-impl Skip {
-    fn nested<E: de::Error>(&self) -> Result<usize, E> {
-        self.depth
-            .checked_sub(1)
-            .ok_or_else(|| E::custom(format!("claims nest deeper than {MAX_DEPTH} levels")))
     }
 }
 
@@ -176,7 +112,7 @@ impl ScopeClaim<'_> {
     }
 
     fn wrong_type<E: de::Error>(&self) -> E {
-        E::custom(if self.scp {
+        json::error(if self.scp {
             "`scp` must be a string or an array of strings"
         } else {
             "`scope` must be a space-delimited string"
@@ -263,7 +199,7 @@ impl<'de> Visitor<'de> for Audience {
         let mut out = Vec::new();
         while let Some(Str(s)) = seq
             .next_element::<Str<'de>>()
-            .map_err(|_| de::Error::custom("`aud` must be a string or an array of strings"))?
+            .map_err(|_| json::error("`aud` must be a string or an array of strings"))?
         {
             out.push(Cow::into_owned(s));
         }
@@ -292,20 +228,20 @@ impl<'de> Visitor<'de> for NumericDate {
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
         if v as f64 > MAX_NUMERIC_DATE {
-            return Err(E::custom(format!("`{}` is out of range", self.0)));
+            return Err(json::error(format!("`{}` is out of range", self.0)));
         }
         Ok(v)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
         u64::try_from(v)
-            .map_err(|_| E::custom(format!("`{}` is negative", self.0)))
+            .map_err(|_| json::error(format!("`{}` is negative", self.0)))
             .and_then(|v| self.visit_u64(v))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
         if !(0.0..=MAX_NUMERIC_DATE).contains(&v) {
-            return Err(E::custom(format!("`{}` is out of range", self.0)));
+            return Err(json::error(format!("`{}` is out of range", self.0)));
         }
         let rounded = if self.0 == "exp" { v.floor() } else { v.ceil() };
         // In range 0..=MAX_NUMERIC_DATE, so the cast is exact.
@@ -313,7 +249,7 @@ impl<'de> Visitor<'de> for NumericDate {
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<u64, E> {
-        Err(E::custom(format!(
+        Err(json::error(format!(
             "`{}` must be a number, not a string",
             self.0
         )))
@@ -361,10 +297,12 @@ mod tests {
             (r#"{"iss":["a"]}"#, "`iss` must be a string"),
             (r#"{"sub":"a","sub":"b"}"#, "duplicate member `sub`"),
             (r#"{"x":1,"x":1}"#, "duplicate member `x`"),
-            (r#"[1,2]"#, "expected a JSON object"),
-            (r#""str""#, "expected a JSON object"),
-            (r#"{"a":1}{"#, "trailing"),
-            (deep.as_str(), "deeper than 32"),
+            (r#"[1,2]"#, "claims are not a JSON object"),
+            (r#""str""#, "claims are not a JSON object"),
+            (r#"{"a":1}{"#, "claims: not valid JSON"),
+            (r#"{"a":"x"#, "claims: truncated JSON"),
+            (r#"{"exp":true}"#, "expected `exp` as a NumericDate"),
+            (deep.as_str(), "nesting deeper than 32 levels"),
         ] {
             let got = kind_of(json).err().unwrap_or_default();
             assert!(got.contains(needle), "{json}: {got}");

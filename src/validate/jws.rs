@@ -7,8 +7,9 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 
+use super::json::{self, MAX_DEPTH, Seen, Skip, Str, string};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::keys::algorithm_from_name;
 
@@ -68,7 +69,7 @@ impl Header {
         let raw = RawHeaderSeed
             .deserialize(&mut de)
             .and_then(|h| de.end().map(|()| h));
-        let raw = raw.map_err(|e| AuthError::malformed(format!("header: {}", clean(&e))))?;
+        let raw = raw.map_err(|e| AuthError::malformed(json::describe("header", &json, &e)))?;
 
         if raw.crit {
             return Err(AuthError::new(
@@ -105,16 +106,6 @@ impl Header {
     }
 }
 
-/// Removes serde_json's " at line 1 column 42" suffix: positions in a decoded part mean nothing
-/// to the client.
-pub(crate) fn clean(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
-}
-
 #[derive(Default)]
 struct RawHeader<'de> {
     alg: Option<Cow<'de, str>>,
@@ -145,80 +136,25 @@ impl<'de> Visitor<'de> for RawHeaderSeed {
         let mut header = RawHeader::default();
         let mut seen = Seen::default();
         while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
-            let name = seen.insert(name)?;
-            match name {
+            seen.insert(&name)?;
+            match &*name {
                 "alg" => header.alg = Some(string(&mut map, "alg")?),
                 "kid" => header.kid = Some(string(&mut map, "kid")?),
                 "typ" => header.typ = Some(string(&mut map, "typ")?),
                 "crit" => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Skip { depth: MAX_DEPTH })?;
                     header.crit = true;
                 }
                 "b64" => {
                     header.b64 = Some(
                         map.next_value()
-                            .map_err(|_| de::Error::custom("`b64` must be a boolean"))?,
+                            .map_err(|_| json::error("`b64` must be a boolean"))?,
                     );
                 }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                _ => map.next_value_seed(Skip { depth: MAX_DEPTH })?,
             }
         }
         Ok(header)
-    }
-}
-
-/// Reads the next map value as a string, naming the member if it is something else.
-pub(crate) fn string<'de, A: MapAccess<'de>>(
-    map: &mut A,
-    name: &str,
-) -> Result<Cow<'de, str>, A::Error> {
-    map.next_value::<Str<'de>>()
-        .map(|s| s.0)
-        .map_err(|_| de::Error::custom(format!("`{name}` must be a string")))
-}
-
-/// A string that borrows from the input when it has no escapes.
-pub(crate) struct Str<'de>(pub(crate) Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Str<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// The member names of one JSON object seen so far. Duplicate names are refused (RFC 7515 §5.2
-/// and RFC 7519 §7.2 allow it): two parsers that keep different duplicates would see different
-/// claims, so the only safe answer is to accept neither.
-#[derive(Default)]
-pub(crate) struct Seen<'de> {
-    names: Vec<Cow<'de, str>>,
-}
-
-impl<'de> Seen<'de> {
-    pub(crate) fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<&str, E> {
-        if self.names.contains(&name) {
-            return Err(E::custom(format!("duplicate member `{name}`")));
-        }
-        self.names.push(name);
-        Ok(self.names.last().map_or("", |n| n))
     }
 }
 

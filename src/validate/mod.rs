@@ -2,6 +2,7 @@
 //! [`AuthError`] out. No tower or axum types here.
 
 pub(crate) mod claims;
+pub(crate) mod json;
 pub(crate) mod jws;
 
 use std::fmt;

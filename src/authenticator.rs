@@ -74,8 +74,19 @@ impl Authenticator {
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Option<VerifiedToken>, AuthError> {
+        Ok(self
+            .authenticate_request(headers, uri)?
+            .map(|(token, _)| token))
+    }
+
+    /// [`authenticate`](Self::authenticate), also telling whether the token came in the URL.
+    pub(crate) fn authenticate_request(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<(VerifiedToken, bool)>, AuthError> {
         match self.shared.sources.extract(headers, uri)? {
-            Some(token) => self.verify(&token).map(Some),
+            Some((token, in_url)) => self.verify(&token).map(|t| Some((t, in_url))),
             None => Ok(None),
         }
     }
@@ -234,11 +245,15 @@ impl AuthenticatorBuilder {
     /// ([`CookieToken`](crate::CookieToken)) or a query parameter
     /// ([`QueryToken`](crate::QueryToken)). The `Authorization` header is always read.
     pub fn token_source(mut self, source: impl TokenSource) -> Self {
-        self.sources.push(Box::new(source));
+        // The header is always read; adding it again would count every token twice.
+        if !(&source as &dyn std::any::Any).is::<crate::AuthorizationHeader>() {
+            self.sources.push(Box::new(source));
+        }
         self
     }
 
-    /// The realm named in `WWW-Authenticate` challenges. Defaults to `"api"`.
+    /// The realm named in `WWW-Authenticate` challenges. Defaults to `"api"`. Used by the
+    /// default rejection only; a custom [`rejection`](Self::rejection) writes its own headers.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Cow::Owned(realm.into());
         self

@@ -86,11 +86,15 @@ pub struct AuthError {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: AuthErrorKind,
     description: Cow<'static, str>,
     /// For `InsufficientScope`: the scopes the route requires, space-delimited.
     scope: Option<String>,
+    /// `kid` and `iss` as the rejected token claimed them (unverified), for diagnostics.
+    claimed_kid: Option<String>,
+    claimed_iss: Option<String>,
 }
 
 impl AuthError {
@@ -100,6 +104,8 @@ impl AuthError {
                 kind,
                 description: description.into(),
                 scope: None,
+                claimed_kid: None,
+                claimed_iss: None,
             }),
         }
     }
@@ -135,8 +141,29 @@ impl AuthError {
                 kind: AuthErrorKind::InsufficientScope,
                 description: description.into(),
                 scope: Some(required),
+                claimed_kid: None,
+                claimed_iss: None,
             }),
         }
+    }
+
+    /// Records what the rejected token claimed as its `kid` and `iss`.
+    pub(crate) fn with_claimed(mut self, kid: Option<&str>, iss: Option<&str>) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.claimed_kid = kid.map(str::to_owned);
+        inner.claimed_iss = iss.map(str::to_owned);
+        self
+    }
+
+    /// The `kid` the rejected token's header named, if it got that far. Unverified: for
+    /// diagnosing key rotation, never for decisions.
+    pub fn claimed_key_id(&self) -> Option<&str> {
+        self.inner.claimed_kid.as_deref()
+    }
+
+    /// The `iss` the rejected token's claims named, if they could be read. Unverified.
+    pub fn claimed_issuer(&self) -> Option<&str> {
+        self.inner.claimed_iss.as_deref()
     }
 
     /// What failed.

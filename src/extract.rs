@@ -42,28 +42,46 @@ pub struct Claims<T = StandardClaims>(pub T);
 ///
 /// Deserialized from a token's claims, `scopes` holds its `scope` and `scp`; through the
 /// [`Claims`] extractor it is exactly the set [`RequireScope`](crate::RequireScope) checks,
-/// configured role claims included.
-#[derive(Debug, Clone, Default, Serialize)]
+/// configured role claims included. It serializes back to claims (`scope` as a space-delimited
+/// string, `extra` members at the top level), so it round-trips.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct StandardClaims {
     /// `sub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// `aud`, whether the token sent a string or an array.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aud: Vec<String>,
     /// `exp`, seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
     /// `iat`, seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     /// `jti`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     /// `client_id` (RFC 9068).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// The granted scopes.
+    #[serde(
+        rename = "scope",
+        skip_serializing_if = "Scopes::is_empty",
+        serialize_with = "space_delimited"
+    )]
     pub scopes: Scopes,
     /// Every other claim.
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn space_delimited<S: serde::Serializer>(scopes: &Scopes, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(scopes)
 }
 
 impl<'de> Deserialize<'de> for StandardClaims {
@@ -136,10 +154,14 @@ struct RejectionInner {
 
 impl AuthRejection {
     fn new(parts: &Parts, error: AuthError) -> Self {
-        if error.kind() == AuthErrorKind::LayerMissing {
-            tracing::error!(target: "tower_oauth2::extract", "{error}");
-        } else {
-            tracing::trace!(target: "tower_oauth2::extract", "rejecting: {error}");
+        match error.kind() {
+            AuthErrorKind::LayerMissing => {
+                tracing::error!(target: "tower_oauth2::extract", "{error}");
+            }
+            AuthErrorKind::ClaimsMismatch => {
+                crate::audit::rejected(&error, parts.extensions.get::<VerifiedToken>());
+            }
+            _ => tracing::trace!(target: "tower_oauth2::extract", "rejecting: {error}"),
         }
         let response = LayerContext::respond(parts.extensions.get::<LayerContext>(), &error);
         Self {
@@ -255,6 +277,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Scopes {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         required(parts, "the Scopes extractor").map(|t| t.scopes().clone())
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Scopes {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        verified(parts, "the Option<Scopes> extractor").map(|t| t.map(|t| t.scopes().clone()))
     }
 }
 

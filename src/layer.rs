@@ -12,9 +12,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::audit;
 use crate::authenticator::Authenticator;
 use crate::error::{AuthError, DefaultRejection, Rejection};
-use crate::validate::VerifiedToken;
 
 /// Placed in the request extensions by the layer on every request it lets through, so that
 /// [`RequireScope`](crate::RequireScope) and the extractors can tell "no token" (optional mode)
@@ -112,14 +112,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let outcome = self.auth.authenticate(request.headers(), request.uri());
-        let token = match outcome {
-            Ok(Some(token)) => Some(token),
-            Ok(None) if self.optional => None,
+        let outcome = self
+            .auth
+            .authenticate_request(request.headers(), request.uri());
+        let (token, in_url) = match outcome {
+            Ok(Some((token, in_url))) => (Some(token), in_url),
+            Ok(None) if self.optional => (None, false),
             Ok(None) => return self.reject(&AuthError::missing_token()),
             Err(error) => return self.reject(&error),
         };
-        audit_accepted(token.as_ref());
+        match &token {
+            Some(token) => audit::accepted(token),
+            None => audit::anonymous(),
+        }
         let extensions = request.extensions_mut();
         extensions.insert(LayerContext {
             rejection: self.auth.rejection(),
@@ -131,41 +136,21 @@ where
         // (see tower's "be careful when cloning inner services").
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::inner(inner.call(request))
+        let future = inner.call(request);
+        if in_url {
+            ResponseFuture::private(future)
+        } else {
+            ResponseFuture::inner(future)
+        }
     }
 }
 
 impl<S> BearerAuth<S> {
     fn reject<F, B: From<Bytes>>(&self, error: &AuthError) -> ResponseFuture<F, B> {
-        tracing::info!(
-            target: "tower_oauth2::audit",
-            outcome = "rejected",
-            reason = error.description(),
-            status = error.status().as_u16(),
-            "bearer token rejected"
-        );
+        audit::rejected(error, None);
         let mut response = self.auth.rejection().respond(error);
         response.extensions_mut().insert(error.clone());
         ResponseFuture::reject(response)
-    }
-}
-
-fn audit_accepted(token: Option<&VerifiedToken>) {
-    match token {
-        Some(token) => tracing::info!(
-            target: "tower_oauth2::audit",
-            outcome = "accepted",
-            sub = token.subject(),
-            client_id = token.client_id(),
-            iss = token.issuer(),
-            kid = token.key_id(),
-            "bearer token accepted"
-        ),
-        None => tracing::info!(
-            target: "tower_oauth2::audit",
-            outcome = "anonymous",
-            "no bearer token; optional authentication lets the request through"
-        ),
     }
 }
 
@@ -181,7 +166,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, private: bool },
         Reject { response: Option<Response<B>> },
     }
 }
@@ -189,7 +174,21 @@ pin_project! {
 impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner {
+                future,
+                private: false,
+            },
+        }
+    }
+
+    /// The inner future, whose successful response gets `Cache-Control: private` unless it
+    /// has its own: the token came in the URL (RFC 6750 §2.3).
+    fn private(future: F) -> Self {
+        Self {
+            kind: Kind::Inner {
+                future,
+                private: true,
+            },
         }
     }
 
@@ -213,7 +212,22 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Inner { future, private } => {
+                let mut result = std::task::ready!(future.poll(cx));
+                if *private
+                    && let Ok(response) = &mut result
+                    && response.status().is_success()
+                {
+                    let headers = response.headers_mut();
+                    if !headers.contains_key(http::header::CACHE_CONTROL) {
+                        headers.insert(
+                            http::header::CACHE_CONTROL,
+                            http::HeaderValue::from_static("private"),
+                        );
+                    }
+                }
+                Poll::Ready(result)
+            }
             KindProj::Reject { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 // Polled again after completion: a contract violation by the caller, answered

@@ -85,6 +85,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 mod authenticator;
 mod backend;
 pub mod dangerous;

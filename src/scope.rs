@@ -140,26 +140,40 @@ struct Requirement {
 }
 
 impl RequireScope {
-    /// Requires every one of `scopes`.
-    pub fn all<S: Into<String>>(scopes: impl IntoIterator<Item = S>) -> Self {
+    /// Requires every one of `scopes`. A string with spaces counts as the scopes it lists
+    /// (`"a b"` is `"a"` and `"b"`), as in a `scope` claim. With no scope at all, every
+    /// authenticated request passes (a warning is logged).
+    pub fn all<S: AsRef<str>>(scopes: impl IntoIterator<Item = S>) -> Self {
         Self::new(Mode::All, scopes)
     }
 
-    /// Requires at least one of `scopes`.
-    pub fn any<S: Into<String>>(scopes: impl IntoIterator<Item = S>) -> Self {
+    /// Requires at least one of `scopes` (split on spaces like [`RequireScope::all`]). With no
+    /// scope at all, no request passes (a warning is logged).
+    pub fn any<S: AsRef<str>>(scopes: impl IntoIterator<Item = S>) -> Self {
         Self::new(Mode::Any, scopes)
     }
 
-    fn new<S: Into<String>>(mode: Mode, scopes: impl IntoIterator<Item = S>) -> Self {
-        let scopes: Box<[Box<str>]> = scopes
-            .into_iter()
-            .map(|s| s.into().into_boxed_str())
-            .collect();
-        let joined = scopes.join(" ");
+    fn new<S: AsRef<str>>(mode: Mode, scopes: impl IntoIterator<Item = S>) -> Self {
+        let mut list: Vec<Box<str>> = Vec::new();
+        for s in scopes {
+            for scope in s.as_ref().split(' ').filter(|t| !t.is_empty()) {
+                if !list.iter().any(|known| **known == *scope) {
+                    list.push(scope.into());
+                }
+            }
+        }
+        if list.is_empty() {
+            let effect = match mode {
+                Mode::All => "lets every authenticated request through",
+                Mode::Any => "refuses every request",
+            };
+            tracing::warn!("RequireScope with no scope {effect}");
+        }
+        let joined = list.join(" ");
         Self {
             inner: Arc::new(Requirement {
                 mode,
-                scopes,
+                scopes: list.into_boxed_slice(),
                 joined,
             }),
         }
@@ -245,9 +259,9 @@ where
                 ResponseFuture::inner(inner.call(request))
             }
             Err(error) => {
-                let context = request.extensions().get::<LayerContext>();
-                tracing::debug!(target: "tower_oauth2::audit", outcome = "rejected",
-                    reason = error.description(), "scope check");
+                let extensions = request.extensions();
+                crate::audit::rejected(&error, extensions.get::<VerifiedToken>());
+                let context = extensions.get::<LayerContext>();
                 ResponseFuture::reject(LayerContext::respond(context, &error))
             }
         }
@@ -268,5 +282,21 @@ mod tests {
         assert!(s.contains_any(["d", "c"]));
         assert!(!s.contains_any(["d"]));
         assert!(!s.contains_any(Vec::<String>::new()));
+    }
+
+    #[test]
+    fn requirement_strings_are_split_like_scope_claims() {
+        let r = RequireScope::all(["a b", "b", " c "]);
+        assert_eq!(
+            &*r.inner.scopes,
+            ["a".into(), "b".into(), "c".into()] as [Box<str>; 3]
+        );
+        assert_eq!(r.inner.joined, "a b c");
+        assert!(
+            RequireScope::any(Vec::<&str>::new())
+                .inner
+                .scopes
+                .is_empty()
+        );
     }
 }

@@ -22,6 +22,13 @@ pub trait TokenSource: Send + Sync + 'static {
         headers: &'r HeaderMap,
         uri: &'r Uri,
     ) -> Result<Option<Cow<'r, str>>, AuthError>;
+
+    /// Whether a token from this source travels in the URL. Successful responses to such
+    /// requests get `Cache-Control: private` unless they set their own (RFC 6750 §2.3).
+    /// Defaults to `false`.
+    fn in_url(&self) -> bool {
+        false
+    }
 }
 
 /// The `Authorization: Bearer <token>` header, per RFC 6750 §2.1: the scheme is
@@ -207,6 +214,10 @@ impl TokenSource for QueryToken {
         }
         Ok(found)
     }
+
+    fn in_url(&self) -> bool {
+        true
+    }
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); `None` for a broken escape or non-UTF-8.
@@ -221,6 +232,9 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
         match bytes[i] {
             b'%' => {
                 let hex = s.get(i + 1..i + 3)?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -247,14 +261,14 @@ impl Sources {
         Self { extra }
     }
 
-    /// The one token in the request, `None` if there is none, or `invalid_request` if there are
-    /// several.
+    /// The one token in the request and whether it came in the URL; `None` if there is none,
+    /// `invalid_request` if there are several.
     pub(crate) fn extract<'r>(
         &self,
         headers: &'r HeaderMap,
         uri: &'r Uri,
-    ) -> Result<Option<Cow<'r, str>>, AuthError> {
-        let mut found = bearer_from_headers(headers)?.map(Cow::Borrowed);
+    ) -> Result<Option<(Cow<'r, str>, bool)>, AuthError> {
+        let mut found = bearer_from_headers(headers)?.map(|t| (Cow::Borrowed(t), false));
         for source in &self.extra {
             if let Some(token) = source.extract(headers, uri)? {
                 if found.is_some() {
@@ -263,7 +277,7 @@ impl Sources {
                         "the request carries more than one token",
                     ));
                 }
-                found = Some(token);
+                found = Some((token, source.in_url()));
             }
         }
         Ok(found)
@@ -311,6 +325,7 @@ mod tests {
         assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
         assert_eq!(percent_decode("a%2").as_deref(), None);
         assert_eq!(percent_decode("a%zz").as_deref(), None);
+        assert_eq!(percent_decode("a%+f").as_deref(), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn one_audit_event_per_request_without_the_token() {
+async fn audit_events_tell_each_decision_without_the_token() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
@@ -42,25 +42,85 @@ async fn one_audit_event_per_request_without_the_token() {
 
     let app = app(&authenticator());
     let good = token("events:read");
-    get_with(&app, "/me", &good).await;
-    let bad = format!("{good}x");
-    get_with(&app, "/me", &bad).await;
+    let bad_signature = {
+        let mut t = good.clone();
+        t.truncate(t.len() - 4);
+        t.push_str("AAAA");
+        t
+    };
+    let unknown_kid = {
+        let (key, _) = signing_key(jsonwebtoken::Algorithm::ES256);
+        let header = r#"{"alg":"ES256","kid":"rotated-away"}"#;
+        sign_raw(
+            header,
+            &claims("").to_string(),
+            &key,
+            jsonwebtoken::Algorithm::ES256,
+        )
+    };
+    get_with(&app, "/me", &good).await; // accepted
+    get_with(&app, "/me", &bad_signature).await; // rejected by the layer
+    get_with(&app, "/me", &unknown_kid).await; // rejected: which kid?
+    get_with(&app, "/events/1", &token("profile")).await; // accepted, then 403
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(lines.len(), 5, "{log}");
+    let has = |line: &str, fields: &[&str]| fields.iter().all(|f| line.contains(f));
+    let iss = format!("iss=\"{ISSUER}\"");
     assert!(
-        lines[0].contains("outcome=\"accepted\"") && lines[0].contains("sub=\"user-42\""),
+        has(
+            lines[0],
+            &[
+                "outcome=\"accepted\"",
+                "sub=\"user-42\"",
+                "client_id=\"client-7\"",
+                "kid=\"ec-1\"",
+                &iss
+            ]
+        ),
         "{log}"
     );
     assert!(
-        lines[0].contains("client_id=\"client-7\"") && lines[0].contains("kid=\"ec-1\""),
+        has(
+            lines[1],
+            &[
+                "outcome=\"rejected\"",
+                "reason=\"signature does not verify\"",
+                "status=401",
+                "kid=\"ec-1\"",
+                &iss
+            ]
+        ),
         "{log}"
     );
-    assert!(lines[0].contains(&format!("iss=\"{ISSUER}\"")), "{log}");
     assert!(
-        lines[1].contains("outcome=\"rejected\"") && lines[1].contains("reason="),
+        has(
+            lines[2],
+            &[
+                "outcome=\"rejected\"",
+                "kid=\"rotated-away\"",
+                "no key with this kid"
+            ]
+        ),
         "{log}"
     );
-    assert!(!log.contains(&good[..20]), "a token reached the log: {log}");
+    assert!(has(lines[3], &["outcome=\"accepted\""]), "{log}");
+    assert!(
+        has(
+            lines[4],
+            &[
+                "outcome=\"rejected\"",
+                "status=403",
+                "requires scope events:read",
+                "sub=\"user-42\""
+            ]
+        ),
+        "{log}"
+    );
+    for token in [&good, &bad_signature, &unknown_kid] {
+        for part in token.split('.') {
+            assert!(!log.contains(part), "a token part reached the log: {log}");
+        }
+    }
 }

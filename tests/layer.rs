@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_oauth2::dangerous::DangerousBuilderExt;
 use tower_oauth2::{
-    AuthError, AuthErrorKind, Authenticator, Claims, CookieToken, Key, KeySet, QueryToken,
-    RequireScope, Scopes, VerifiedToken,
+    AuthError, AuthErrorKind, Authenticator, AuthorizationHeader, Claims, CookieToken, Key, KeySet,
+    QueryToken, RequireScope, Scopes, StandardClaims, VerifiedToken,
 };
 
 #[tokio::test]
@@ -381,8 +381,18 @@ async fn standard_claims_carry_registered_and_extra_claims() {
     assert_eq!(body["exp"], 4_000_000_000u64);
     assert_eq!(body["jti"], "jti-1");
     assert_eq!(body["client_id"], "client-7");
-    assert_eq!(body["scopes"], json!(["a", "b"]));
-    assert_eq!(body["extra"], json!({"email": "u@example.com"}));
+    assert_eq!(body["scope"], "a b");
+    assert_eq!(body["email"], "u@example.com");
+    // It serializes back to claims and reads them again unchanged.
+    let again: StandardClaims = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&again).unwrap(), body);
+    assert_eq!(
+        again.extra,
+        json!({"email": "u@example.com"})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
 }
 
 #[tokio::test]
@@ -405,6 +415,10 @@ async fn optional_mode_lets_anonymous_requests_through_but_not_bad_tokens() {
             "/strict",
             get(|Claims(c): Claims| async move { c.sub.unwrap_or_default() }),
         )
+        .route(
+            "/maybe-scopes",
+            get(|s: Option<Scopes>| async move { format!("{s:?}") }),
+        )
         .layer(auth.layer().optional());
 
     let anonymous = send(&app, Request::get("/maybe").body(Body::empty()).unwrap()).await;
@@ -418,6 +432,15 @@ async fn optional_mode_lets_anonymous_requests_through_but_not_bad_tokens() {
     );
     let bad = get_with(&app, "/maybe", &format!("{}x", token(""))).await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+
+    let none = send(
+        &app,
+        Request::get("/maybe-scopes").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(none.body, json!("None"));
+    let some = get_with(&app, "/maybe-scopes", &token("x")).await;
+    assert_eq!(some.body, json!("Some({\"x\"})"));
 
     let scoped = send(&app, Request::get("/scoped").body(Body::empty()).unwrap()).await;
     assert_eq!(scoped.status, StatusCode::UNAUTHORIZED);
@@ -499,6 +522,7 @@ async fn cookie_and_query_sources_only_when_configured_and_never_two_tokens() {
     let auth = builder()
         .token_source(CookieToken::named("at"))
         .token_source(QueryToken::named("access_token"))
+        .token_source(AuthorizationHeader) // always read; adding it changes nothing
         .build()
         .unwrap();
     let app = app(&auth);
@@ -506,11 +530,18 @@ async fn cookie_and_query_sources_only_when_configured_and_never_two_tokens() {
     let cookie = Request::get("/me")
         .header("cookie", format!("theme=dark; at={t}"))
         .body(Body::empty());
-    assert_eq!(send(&app, cookie.unwrap()).await.status, StatusCode::OK);
+    let reply = send(&app, cookie.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.headers.get("cache-control").is_none());
+
     let query = Request::get(format!("/me?access_token={t}"))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(send(&app, query).await.status, StatusCode::OK);
+    let reply = send(&app, query).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["cache-control"], "private", "RFC 6750 §2.3");
+
+    assert_eq!(get_with(&app, "/me", &t).await.status, StatusCode::OK);
     let both = Request::get(format!("/me?access_token={t}"))
         .header("authorization", format!("Bearer {t}"))
         .body(Body::empty())

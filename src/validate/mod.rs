@@ -199,32 +199,24 @@ pub(crate) fn verify(
     }
     let parts = Compact::split(token)?;
     let header = Header::parse(parts.header)?;
+    let kid = header.kid.as_deref();
     if let Some(required) = &policy.typ
         && !header
             .typ
             .as_deref()
             .is_some_and(|t| typ_matches(t, required))
     {
-        return Err(AuthError::new(
+        let error = AuthError::new(
             AuthErrorKind::WrongType,
             format!("token type (typ) must be {required}"),
-        ));
+        );
+        return Err(error.with_claimed(kid, None));
     }
-    let payload = b64url(parts.payload, "payload")?;
-    let mut claims = claims::parse(&payload, &policy.capture)?;
-
-    if let Some(issuer) = &policy.issuer
-        && claims.iss.as_deref() != Some(issuer.as_str())
-    {
-        let description = match claims.iss {
-            None => "token has no issuer (iss)",
-            Some(_) => "wrong issuer (iss)",
-        };
-        return Err(AuthError::new(AuthErrorKind::WrongIssuer, description));
-    }
-
-    verify_signature(&parts, &header, keys)?;
-    check_claims(&claims, policy, now)?;
+    let payload = b64url(parts.payload, "payload").map_err(|e| e.with_claimed(kid, None))?;
+    let mut claims =
+        claims::parse(&payload, &policy.capture).map_err(|e| e.with_claimed(kid, None))?;
+    check_token(&parts, &header, &claims, policy, keys, now)
+        .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
 
     let mut scopes = std::mem::take(&mut claims.scopes);
     for path in &policy.scope_paths {
@@ -243,6 +235,28 @@ pub(crate) fn verify(
             payload: payload.into_boxed_slice(),
         }),
     })
+}
+
+/// The checks that need the claims: issuer, then the key and signature, then the rest.
+fn check_token(
+    parts: &Compact<'_>,
+    header: &Header,
+    claims: &claims::RawClaims,
+    policy: &Policy,
+    keys: &KeySet,
+    now: u64,
+) -> Result<(), AuthError> {
+    if let Some(issuer) = &policy.issuer
+        && claims.iss.as_deref() != Some(issuer.as_str())
+    {
+        let description = match claims.iss {
+            None => "token has no issuer (iss)",
+            Some(_) => "wrong issuer (iss)",
+        };
+        return Err(AuthError::new(AuthErrorKind::WrongIssuer, description));
+    }
+    verify_signature(parts, header, keys)?;
+    check_claims(claims, policy, now)
 }
 
 /// Checks the signature with the keys the header selects. Used by the layer and, on its own, by

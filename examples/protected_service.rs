@@ -138,17 +138,12 @@ async fn main() -> ExitCode {
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let demo = std::env::args().any(|a| a == "--demo");
-    let (auth, walkthrough) = if demo {
-        match demo::setup(&bind) {
-            Ok((auth, text)) => (auth, Some(text)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+    // Configuration mistakes are reported before anything listens.
+    let configured = if demo {
+        None
     } else {
         match authenticator_from_env() {
-            Ok(auth) => (auth, None),
+            Ok(auth) => Some(auth),
             Err(e) => {
                 eprintln!("error: {e}");
                 eprintln!("(or run with --demo to try it with a generated key)");
@@ -164,13 +159,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match listener.local_addr() {
-        Ok(addr) => println!("protected_service listening on http://{addr}"),
-        Err(_) => println!("protected_service listening on http://{bind}"),
-    }
-    if let Some(text) = walkthrough {
-        println!("{text}");
-    }
+    let addr = listener.local_addr().map_or(bind, |a| a.to_string());
+    println!("protected_service listening on http://{addr}");
+    let auth = match configured {
+        Some(auth) => auth,
+        None => match demo::setup(&addr) {
+            Ok((auth, walkthrough)) => {
+                println!("{walkthrough}");
+                auth
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -198,7 +201,7 @@ mod demo {
     const ISSUER: &str = "https://demo-issuer.local";
     const AUDIENCE: &str = "events-api";
 
-    pub(super) fn setup(bind: &str) -> Result<(Authenticator, String), String> {
+    pub(super) fn setup(addr: &str) -> Result<(Authenticator, String), String> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .map_err(|_| "cannot generate a key")?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "bad generated key")?;
@@ -227,7 +230,7 @@ mod demo {
         };
         let reader = mint("events:read")?;
         let writer = mint("events:read events:write")?;
-        let base = format!("http://{bind}");
+        let base = format!("http://{addr}");
         let text = format!(
             "\nDemo mode: tokens below are signed with a key generated just now (valid 1 hour).\n\
              \n  # open route\n  curl -i {base}/public\n\

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -288,6 +289,43 @@ def stop(proc: subprocess.Popen) -> None:
 # --- the checks ------------------------------------------------------------------------------
 
 
+def check_demo(binary: str) -> None:
+    """The README's first command: `--demo` prints curl lines whose tokens work as described."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH2_")}
+    env["BIND"] = "127.0.0.1:0"
+    proc = subprocess.Popen([binary, "--demo"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "# a tampered token" in line:
+                lines.append(proc.stdout.readline())
+                break
+        text = "".join(lines)
+        address = re.search(r"listening on (http://\S+)", text)
+        tokens = re.findall(r"Authorization: Bearer ([A-Za-z0-9_.-]+)'", text)
+        if not check("--demo prints its address and five curl tokens",
+                     address is not None and len(tokens) >= 5, text):
+            return
+        base, reader, writer, tampered = address.group(1), tokens[0], tokens[2], tokens[4]
+        me = request(base, "GET", "/me", reader)
+        check("--demo: the reader token gets 200 from /me", me.status == 200, me.evidence())
+        denied = request(base, "POST", "/events", reader, {"title": "launch"})
+        check("--demo: the reader token cannot POST /events (403)", denied.status == 403,
+              denied.evidence())
+        created = request(base, "POST", "/events", writer, {"title": "launch"})
+        check("--demo: the writer token creates event 1 (201)",
+              created.status == 201 and created.json().get("id") == 1, created.evidence())
+        read = request(base, "GET", "/events/1", reader)
+        check("--demo: the reader token reads event 1", read.status == 200, read.evidence())
+        bad = request(base, "GET", "/me", tampered)
+        check("--demo: the tampered token gets 401", bad.status == 401, bad.evidence())
+    finally:
+        stop(proc)
+
+
 def expect_invalid_token(name: str, reply: Reply, description_has: str | None = None) -> None:
     challenge = reply.www_authenticate
     ok = (
@@ -469,6 +507,7 @@ def main() -> int:
             jwks_file.write_text(json.dumps({"keys": [s.jwk() for s in signers]}, indent=2))
 
             check_missing_issuer(binary, jwks_file)
+            check_demo(binary)
 
             port = free_port()
             base = f"http://127.0.0.1:{port}"

@@ -10,7 +10,7 @@ use http::{HeaderMap, Uri};
 use serde_json::Value;
 
 use crate::error::{AuthError, ConfigError, DefaultRejection, Rejection};
-use crate::keys::{Key, KeySet};
+use crate::keys::{Key, KeySet, KeySource};
 use crate::layer::BearerAuthLayer;
 use crate::token_source::{Sources, TokenSource};
 use crate::validate::{self, Policy, VerifiedToken};
@@ -40,7 +40,7 @@ pub struct Authenticator {
 
 struct Shared {
     policy: Policy,
-    keys: KeySet,
+    keys: KeySource,
     sources: Sources,
     rejection: Arc<dyn Rejection>,
 }
@@ -56,15 +56,12 @@ impl Authenticator {
         BearerAuthLayer::new(self.clone())
     }
 
-    /// Validates one token string: signature, then claims. For code outside tower (a WebSocket
+    /// Validates one token string: header, claims syntax, issuer, key and signature, then the
+    /// remaining claims. For code outside tower (a WebSocket
     /// handshake, a message consumer) that has the token in hand.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        validate::verify(
-            token,
-            &self.shared.policy,
-            &self.shared.keys,
-            validate::now(),
-        )
+        let keys = self.shared.keys.snapshot();
+        validate::verify(token, &self.shared.policy, &keys, validate::now())
     }
 
     /// Takes the token from a request's headers and URI (per the configured token sources) and
@@ -367,7 +364,7 @@ impl AuthenticatorBuilder {
         Ok(Authenticator {
             shared: Arc::new(Shared {
                 policy,
-                keys,
+                keys: KeySource::Static(keys),
                 sources: Sources::new(self.sources),
                 rejection,
             }),

@@ -705,3 +705,41 @@ async fn plain_tower_service_without_axum() {
         r#"{"error_description":"a bearer token is required"}"#
     );
 }
+
+#[tokio::test]
+async fn pem_keys_of_every_type_verify_their_tokens() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys");
+    for (file, alg) in [
+        ("rsa_public.pem", Algorithm::RS256),
+        ("ec_public.pem", Algorithm::ES256),
+        ("ec384_public.pem", Algorithm::ES384),
+        ("ed_public.pem", Algorithm::EdDSA),
+    ] {
+        let key = Key::from_pem_file(format!("{dir}/{file}")).unwrap();
+        let auth = Authenticator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .key(key)
+            .build()
+            .unwrap();
+        // The token names the kid of the JWKS; the PEM key has none and serves it.
+        let token = token_with(alg, &claims("events:read"));
+        let reply = get_with(&app(&auth), "/me", &token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{file}: {:?}", reply.body);
+        let other = if alg == Algorithm::EdDSA {
+            Algorithm::ES256
+        } else {
+            Algorithm::EdDSA
+        };
+        let reply = get_with(&app(&auth), "/me", &token_with(other, &claims(""))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{file} must not verify {other:?}"
+        );
+    }
+    for private in [RSA_PRIVATE, EC_PRIVATE, ED_PRIVATE] {
+        let err = Key::from_pem(private).unwrap_err().to_string();
+        assert!(err.contains("private key"), "{err}");
+    }
+}

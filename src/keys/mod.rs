@@ -3,7 +3,9 @@
 //!
 //! Keys come from PEM ([`Key::from_pem`]), a JWK ([`Key::from_jwk_json`]), a JWKS document
 //! ([`KeySet::from_jwks_json`]) or an HMAC secret ([`Key::hmac`]). A `KeySet` never changes once
-//! built; a refreshing source swaps whole sets, so readers never see half a set.
+//! built. The authenticator reaches its keys through a [`KeySource`], which hands validation
+//! one immutable snapshot per request; a refreshing source (a remote JWKS) will swap whole
+//! snapshots, so readers never see half a set and never wait on a lock.
 
 mod jwk;
 mod pem;
@@ -32,6 +34,39 @@ pub(crate) const SUPPORTED: [Algorithm; 12] = [
     Algorithm::PS512,
     Algorithm::EdDSA,
 ];
+
+/// Where an authenticator's keys come from. Validation takes a [`Snapshot`] and reads only
+/// that; nothing in the validation core knows how the keys got there.
+#[derive(Debug)]
+pub(crate) enum KeySource {
+    /// Keys fixed at build time.
+    Static(KeySet),
+}
+
+impl KeySource {
+    /// The keys to validate one request with.
+    pub(crate) fn snapshot(&self) -> Snapshot<'_> {
+        match self {
+            KeySource::Static(set) => Snapshot::Borrowed(set),
+        }
+    }
+}
+
+/// One immutable view of a [`KeySource`]'s keys.
+pub(crate) enum Snapshot<'a> {
+    /// A set the source owns for its whole life.
+    Borrowed(&'a KeySet),
+}
+
+impl std::ops::Deref for Snapshot<'_> {
+    type Target = KeySet;
+
+    fn deref(&self) -> &KeySet {
+        match self {
+            Snapshot::Borrowed(set) => set,
+        }
+    }
+}
 
 /// The largest RSA modulus the backend verifies with.
 #[cfg(feature = "aws-lc-rs")]

@@ -104,7 +104,10 @@ pub(crate) struct Seen<'de> {
 impl<'de> Seen<'de> {
     const SCAN: usize = 16;
 
-    #[allow(clippy::ptr_arg, reason = "the name is kept, still borrowed from the input")]
+    #[allow(
+        clippy::ptr_arg,
+        reason = "the name is kept, still borrowed from the input"
+    )]
     pub(crate) fn insert<E: de::Error>(&mut self, name: &Cow<'de, str>) -> Result<(), E> {
         let fresh = if self.names.len() < Self::SCAN {
             let fresh = !self.names.contains(name);

@@ -301,9 +301,9 @@ fn wycheproof_json_web_key() {
 }
 
 /// The Wycheproof key-set vectors for weak RSA keys carry an empty payload, so they are rejected
-/// for their shape before the key matters. Check the keys themselves: the 1024-bit key must be
-/// refused, and a signature forged for the public exponent 1 key (where the "signature" is just
-/// the PKCS #1 v1.5 encoded message) must not verify over a non-empty payload.
+/// for their shape before the key matters. Check the keys themselves: the 1024-bit key and the
+/// public exponent 1 key must be refused by the loaders, and a signature forged for the e = 1
+/// key (where the "signature" is just the PKCS #1 v1.5 encoded message) must not verify.
 #[test]
 fn wycheproof_weak_rsa_keys_are_not_usable() {
     let file: Value = serde_json::from_str(WYCHEPROOF_JWK).unwrap();
@@ -345,6 +345,7 @@ fn wycheproof_weak_rsa_keys_are_not_usable() {
         outcome.is_err(),
         "a forged signature verified with an e = 1 RSA key"
     );
+    assert!(keys.is_empty(), "the loader must refuse an e = 1 key outright");
 }
 
 fn hex(s: &str) -> Vec<u8> {

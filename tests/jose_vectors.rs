@@ -345,7 +345,10 @@ fn wycheproof_weak_rsa_keys_are_not_usable() {
         outcome.is_err(),
         "a forged signature verified with an e = 1 RSA key"
     );
-    assert!(keys.is_empty(), "the loader must refuse an e = 1 key outright");
+    assert!(
+        keys.is_empty(),
+        "the loader must refuse an e = 1 key outright"
+    );
 }
 
 fn hex(s: &str) -> Vec<u8> {

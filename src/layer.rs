@@ -132,11 +132,7 @@ where
         if let Some(token) = token {
             extensions.insert(token);
         }
-        // The clone is ready only if it was the one polled; take the ready one, leave the clone
-        // (see tower's "be careful when cloning inner services").
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let future = inner.call(request);
+        let future = call_ready(&mut self.inner, request);
         if in_url {
             ResponseFuture::private(future)
         } else {
@@ -152,6 +148,13 @@ impl<S> BearerAuth<S> {
         response.extensions_mut().insert(error.clone());
         ResponseFuture::reject(response)
     }
+}
+
+/// Calls the service that was polled ready and leaves a clone in its place: only the polled
+/// instance is known to be ready (see tower's "be careful when cloning inner services").
+pub(crate) fn call_ready<S: Service<R> + Clone, R>(inner: &mut S, request: R) -> S::Future {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone).call(request)
 }
 
 pin_project! {

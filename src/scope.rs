@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::AuthError;
-use crate::layer::{LayerContext, ResponseFuture};
+use crate::layer::{LayerContext, ResponseFuture, call_ready};
 use crate::validate::VerifiedToken;
 
 /// The scopes a token grants: its `scope` (space-delimited) and `scp` (string or array) claims,
@@ -251,13 +251,7 @@ where
             (None, _) => Err(AuthError::layer_missing("RequireScope")),
         };
         match result {
-            Ok(()) => {
-                // The clone is ready only if it was the one polled; take the ready one, leave the
-                // clone (see tower's "be careful when cloning inner services").
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::inner(inner.call(request))
-            }
+            Ok(()) => ResponseFuture::inner(call_ready(&mut self.inner, request)),
             Err(error) => {
                 let extensions = request.extensions();
                 crate::audit::rejected(&error, extensions.get::<VerifiedToken>());

@@ -82,7 +82,7 @@ impl<S> Layer<S> for BearerAuthLayer {
 }
 
 /// The middleware service: validates the bearer token, then calls the inner service with the
-/// [`VerifiedToken`] in the request extensions, or answers the rejection itself.
+/// [`VerifiedToken`](crate::VerifiedToken) in the request extensions, or answers the rejection itself.
 #[derive(Clone)]
 pub struct BearerAuth<S> {
     inner: S,

@@ -29,7 +29,7 @@ mod bench {
     use jsonwebtoken::jwk::JwkSet;
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
     use serde::{Deserialize, Serialize};
-    use tower::{Layer, ServiceExt};
+    use tower::{Layer, Service, ServiceExt};
     use tower_oauth2::{Authenticator, Key, KeySet, VerifiedToken};
 
     const ISSUER: &str = "https://idp.example.com/realms/acme";
@@ -129,6 +129,84 @@ mod bench {
             .expect("authenticator")
     }
 
+    /// The layer around an inner service that answers 200 only if the layer handed it a verified
+    /// token, so the validation's result is used and cannot be optimized away.
+    fn service() -> impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Body>, Infallible>>,
+    > + Clone {
+        authenticator()
+            .layer()
+            .layer(tower::service_fn(|req: Request<Body>| async move {
+                let status = match req.extensions().get::<VerifiedToken>() {
+                    Some(token) if black_box(token.subject()).is_some() => StatusCode::OK,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = status;
+                Ok::<_, Infallible>(response)
+            }))
+    }
+
+    fn cases() -> [Case; 4] {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let jwks: JwkSet = serde_json::from_str(JWKS).expect("jwks.json");
+        [
+            case(Algorithm::RS256, "rsa-1", &jwks),
+            case(Algorithm::ES256, "ec-1", &jwks),
+            case(Algorithm::EdDSA, "ed-1", &jwks),
+            case(Algorithm::HS256, "hmac-1", &jwks),
+        ]
+    }
+
+    fn request(authorization: &HeaderValue) -> Request<Body> {
+        Request::get("/events/1")
+            .header(AUTHORIZATION, authorization.clone())
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    /// `VALIDATION_COUNT=<ALG>:<layer|request|bare>:<N>` runs one path N times and exits, for
+    /// counting instructions under callgrind (`scripts/bench_instructions.sh`): `layer` builds
+    /// a request and sends it through the layer, `request` only builds and drops the request,
+    /// `bare` runs the bare decode.
+    pub(super) fn count(spec: &str) {
+        let mut parts = spec.split(':');
+        let (Some(alg), Some(mode), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
+            panic!("VALIDATION_COUNT must be ALG:MODE:N, not {spec:?}");
+        };
+        let n: usize = n.parse().expect("N is a number");
+        let cases = cases();
+        let case = cases
+            .iter()
+            .find(|c| format!("{:?}", c.alg) == alg)
+            .expect("ALG is RS256, ES256, EdDSA or HS256");
+        let authorization =
+            HeaderValue::try_from(format!("Bearer {}", case.token)).expect("header");
+        let svc = service();
+        let validation = validation(case.alg);
+        for _ in 0..n {
+            match mode {
+                "layer" => {
+                    let response = ready(svc.clone().oneshot(request(&authorization)));
+                    assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
+                }
+                "request" => drop(black_box(request(&authorization))),
+                "bare" => {
+                    let claims = jsonwebtoken::decode::<Claims>(
+                        black_box(case.token.as_str()),
+                        &case.decoding,
+                        &validation,
+                    );
+                    assert!(black_box(claims).is_ok());
+                }
+                other => panic!("MODE is layer, request or bare, not {other:?}"),
+            }
+        }
+    }
+
     /// Polls a future that must be ready at once (the layer's is: its inner service is
     /// synchronous), without an async runtime.
     fn ready<F: Future>(future: F) -> F::Output {
@@ -143,41 +221,14 @@ mod bench {
     }
 
     fn validation_benches(c: &mut Criterion) {
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-
-        let jwks: JwkSet = serde_json::from_str(JWKS).expect("jwks.json");
-        let cases = [
-            case(Algorithm::RS256, "rsa-1", &jwks),
-            case(Algorithm::ES256, "ec-1", &jwks),
-            case(Algorithm::EdDSA, "ed-1", &jwks),
-            case(Algorithm::HS256, "hmac-1", &jwks),
-        ];
-
-        let auth = authenticator();
-        // The inner service answers 200 only if the layer handed it a verified token, so the
-        // validation's result is used and cannot be optimized away.
-        let svc = auth
-            .layer()
-            .layer(tower::service_fn(|req: Request<Body>| async move {
-                let status = match req.extensions().get::<VerifiedToken>() {
-                    Some(token) if black_box(token.subject()).is_some() => StatusCode::OK,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                let mut response = Response::new(Body::empty());
-                *response.status_mut() = status;
-                Ok::<_, Infallible>(response)
-            }));
+        let cases = cases();
+        let svc = service();
 
         for case in &cases {
             let validation = validation(case.alg);
             let authorization = HeaderValue::try_from(format!("Bearer {}", case.token))
                 .expect("token is a valid header value");
-            let request = || {
-                Request::get("/events/1")
-                    .header(AUTHORIZATION, authorization.clone())
-                    .body(Body::empty())
-                    .expect("request")
-            };
+            let request = || request(&authorization);
 
             // Both paths must accept the token before anything is timed.
             let response = ready(svc.clone().oneshot(request())).expect("infallible");
@@ -223,7 +274,16 @@ mod bench {
 }
 
 #[cfg(feature = "aws-lc-rs")]
-criterion::criterion_main!(bench::benches);
+fn main() {
+    if let Ok(spec) = std::env::var("VALIDATION_COUNT") {
+        bench::count(&spec);
+        return;
+    }
+    bench::benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
 
 #[cfg(not(feature = "aws-lc-rs"))]
 fn main() {}

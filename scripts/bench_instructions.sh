@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Per-request instruction counts of the bearer layer and of a bare `jsonwebtoken::decode`, from
+# callgrind: unlike wall-clock time on a shared machine, the same binary gives the same counts
+# run after run, so the ratio is repeatable. Prints a markdown table.
+#
+# Each path runs N1 and then N2 times in the `validation` bench binary (VALIDATION_COUNT mode);
+# the difference divided by N2 - N1 is the cost of one request, start-up excluded. The layer's
+# figure has the cost of building the request subtracted, as the criterion bench leaves request
+# construction out of its measurement. Under valgrind the crypto libraries may take other code
+# paths than natively; both columns run the same crypto, so the ratio stays comparable.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
+bin=$(cargo bench --bench validation --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "validation":
+        print(m["executable"])' | tail -n 1)
+[ -x "$bin" ] || { echo "could not build the validation bench" >&2; exit 1; }
+
+N1=${N1:-100}
+N2=${N2:-600}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+instructions() { # ALG MODE N
+    VALIDATION_COUNT="$1:$2:$3" valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" \
+        >/dev/null 2>&1
+    awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+per_request() { # ALG MODE
+    local a b
+    a=$(instructions "$1" "$2" "$N1")
+    b=$(instructions "$1" "$2" "$N2")
+    echo $(((b - a) / (N2 - N1)))
+}
+
+echo "| algorithm | layer (instructions/request) | bare decode | layer / bare |"
+echo "|---|---|---|---|"
+for alg in RS256 ES256 EdDSA HS256; do
+    layer=$(per_request "$alg" layer)
+    request=$(per_request "$alg" request)
+    bare=$(per_request "$alg" bare)
+    net=$((layer - request))
+    ratio=$(python3 -c "print(f'{$net / $bare:.3f}')")
+    echo "| $alg | $net | $bare | $ratio |"
+done

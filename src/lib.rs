@@ -69,16 +69,18 @@
 //!   whose `alg` is not in its key's list is refused before any cryptography runs, which closes
 //!   the RS256→HS256 key-confusion attack.
 //! - **`none` is never accepted**, in any casing. HMAC is accepted only with a secret you
-//!   configure ([`Key::hmac`] or an explicit `oct` JWK), never from a JWKS.
+//!   configure ([`Key::hmac`], an explicit `oct` JWK, [`KeySet::from_secret_jwks_json`]), never
+//!   from an ordinary JWKS.
 //! - **Keys come only from configuration.** The `jku`, `x5u`, `jwk` and `x5c` headers are never
 //!   read, let alone fetched; a `crit` header is refused, since this crate implements no
 //!   extension.
 //! - **Strict parsing.** Canonical unpadded base64url only; the header and claims must be JSON
-//!   objects without duplicate member names; registered claims must have their RFC 7519 types;
-//!   tokens are at most 8 KiB by default.
-//! - **Nothing secret is logged or printed.** Errors and `Debug` output never contain the token
-//!   or key material; audit events (target `tower_oauth2::audit`) carry outcome, reason, `sub`,
-//!   `client_id`, `iss` and `kid`.
+//!   objects without duplicate member names at any depth and at most 32 levels of nesting;
+//!   registered claims must have their RFC 7519 types; tokens are at most 8 KiB by default.
+//! - **Nothing secret is logged or printed.** Errors and `Debug` output never contain the token,
+//!   its content or key material; audit events (target `tower_oauth2::audit`) carry outcome,
+//!   reason, `sub`, `client_id`, `iss` and `kid` (on rejection, the `kid` and `iss` the token
+//!   claimed, unverified).
 //! - **Deployment caveat:** a bearer token is a password for its lifetime. Serve the API over
 //!   TLS, keep access tokens short-lived, and do not put tokens in URLs ([`QueryToken`]) unless
 //!   nothing else works.

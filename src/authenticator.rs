@@ -88,6 +88,56 @@ impl Authenticator {
         }
     }
 
+    /// Whether `error` comes from a key this authenticator's remote key set may not have yet,
+    /// and a refetch is allowed now (none started within the cooldown).
+    pub(crate) fn may_refetch_keys(&self, error: &AuthError) -> bool {
+        match &self.shared.keys {
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => {
+                matches!(
+                    error.kind(),
+                    crate::AuthErrorKind::UnknownKey | crate::AuthErrorKind::KeysUnavailable
+                ) && remote.may_refetch()
+            }
+            _ => {
+                let _ = error;
+                false
+            }
+        }
+    }
+
+    /// Refetches the remote key set for an unknown `kid` (single-flight, rate-limited).
+    pub(crate) async fn refetch_keys(&self) {
+        #[cfg(feature = "remote")]
+        if let KeySource::Remote(remote) = &self.shared.keys {
+            remote.refetch_for_unknown_kid().await;
+        }
+    }
+
+    /// Fetches the remote JWKS now and installs it. Call it once after
+    /// [`build`](AuthenticatorBuilder::build) to fail fast when the keys cannot be had at start;
+    /// without it, the authenticator starts empty, fetches in the background, and answers 401
+    /// ("keys are not available") until a fetch succeeds. A no-op for static keys.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub async fn refresh_keys(&self) -> Result<(), crate::KeyFetchError> {
+        match &self.shared.keys {
+            KeySource::Remote(remote) => remote.refresh().await.map(|_| ()),
+            KeySource::Static(_) => Ok(()),
+        }
+    }
+
+    /// The state of the remote key source (last fetch, last error, key ids, fetch count), for
+    /// health endpoints; `None` for static keys.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn key_source_state(&self) -> Option<crate::KeySourceState> {
+        match &self.shared.keys {
+            KeySource::Remote(remote) => Some(remote.state()),
+            KeySource::Static(_) => None,
+        }
+    }
+
     pub(crate) fn rejection(&self) -> Arc<dyn Rejection> {
         Arc::clone(&self.shared.rejection)
     }
@@ -116,6 +166,12 @@ pub struct AuthenticatorBuilder {
     audiences: Vec<String>,
     keys: KeySet,
     jwks_files: Vec<PathBuf>,
+    #[cfg(feature = "remote")]
+    jwks_url: Option<String>,
+    #[cfg(feature = "remote")]
+    http_client: Option<reqwest::Client>,
+    #[cfg(feature = "remote")]
+    remote: crate::keys::remote::RemoteConfig,
     leeway: Duration,
     typ: Option<String>,
     required: Vec<(Box<str>, Option<Value>)>,
@@ -136,6 +192,12 @@ impl Default for AuthenticatorBuilder {
             audiences: Vec::new(),
             keys: KeySet::default(),
             jwks_files: Vec::new(),
+            #[cfg(feature = "remote")]
+            jwks_url: None,
+            #[cfg(feature = "remote")]
+            http_client: None,
+            #[cfg(feature = "remote")]
+            remote: crate::keys::remote::RemoteConfig::default(),
             leeway: Duration::from_secs(60),
             typ: None,
             required: Vec::new(),
@@ -185,6 +247,55 @@ impl AuthenticatorBuilder {
     /// is a [`ConfigError`] there). Unusable keys in it are skipped with a warning.
     pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.jwks_files.push(path.into());
+        self
+    }
+
+    /// Fetches the keys from this JWKS URL (feature `remote`), caches them and refreshes them
+    /// in the background: before they go stale (`Cache-Control: max-age` within
+    /// [`jwks_refresh_bounds`](Self::jwks_refresh_bounds), `ETag` revalidation), and when a
+    /// token names an unknown `kid` (single-flight, at most once per
+    /// [`jwks_cooldown`](Self::jwks_cooldown)). A failed fetch keeps the previous keys.
+    /// `https` is required, except for loopback hosts. Building needs a tokio runtime.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// The HTTP client for every fetch (proxies, custom CAs, timeouts of your own). Defaults to
+    /// a reqwest client with rustls.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The bounds within which a JWKS response's `Cache-Control: max-age` sets the refresh
+    /// interval. Defaults to 5 minutes and 24 hours; without `max-age`, 1 hour within them.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn jwks_refresh_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.remote.min_refresh = min;
+        self.remote.max_refresh = max;
+        self
+    }
+
+    /// The least time between two fetches caused by unknown `kid`s, so that a flood of forged
+    /// kids costs at most one upstream request per cooldown. Defaults to 30 seconds.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn jwks_cooldown(mut self, cooldown: Duration) -> Self {
+        self.remote.cooldown = cooldown;
+        self
+    }
+
+    /// How long one JWKS fetch may take, body included. Defaults to 10 seconds.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn jwks_timeout(mut self, timeout: Duration) -> Self {
+        self.remote.timeout = timeout;
         self
     }
 
@@ -341,7 +452,21 @@ impl AuthenticatorBuilder {
                 keys.push(key.clone());
             }
         }
-        if keys.is_empty() {
+        #[cfg(feature = "remote")]
+        let source = match self.jwks_url {
+            Some(_) if !keys.is_empty() => {
+                return Err(ConfigError::new(
+                    "configure either a JWKS URL or static keys, not both",
+                ));
+            }
+            Some(url) => start_remote(url, self.http_client, self.remote)?,
+            None => KeySource::Static(keys),
+        };
+        #[cfg(not(feature = "remote"))]
+        let source = KeySource::Static(keys);
+        if let KeySource::Static(keys) = &source
+            && keys.is_empty()
+        {
             return Err(ConfigError::new(
                 "no verification key configured: add .key(..), .keys(..) or .jwks_file(..)",
             ));
@@ -364,7 +489,7 @@ impl AuthenticatorBuilder {
         Ok(Authenticator {
             shared: Arc::new(Shared {
                 policy,
-                keys: KeySource::Static(keys),
+                keys: source,
                 sources: Sources::new(self.sources),
                 rejection,
             }),
@@ -381,4 +506,47 @@ impl fmt::Debug for AuthenticatorBuilder {
             .field("leeway", &self.leeway)
             .finish_non_exhaustive()
     }
+}
+
+/// Checks the URL and the limits, then starts the remote key source.
+#[cfg(feature = "remote")]
+fn start_remote(
+    url: String,
+    client: Option<reqwest::Client>,
+    config: crate::keys::remote::RemoteConfig,
+) -> Result<KeySource, ConfigError> {
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| ConfigError::new(format!("JWKS URL {url:?}: {e}")))?;
+    let loopback = match parsed.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        other => {
+            return Err(ConfigError::new(format!(
+                "JWKS URL {url:?}: the scheme must be https (http only for loopback), not {other}"
+            )));
+        }
+    }
+    if config.min_refresh > config.max_refresh || config.min_refresh.is_zero() {
+        return Err(ConfigError::new("jwks_refresh_bounds: need 0 < min <= max"));
+    }
+    if config.timeout.is_zero() {
+        return Err(ConfigError::new("jwks_timeout must be more than zero"));
+    }
+    let client = match client {
+        Some(client) => client,
+        None => reqwest::Client::builder()
+            .build()
+            .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}")))?,
+    };
+    let remote = crate::keys::remote::RemoteJwks::start(url, client, config)?;
+    Ok(KeySource::Remote(remote))
 }

@@ -53,6 +53,8 @@ pub enum AuthErrorKind {
     UnsupportedCritical,
     /// No configured key matches the token's `kid` (or, without `kid`, its algorithm).
     UnknownKey,
+    /// The signing keys have not been fetched yet, or every fetch so far failed.
+    KeysUnavailable,
     /// The signature does not verify.
     BadSignature,
     /// `exp` is in the past (beyond the leeway).

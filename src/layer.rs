@@ -100,12 +100,15 @@ impl<S> fmt::Debug for BearerAuth<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BearerAuth<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ResBody: From<Bytes>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -115,38 +118,98 @@ where
         let outcome = self
             .auth
             .authenticate_request(request.headers(), request.uri());
-        let (token, in_url) = match outcome {
-            Ok(Some((token, in_url))) => (Some(token), in_url),
-            Ok(None) if self.optional => (None, false),
-            Ok(None) => return self.reject(&AuthError::missing_token()),
-            Err(error) => return self.reject(&error),
-        };
-        match &token {
-            Some(token) => audit::accepted(token),
-            None => audit::anonymous(),
+        if let Err(error) = &outcome
+            && self.auth.may_refetch_keys(error)
+        {
+            // The token names a key this source may not have yet (a rotation): fetch the keys
+            // again, single-flight and rate-limited, then decide. The only path that awaits.
+            let auth = self.auth.clone();
+            let optional = self.optional;
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::boxed(Box::pin(async move {
+                auth.refetch_keys().await;
+                let outcome = auth.authenticate_request(request.headers(), request.uri());
+                match admit(&auth, optional, &mut request, outcome) {
+                    Admission::In { in_url } => {
+                        let mut result = inner.call(request).await;
+                        if in_url && let Ok(response) = &mut result {
+                            mark_private(response);
+                        }
+                        result
+                    }
+                    Admission::Out(response) => Ok(response.map(ResBody::from)),
+                }
+            }));
         }
-        let extensions = request.extensions_mut();
-        extensions.insert(LayerContext {
-            rejection: self.auth.rejection(),
-        });
-        if let Some(token) = token {
-            extensions.insert(token);
-        }
-        let future = call_ready(&mut self.inner, request);
-        if in_url {
-            ResponseFuture::private(future)
-        } else {
-            ResponseFuture::inner(future)
+        match admit(&self.auth, self.optional, &mut request, outcome) {
+            Admission::In { in_url } => {
+                let future = call_ready(&mut self.inner, request);
+                if in_url {
+                    ResponseFuture::private(future)
+                } else {
+                    ResponseFuture::inner(future)
+                }
+            }
+            Admission::Out(response) => ResponseFuture::reject(response),
         }
     }
 }
 
-impl<S> BearerAuth<S> {
-    fn reject<F, B: From<Bytes>>(&self, error: &AuthError) -> ResponseFuture<F, B> {
-        audit::rejected(error, None);
-        let mut response = self.auth.rejection().respond(error);
-        response.extensions_mut().insert(error.clone());
-        ResponseFuture::reject(response)
+/// What [`admit`] decided.
+enum Admission {
+    /// Call the inner service; `in_url`: the token came in the URL.
+    In { in_url: bool },
+    /// Answer this rejection.
+    Out(Response<Bytes>),
+}
+
+/// Lets the request in (with its [`VerifiedToken`](crate::VerifiedToken) and the layer's context
+/// in the extensions) or builds the rejection, with its audit event either way.
+fn admit<B>(
+    auth: &Authenticator,
+    optional: bool,
+    request: &mut Request<B>,
+    outcome: Result<Option<(crate::VerifiedToken, bool)>, AuthError>,
+) -> Admission {
+    let (token, in_url) = match outcome {
+        Ok(Some((token, in_url))) => (Some(token), in_url),
+        Ok(None) if optional => (None, false),
+        Ok(None) => return Admission::Out(rejection(auth, &AuthError::missing_token())),
+        Err(error) => return Admission::Out(rejection(auth, &error)),
+    };
+    match &token {
+        Some(token) => audit::accepted(token),
+        None => audit::anonymous(),
+    }
+    let extensions = request.extensions_mut();
+    extensions.insert(LayerContext {
+        rejection: auth.rejection(),
+    });
+    if let Some(token) = token {
+        extensions.insert(token);
+    }
+    Admission::In { in_url }
+}
+
+fn rejection(auth: &Authenticator, error: &AuthError) -> Response<Bytes> {
+    audit::rejected(error, None);
+    let mut response = auth.rejection().respond(error);
+    response.extensions_mut().insert(error.clone());
+    response
+}
+
+/// `Cache-Control: private` on a successful response that has no cache policy of its own: the
+/// token came in the URL (RFC 6750 §2.3).
+fn mark_private<B>(response: &mut Response<B>) {
+    if response.status().is_success() {
+        let headers = response.headers_mut();
+        if !headers.contains_key(http::header::CACHE_CONTROL) {
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("private"),
+            );
+        }
     }
 }
 
@@ -157,24 +220,28 @@ pub(crate) fn call_ready<S: Service<R> + Clone, R>(inner: &mut S, request: R) ->
     std::mem::replace(inner, clone).call(request)
 }
 
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 pin_project! {
     /// The response future of [`BearerAuth`] and [`RequireScopeService`](crate::RequireScopeService):
-    /// the inner service's future, or a rejection that is ready at once. Never boxed.
-    pub struct ResponseFuture<F, B> {
+    /// the inner service's future, or a rejection that is ready at once. Boxed only on the one
+    /// path that awaits I/O: refetching a remote key set for an unknown `kid`.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        kind: Kind<F, B>,
+        kind: Kind<F, B, E>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B> {
+    enum Kind<F, B, E> {
         Inner { #[pin] future: F, private: bool },
         Reject { response: Option<Response<B>> },
+        Boxed { future: BoxFuture<Result<Response<B>, E>> },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
+impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner {
@@ -205,9 +272,15 @@ impl<F, B> ResponseFuture<F, B> {
             },
         }
     }
+
+    fn boxed(future: BoxFuture<Result<Response<B>, E>>) -> Self {
+        Self {
+            kind: Kind::Boxed { future },
+        }
+    }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -217,17 +290,8 @@ where
         match self.project().kind.project() {
             KindProj::Inner { future, private } => {
                 let mut result = std::task::ready!(future.poll(cx));
-                if *private
-                    && let Ok(response) = &mut result
-                    && response.status().is_success()
-                {
-                    let headers = response.headers_mut();
-                    if !headers.contains_key(http::header::CACHE_CONTROL) {
-                        headers.insert(
-                            http::header::CACHE_CONTROL,
-                            http::HeaderValue::from_static("private"),
-                        );
-                    }
+                if *private && let Ok(response) = &mut result {
+                    mark_private(response);
                 }
                 Poll::Ready(result)
             }
@@ -237,11 +301,12 @@ where
                 // with `Pending` rather than a panic.
                 None => Poll::Pending,
             },
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -106,6 +106,9 @@ pub use error::{AuthError, AuthErrorKind, ConfigError, DefaultRejection, Rejecti
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::{AuthRejection, Claims, StandardClaims};
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub use keys::remote::{KeyFetchError, KeySourceState};
 pub use keys::{Key, KeySet};
 pub use layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
 pub use scope::{RequireScope, RequireScopeService, Scopes};

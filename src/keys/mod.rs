@@ -9,6 +9,8 @@
 
 mod jwk;
 mod pem;
+#[cfg(feature = "remote")]
+pub(crate) mod remote;
 
 use std::fmt;
 use std::path::Path;
@@ -41,6 +43,9 @@ pub(crate) const SUPPORTED: [Algorithm; 12] = [
 pub(crate) enum KeySource {
     /// Keys fixed at build time.
     Static(KeySet),
+    /// A JWKS fetched over HTTP and refreshed.
+    #[cfg(feature = "remote")]
+    Remote(std::sync::Arc<remote::RemoteJwks>),
 }
 
 impl KeySource {
@@ -48,6 +53,8 @@ impl KeySource {
     pub(crate) fn snapshot(&self) -> Snapshot<'_> {
         match self {
             KeySource::Static(set) => Snapshot::Borrowed(set),
+            #[cfg(feature = "remote")]
+            KeySource::Remote(remote) => Snapshot::Shared(remote.snapshot()),
         }
     }
 }
@@ -56,6 +63,9 @@ impl KeySource {
 pub(crate) enum Snapshot<'a> {
     /// A set the source owns for its whole life.
     Borrowed(&'a KeySet),
+    /// The set a refreshing source held when the request came in.
+    #[cfg(feature = "remote")]
+    Shared(std::sync::Arc<KeySet>),
 }
 
 impl std::ops::Deref for Snapshot<'_> {
@@ -64,6 +74,8 @@ impl std::ops::Deref for Snapshot<'_> {
     fn deref(&self) -> &KeySet {
         match self {
             Snapshot::Borrowed(set) => set,
+            #[cfg(feature = "remote")]
+            Snapshot::Shared(set) => set,
         }
     }
 }

@@ -266,6 +266,12 @@ pub(crate) fn verify_signature(
     header: &Header,
     keys: &KeySet,
 ) -> Result<(), AuthError> {
+    if keys.is_empty() {
+        return Err(AuthError::new(
+            AuthErrorKind::KeysUnavailable,
+            "the issuer's signing keys are not available",
+        ));
+    }
     let selection = keys.select(header.kid.as_deref(), header.alg);
     match selection {
         Selection::One(_) | Selection::Each { .. } => {}

@@ -1,0 +1,423 @@
+//! Remote JWKS against a real HTTP server on 127.0.0.1:0 whose answers the tests control:
+//! rotation, outages of every kind, an unknown-kid flood, max-age and ETag, lazy start,
+//! shutdown.
+#![cfg(feature = "remote")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tower_oauth2::{AuthErrorKind, Authenticator};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    Normal,
+    Status500,
+    Html,
+    Truncated,
+    Hang,
+}
+
+struct Idp {
+    jwks: Mutex<Value>,
+    mode: Mutex<Mode>,
+    max_age: Mutex<Option<u64>>,
+    requests: AtomicUsize,
+    not_modified: AtomicUsize,
+}
+
+impl Idp {
+    fn keys(&self, kids: &[&str]) {
+        let all: Value = serde_json::from_str(JWKS).unwrap();
+        let keys: Vec<Value> = all["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| kids.contains(&k["kid"].as_str().unwrap()))
+            .cloned()
+            .collect();
+        *self.jwks.lock().unwrap() = json!({ "keys": keys });
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn jwks(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
+    idp.requests.fetch_add(1, Ordering::SeqCst);
+    let mode = *idp.mode.lock().unwrap();
+    let body = idp.jwks.lock().unwrap().to_string();
+    let etag = format!(
+        "\"{:x}\"",
+        body.len() * 31 + body.bytes().map(usize::from).sum::<usize>()
+    );
+    match mode {
+        Mode::Status500 => return (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+        Mode::Html => {
+            return (
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html>maintenance</html>",
+            )
+                .into_response();
+        }
+        Mode::Truncated => return body[..body.len() / 2].to_owned().into_response(),
+        Mode::Hang => tokio::time::sleep(Duration::from_secs(5)).await,
+        Mode::Normal => {}
+    }
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        idp.not_modified.fetch_add(1, Ordering::SeqCst);
+        (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response()
+    } else {
+        ([(header::ETAG, etag)], body).into_response()
+    };
+    if let Some(max_age) = *idp.max_age.lock().unwrap() {
+        let value = format!("public, max-age={max_age}").parse().unwrap();
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// Starts an identity provider serving the given kids of the test JWKS.
+async fn idp(kids: &[&str]) -> (Arc<Idp>, String) {
+    let idp = Arc::new(Idp {
+        jwks: Mutex::new(Value::Null),
+        mode: Mutex::new(Mode::Normal),
+        max_age: Mutex::new(None),
+        requests: AtomicUsize::new(0),
+        not_modified: AtomicUsize::new(0),
+    });
+    idp.keys(kids);
+    let app = Router::new()
+        .route("/jwks.json", get(jwks))
+        .with_state(idp.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (idp, url)
+}
+
+fn remote(url: &str) -> tower_oauth2::AuthenticatorBuilder {
+    provider();
+    Authenticator::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_url(url)
+        .jwks_timeout(Duration::from_millis(500))
+}
+
+fn token_for(alg: Algorithm) -> String {
+    token_with(alg, &claims("events:read"))
+}
+
+#[tokio::test]
+async fn rotation_new_key_after_one_refetch_removed_key_after_next_refresh() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    assert_eq!(
+        get_with(&app, "/me", &token_for(Algorithm::ES256))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // The provider adds a key and signs with it.
+    idp.keys(&["ec-1", "ed-1"]);
+    let before = idp.requests();
+    let reply = get_with(&app, "/me", &token_for(Algorithm::EdDSA)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        idp.requests(),
+        before + 1,
+        "exactly one refetch for the new kid"
+    );
+    assert_eq!(
+        get_with(&app, "/me", &token_for(Algorithm::EdDSA))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(idp.requests(), before + 1, "the new key is cached");
+
+    // The provider retires the old key; the next refresh drops it.
+    idp.keys(&["ed-1"]);
+    auth.refresh_keys().await.unwrap();
+    let reply = get_with(&app, "/me", &token_for(Algorithm::ES256)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.description(), "no key with this kid");
+    let state = auth.key_source_state().unwrap();
+    assert_eq!(state.key_ids, vec!["ed-1"]);
+    assert!(state.last_error.is_none() && state.last_success.is_some());
+}
+
+#[tokio::test]
+async fn outages_keep_the_cached_keys_and_recovery_picks_up_new_ones() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    for mode in [Mode::Status500, Mode::Html, Mode::Truncated, Mode::Hang] {
+        idp.set_mode(mode);
+        let error = auth.refresh_keys().await.unwrap_err().to_string();
+        let reply = get_with(&app, "/me", &token_for(Algorithm::ES256)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{mode:?}: cached keys must keep working"
+        );
+        let state = auth.key_source_state().unwrap();
+        assert_eq!(
+            state.last_error.as_deref(),
+            Some(error.as_str()),
+            "{mode:?}"
+        );
+        assert_eq!(state.key_ids, vec!["ec-1"], "{mode:?}");
+    }
+    idp.set_mode(Mode::Normal);
+    idp.keys(&["ec-1", "rsa-1"]);
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        get_with(&app, "/me", &token_for(Algorithm::RS256))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(auth.key_source_state().unwrap().last_error.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_flood_costs_one_fetch_per_cooldown() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_cooldown(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    let before = idp.requests();
+    let (key, _) = signing_key(Algorithm::ES256);
+    let claims = claims("").to_string();
+    let forged: Vec<String> = (0..10_000)
+        .map(|i| {
+            let header = format!(r#"{{"alg":"ES256","kid":"forged-{i}"}}"#);
+            // Header-only variations: the signature is never reached for an unknown kid.
+            let good = sign_raw(
+                r#"{"alg":"ES256","kid":"ec-1"}"#,
+                &claims,
+                &key,
+                Algorithm::ES256,
+            );
+            let mut parts = good.splitn(2, '.');
+            let _ = parts.next();
+            format!("{}.{}", b64(header), parts.next().unwrap())
+        })
+        .take(10_000)
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for token in forged {
+        let app = app.clone();
+        tasks.spawn(async move { get_with(&app, "/me", &token).await.status });
+    }
+    let valid = token_for(Algorithm::ES256);
+    for _ in 0..20 {
+        let app = app.clone();
+        let valid = valid.clone();
+        tasks.spawn(async move {
+            let status = get_with(&app, "/me", &valid).await.status;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "a valid request failed during the flood"
+            );
+            StatusCode::IM_A_TEAPOT
+        });
+    }
+    let mut unauthorized = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => unauthorized += 1,
+            StatusCode::IM_A_TEAPOT => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(unauthorized, 10_000);
+    assert!(
+        idp.requests() - before <= 1,
+        "{} fetches for one cooldown",
+        idp.requests() - before
+    );
+}
+
+#[tokio::test]
+async fn max_age_sets_the_refresh_interval_within_bounds_and_etag_revalidates() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_refresh_bounds(Duration::from_secs(300), Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    for (max_age, expected) in [
+        (Some(600), 600),
+        (Some(10), 300),
+        (Some(999_999), 3600),
+        (None, 3600),
+    ] {
+        *idp.max_age.lock().unwrap() = max_age;
+        idp.keys(&["ec-1", if max_age.is_some() { "ed-1" } else { "rsa-1" }]);
+        auth.refresh_keys().await.unwrap();
+        let interval = auth.key_source_state().unwrap().refresh_interval;
+        assert_eq!(
+            interval,
+            Some(Duration::from_secs(expected)),
+            "max-age {max_age:?}"
+        );
+    }
+    let not_modified = idp.not_modified.load(Ordering::SeqCst);
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        idp.not_modified.load(Ordering::SeqCst),
+        not_modified + 1,
+        "If-None-Match sent"
+    );
+    let state = auth.key_source_state().unwrap();
+    assert_eq!(state.key_ids.len(), 2, "a 304 keeps the keys");
+}
+
+#[tokio::test]
+async fn lazy_start_answers_401_until_the_first_fetch_succeeds() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    idp.set_mode(Mode::Status500);
+    let auth = remote(&url)
+        .jwks_cooldown(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    assert!(
+        auth.refresh_keys().await.is_err(),
+        "fail fast is the caller's choice"
+    );
+    let app = app(&auth);
+    let reply = get_with(&app, "/me", &token_for(Algorithm::ES256)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), Some("invalid_token"));
+    assert_eq!(
+        reply.description(),
+        "the issuer's signing keys are not available"
+    );
+    idp.set_mode(Mode::Normal);
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        get_with(&app, "/me", &token_for(Algorithm::ES256))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn background_refresh_runs_and_stops_when_the_authenticator_is_dropped() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_refresh_bounds(Duration::from_millis(50), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let running = idp.requests();
+    assert!(
+        running >= 3,
+        "the background task refreshes ({running} fetches)"
+    );
+    drop(auth);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let after_drop = idp.requests();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        idp.requests(),
+        after_drop,
+        "no fetch after the last authenticator is gone"
+    );
+}
+
+#[tokio::test]
+async fn remote_configuration_mistakes() {
+    for (url, needle) in [
+        ("http://idp.example.com/jwks", "must be https"),
+        ("ftp://127.0.0.1/jwks", "must be https"),
+        ("not a url", "JWKS URL"),
+    ] {
+        let err = remote(url).build().unwrap_err().to_string();
+        assert!(err.contains(needle), "{url}: {err}");
+    }
+    let both = remote("https://idp.example.com/jwks")
+        .keys(tower_oauth2::KeySet::from_jwks_json(JWKS).unwrap());
+    assert!(both.build().unwrap_err().to_string().contains("not both"));
+    assert!(
+        remote("https://idp.example.com/jwks")
+            .jwks_refresh_bounds(Duration::from_secs(10), Duration::from_secs(5))
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn a_remote_source_outside_a_runtime_is_a_config_error() {
+    let err = remote("https://idp.example.com/jwks")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokio runtime"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_kid_within_the_cooldown_is_an_instant_401() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_cooldown(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    idp.keys(&["ec-1", "ed-1"]);
+    let before = idp.requests();
+    let (key, _) = signing_key(Algorithm::ES256);
+    let forged = sign_raw(
+        r#"{"alg":"ES256","kid":"nope"}"#,
+        &claims("").to_string(),
+        &key,
+        Algorithm::ES256,
+    );
+    assert_eq!(
+        get_with(&app, "/me", &forged).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(idp.requests(), before + 1);
+    // The real new key arrives within the cooldown: refused until the next refresh.
+    let reply = get_with(&app, "/me", &token_for(Algorithm::EdDSA)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the refetch above already brought ed-1"
+    );
+    assert_eq!(idp.requests(), before + 1);
+    let err = auth.verify(&forged).unwrap_err();
+    assert_eq!(err.kind(), AuthErrorKind::UnknownKey);
+}

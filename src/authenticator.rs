@@ -215,7 +215,10 @@ impl Default for AuthenticatorBuilder {
 
 impl AuthenticatorBuilder {
     /// The issuer tokens must name in `iss`, compared exactly. Required (unless waived through
-    /// [`dangerous`](crate::dangerous)).
+    /// [`dangerous`](crate::dangerous)). With the feature `remote` and no keys configured, the
+    /// keys are discovered from it: its metadata (`/.well-known/openid-configuration`, else
+    /// `/.well-known/oauth-authorization-server`) must name this exact issuer, and its
+    /// `jwks_uri` becomes the [`jwks_url`](Self::jwks_url).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
@@ -453,14 +456,25 @@ impl AuthenticatorBuilder {
             }
         }
         #[cfg(feature = "remote")]
-        let source = match self.jwks_url {
-            Some(_) if !keys.is_empty() => {
-                return Err(ConfigError::new(
-                    "configure either a JWKS URL or static keys, not both",
-                ));
+        let source = {
+            use crate::keys::remote::Location;
+            match (self.jwks_url, &issuer) {
+                (Some(_), _) if !keys.is_empty() => {
+                    return Err(ConfigError::new(
+                        "configure either a JWKS URL or static keys, not both",
+                    ));
+                }
+                (Some(url), _) => start_remote(Location::Url(url), self.http_client, self.remote)?,
+                // No keys at all: discover them from the issuer's metadata.
+                (None, Some(issuer)) if keys.is_empty() => start_remote(
+                    Location::Discover {
+                        issuer: issuer.clone(),
+                    },
+                    self.http_client,
+                    self.remote,
+                )?,
+                (None, _) => KeySource::Static(keys),
             }
-            Some(url) => start_remote(url, self.http_client, self.remote)?,
-            None => KeySource::Static(keys),
         };
         #[cfg(not(feature = "remote"))]
         let source = KeySource::Static(keys);
@@ -511,29 +525,16 @@ impl fmt::Debug for AuthenticatorBuilder {
 /// Checks the URL and the limits, then starts the remote key source.
 #[cfg(feature = "remote")]
 fn start_remote(
-    url: String,
+    location: crate::keys::remote::Location,
     client: Option<reqwest::Client>,
     config: crate::keys::remote::RemoteConfig,
 ) -> Result<KeySource, ConfigError> {
-    let parsed = reqwest::Url::parse(&url)
-        .map_err(|e| ConfigError::new(format!("JWKS URL {url:?}: {e}")))?;
-    let loopback = match parsed.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    };
-    match parsed.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        other => {
-            return Err(ConfigError::new(format!(
-                "JWKS URL {url:?}: the scheme must be https (http only for loopback), not {other}"
-            )));
-        }
+    use crate::keys::remote::{Location, check_url};
+    match &location {
+        Location::Url(url) => check_url(url)?,
+        Location::Discover { issuer } => check_url(issuer).map_err(|e| {
+            ConfigError::new(format!("discovery from the issuer needs an https URL: {e}"))
+        })?,
     }
     if config.min_refresh > config.max_refresh || config.min_refresh.is_zero() {
         return Err(ConfigError::new("jwks_refresh_bounds: need 0 < min <= max"));
@@ -547,6 +548,6 @@ fn start_remote(
             .build()
             .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}")))?,
     };
-    let remote = crate::keys::remote::RemoteJwks::start(url, client, config)?;
+    let remote = crate::keys::remote::RemoteJwks::start(location, client, config)?;
     Ok(KeySource::Remote(remote))
 }

@@ -30,7 +30,17 @@ enum Mode {
 }
 
 struct Idp {
+    /// `http://127.0.0.1:PORT`, the issuer its metadata names.
+    base: String,
     jwks: Mutex<Value>,
+    /// Which metadata document it serves: "oidc", "oauth" (RFC 8414) or "none".
+    metadata_at: Mutex<&'static str>,
+    /// The `issuer` its metadata names (defaults to `base`).
+    metadata_issuer: Mutex<Option<String>>,
+    /// The path its metadata names as `jwks_uri`.
+    jwks_path: Mutex<&'static str>,
+    metadata_requests: AtomicUsize,
+    custom_client_seen: AtomicUsize,
     mode: Mutex<Mode>,
     max_age: Mutex<Option<u64>>,
     requests: AtomicUsize,
@@ -59,8 +69,31 @@ impl Idp {
     }
 }
 
+async fn metadata(
+    State(idp): State<Arc<Idp>>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> Response {
+    idp.metadata_requests.fetch_add(1, Ordering::SeqCst);
+    let serves = *idp.metadata_at.lock().unwrap();
+    let oidc = uri.path().ends_with("openid-configuration");
+    if serves == "none" || oidc != (serves == "oidc") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let issuer = idp
+        .metadata_issuer
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| idp.base.clone());
+    let jwks_uri = format!("{}{}", idp.base, *idp.jwks_path.lock().unwrap());
+    axum::Json(json!({ "issuer": issuer, "jwks_uri": jwks_uri })).into_response()
+}
+
 async fn jwks(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
     idp.requests.fetch_add(1, Ordering::SeqCst);
+    if headers.contains_key("x-custom-client") {
+        idp.custom_client_seen.fetch_add(1, Ordering::SeqCst);
+    }
     let mode = *idp.mode.lock().unwrap();
     let body = idp.jwks.lock().unwrap().to_string();
     let etag = format!(
@@ -99,8 +132,16 @@ async fn jwks(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
 
 /// Starts an identity provider serving the given kids of the test JWKS.
 async fn idp(kids: &[&str]) -> (Arc<Idp>, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let idp = Arc::new(Idp {
+        base: base.clone(),
         jwks: Mutex::new(Value::Null),
+        metadata_at: Mutex::new("oidc"),
+        metadata_issuer: Mutex::new(None),
+        jwks_path: Mutex::new("/jwks.json"),
+        metadata_requests: AtomicUsize::new(0),
+        custom_client_seen: AtomicUsize::new(0),
         mode: Mutex::new(Mode::Normal),
         max_age: Mutex::new(None),
         requests: AtomicUsize::new(0),
@@ -109,11 +150,12 @@ async fn idp(kids: &[&str]) -> (Arc<Idp>, String) {
     idp.keys(kids);
     let app = Router::new()
         .route("/jwks.json", get(jwks))
+        .route("/keys/v2", get(jwks))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
         .with_state(idp.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (idp, url)
+    (idp, format!("{base}/jwks.json"))
 }
 
 fn remote(url: &str) -> tower_oauth2::AuthenticatorBuilder {
@@ -362,7 +404,7 @@ async fn remote_configuration_mistakes() {
     for (url, needle) in [
         ("http://idp.example.com/jwks", "must be https"),
         ("ftp://127.0.0.1/jwks", "must be https"),
-        ("not a url", "JWKS URL"),
+        ("not a url", "relative URL without a base"),
     ] {
         let err = remote(url).build().unwrap_err().to_string();
         assert!(err.contains(needle), "{url}: {err}");
@@ -420,4 +462,127 @@ async fn unknown_kid_within_the_cooldown_is_an_instant_401() {
     assert_eq!(idp.requests(), before + 1);
     let err = auth.verify(&forged).unwrap_err();
     assert_eq!(err.kind(), AuthErrorKind::UnknownKey);
+}
+
+/// A token from `idp`: its base URL is the issuer.
+fn token_from(idp: &Idp, alg: Algorithm) -> String {
+    let mut c = claims("events:read");
+    c["iss"] = json!(idp.base);
+    token_with(alg, &c)
+}
+
+fn discovering(idp: &Idp) -> tower_oauth2::AuthenticatorBuilder {
+    provider();
+    Authenticator::builder()
+        .issuer(&idp.base)
+        .audience(AUDIENCE)
+        .jwks_timeout(Duration::from_millis(500))
+}
+
+#[tokio::test]
+async fn discovery_from_the_issuer_alone() {
+    let (idp, _) = idp(&["ec-1"]).await;
+    let auth = discovering(&idp).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    let reply = get_with(&app(&auth), "/me", &token_from(&idp, Algorithm::ES256)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let state = auth.key_source_state().unwrap();
+    assert_eq!(state.url, format!("{}/jwks.json", idp.base));
+    assert_eq!(state.discovered_from.as_deref(), Some(idp.base.as_str()));
+}
+
+#[tokio::test]
+async fn discovery_falls_back_to_rfc8414_metadata() {
+    let (idp, _) = idp(&["ec-1"]).await;
+    *idp.metadata_at.lock().unwrap() = "oauth";
+    let auth = discovering(&idp).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        idp.metadata_requests.load(Ordering::SeqCst),
+        2,
+        "OIDC first, then RFC 8414"
+    );
+    let reply = get_with(&app(&auth), "/me", &token_from(&idp, Algorithm::ES256)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn discovery_mismatch_is_a_clear_configuration_error() {
+    let (idp, _) = idp(&["ec-1"]).await;
+    *idp.metadata_issuer.lock().unwrap() = Some("https://someone-else.example".into());
+    let auth = discovering(&idp).build().unwrap();
+    let err = auth.refresh_keys().await.unwrap_err().to_string();
+    assert!(err.contains("discovery mismatch"), "{err}");
+    assert!(err.contains("https://someone-else.example"), "{err}");
+    assert_eq!(
+        idp.requests(),
+        0,
+        "no JWKS is fetched from a mismatched document"
+    );
+    let reply = get_with(&app(&auth), "/me", &token_from(&idp, Algorithm::ES256)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_failing_discovered_jwks_url_is_rediscovered() {
+    let (idp, _) = idp(&["ec-1"]).await;
+    let auth = discovering(&idp).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    let before = idp.metadata_requests.load(Ordering::SeqCst);
+    // The provider moves its keys; the old URL answers 500 from now on.
+    idp.set_mode(Mode::Status500);
+    assert!(auth.refresh_keys().await.is_err());
+    idp.set_mode(Mode::Normal);
+    *idp.jwks_path.lock().unwrap() = "/keys/v2";
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        idp.metadata_requests.load(Ordering::SeqCst),
+        before + 1,
+        "rediscovered once"
+    );
+    let state = auth.key_source_state().unwrap();
+    assert_eq!(state.url, format!("{}/keys/v2", idp.base));
+}
+
+#[tokio::test]
+async fn a_custom_http_client_is_used_for_every_fetch() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-custom-client", "yes".parse().unwrap());
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let auth = remote(&url).http_client(client).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        idp.custom_client_seen.load(Ordering::SeqCst),
+        idp.requests()
+    );
+    assert!(idp.requests() >= 2);
+}
+
+#[tokio::test]
+async fn oversized_or_overfull_key_sets_are_refused_and_the_old_keys_kept() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    let big_key = |i: usize| {
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": format!("k{i}"),
+               "x": "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE", "pad": "x".repeat(6000)})
+    };
+    *idp.jwks.lock().unwrap() = json!({ "keys": (0..100).map(big_key).collect::<Vec<_>>() });
+    let err = auth.refresh_keys().await.unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+    let many = (0..101)
+        .map(|i| {
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": format!("k{i}"),
+                        "x": "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE"})
+        })
+        .collect::<Vec<_>>();
+    *idp.jwks.lock().unwrap() = json!({ "keys": many });
+    let err = auth.refresh_keys().await.unwrap_err().to_string();
+    assert!(err.contains("at most 100"), "{err}");
+    assert_eq!(auth.key_source_state().unwrap().key_ids, vec!["ec-1"]);
 }

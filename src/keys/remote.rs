@@ -1,6 +1,7 @@
 //! A remote JWKS (feature `remote`): fetched over HTTPS, cached, refreshed in the background
 //! before it goes stale, refetched (single-flight, with a cooldown) when a token names an
-//! unknown `kid`, and kept when a fetch fails (stale-if-error).
+//! unknown `kid`, and kept when a fetch fails (stale-if-error). Its URL is configured, or
+//! discovered from the issuer's metadata (OpenID Connect Discovery, RFC 8414).
 //!
 //! Readers take an `Arc<KeySet>` snapshot from an [`ArcSwap`]: they never wait on a lock or on
 //! the network when their key is cached, and a new set replaces the old one in one store.
@@ -10,13 +11,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use http::header::{ACCEPT, CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use tokio::sync::oneshot;
 
 use super::KeySet;
 use crate::error::ConfigError;
 
-/// Limits and timings of a remote JWKS. Every field has a default; see each setter.
+/// Limits and timings of a remote JWKS. Every field has a default; see the builder's setters.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteConfig {
     pub(crate) min_refresh: Duration,
@@ -44,32 +45,40 @@ impl Default for RemoteConfig {
     }
 }
 
+/// Where the JWKS is.
+#[derive(Debug, Clone)]
+pub(crate) enum Location {
+    /// A configured URL.
+    Url(String),
+    /// Named by the issuer's metadata: `{issuer}/.well-known/openid-configuration`, else
+    /// `/.well-known/oauth-authorization-server` (RFC 8414 §3); the document's `issuer` must
+    /// equal this one exactly.
+    Discover { issuer: String },
+}
+
 /// What a remote key source has done so far, for health endpoints and metrics.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct KeySourceState {
-    /// Where the keys come from.
+    /// The JWKS URL, once known.
     pub url: String,
+    /// The issuer whose metadata names the JWKS URL, when it is discovered.
+    pub discovered_from: Option<String>,
     /// When the last fetch that produced or confirmed keys finished.
     pub last_success: Option<SystemTime>,
     /// The last fetch error, cleared by the next success.
     pub last_error: Option<String>,
     /// The `kid`s of the keys in use (empty strings for keys without one).
     pub key_ids: Vec<String>,
-    /// Requests made to the JWKS URL so far.
+    /// Fetches attempted so far.
     pub fetch_count: u64,
-    /// How long the last good answer may be used before the next refresh (from
-    /// `Cache-Control: max-age`, clamped).
+    /// How long the last good answer may be used (its `Cache-Control: max-age`, clamped).
     pub refresh_interval: Option<Duration>,
 }
 
-/// A failed JWKS fetch. The previous keys, if any, stay in use.
+/// A failed JWKS fetch or discovery. The previous keys, if any, stay in use.
 #[derive(Debug, Clone)]
 pub struct KeyFetchError(pub(crate) String);
-
-impl std::error::Error for KeyFetchError {}
-
-type FetchError = KeyFetchError;
 
 impl fmt::Display for KeyFetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,7 +86,11 @@ impl fmt::Display for KeyFetchError {
     }
 }
 
+impl std::error::Error for KeyFetchError {}
+
 struct Mutable {
+    /// The JWKS URL in use; `None` until discovery finds it, and again after it fails.
+    url: Option<String>,
     /// Counts finished fetches, so that callers who waited on another's fetch share its result.
     generation: u64,
     etag: Option<String>,
@@ -87,7 +100,7 @@ struct Mutable {
 }
 
 pub(crate) struct RemoteJwks {
-    url: String,
+    location: Location,
     client: reqwest::Client,
     config: RemoteConfig,
     keys: ArcSwap<KeySet>,
@@ -101,7 +114,7 @@ pub(crate) struct RemoteJwks {
 impl fmt::Debug for RemoteJwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteJwks")
-            .field("url", &self.url)
+            .field("location", &self.location)
             .field("keys", &self.keys.load().len())
             .finish_non_exhaustive()
     }
@@ -111,7 +124,7 @@ impl RemoteJwks {
     /// Creates the source with no keys and starts its background refresh, whose first fetch
     /// runs at once. Needs a tokio runtime.
     pub(crate) fn start(
-        url: String,
+        location: Location,
         client: reqwest::Client,
         config: RemoteConfig,
     ) -> Result<Arc<Self>, ConfigError> {
@@ -120,18 +133,24 @@ impl RemoteJwks {
                 "a remote JWKS needs a tokio runtime: build the authenticator inside one",
             )
         })?;
+        let (url, discovered_from) = match &location {
+            Location::Url(url) => (Some(url.clone()), None),
+            Location::Discover { issuer } => (None, Some(issuer.clone())),
+        };
         let (stop, stopped) = oneshot::channel();
         let source = Arc::new(Self {
             mutable: Mutex::new(Mutable {
-                generation: 0,
-                etag: None,
                 state: KeySourceState {
-                    url: url.clone(),
+                    url: url.clone().unwrap_or_default(),
+                    discovered_from,
                     ..KeySourceState::default()
                 },
+                url,
+                generation: 0,
+                etag: None,
                 last_kid_fetch: None,
             }),
-            url,
+            location,
             client,
             config,
             keys: ArcSwap::from_pointee(KeySet::default()),
@@ -155,8 +174,8 @@ impl RemoteJwks {
         self.mutable.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a token naming an unknown `kid` may trigger a fetch now: no such fetch started
-    /// within the cooldown. Cheap and lock-free for the caller's purposes (a short mutex).
+    /// Whether a token naming an unknown `kid` may trigger a fetch now: none started within the
+    /// cooldown.
     pub(crate) fn may_refetch(&self) -> bool {
         let now = Instant::now();
         self.lock()
@@ -171,7 +190,7 @@ impl RemoteJwks {
         if !self.may_refetch() {
             return false;
         }
-        let guard = self.fetch.lock().await;
+        let _guard = self.fetch.lock().await;
         {
             let mut mutable = self.lock();
             let now = Instant::now();
@@ -183,14 +202,12 @@ impl RemoteJwks {
             }
             mutable.last_kid_fetch = Some(now);
         }
-        let result = self.fetch_now().await;
-        drop(guard);
-        result.is_ok()
+        self.fetch_now().await.is_ok()
     }
 
     /// Fetches now and installs what it gets. Single-flight: a caller that finds a fetch in
     /// flight waits for it and shares its result instead of fetching again.
-    pub(crate) async fn refresh(&self) -> Result<Duration, FetchError> {
+    pub(crate) async fn refresh(&self) -> Result<Duration, KeyFetchError> {
         let generation = self.lock().generation;
         let _guard = self.fetch.lock().await;
         {
@@ -206,20 +223,38 @@ impl RemoteJwks {
         self.fetch_now().await
     }
 
-    /// One fetch; the caller holds the fetch lock. Returns how long the answer may be used.
-    async fn fetch_now(&self) -> Result<Duration, FetchError> {
-        let etag = self.lock().etag.clone();
-        let outcome = tokio::time::timeout(self.config.timeout, self.get(etag.as_deref())).await;
-        let outcome = outcome.unwrap_or_else(|_| {
-            Err(KeyFetchError(format!(
-                "no answer within {:?}",
-                self.config.timeout
-            )))
-        });
+    /// One fetch, discovery first when the URL is not known; the caller holds the fetch lock.
+    /// Returns how long the answer may be used.
+    async fn fetch_now(&self) -> Result<Duration, KeyFetchError> {
+        let (url, etag) = {
+            let mutable = self.lock();
+            (mutable.url.clone(), mutable.etag.clone())
+        };
+        let fetch = async {
+            let url = match url {
+                Some(url) => url,
+                None => self.discover().await?,
+            };
+            let fetched = self.get(&url, etag.as_deref()).await;
+            Ok::<_, KeyFetchError>((url, fetched))
+        };
+        let timeout = self.config.timeout;
+        let outcome = match tokio::time::timeout(timeout, fetch).await {
+            Ok(Ok((url, fetched))) => (Some(url), fetched),
+            Ok(Err(error)) => (None, Err(error)),
+            Err(_) => (
+                None,
+                Err(KeyFetchError(format!("no answer within {timeout:?}"))),
+            ),
+        };
         let mut mutable = self.lock();
         mutable.generation += 1;
         mutable.state.fetch_count += 1;
-        match outcome {
+        if let Some(url) = &outcome.0 {
+            mutable.state.url.clone_from(url);
+            mutable.url = Some(url.clone());
+        }
+        match outcome.1 {
             Ok(Fetched { keys, etag, ttl }) => {
                 if let Some(keys) = keys {
                     mutable.state.key_ids = keys
@@ -233,26 +268,96 @@ impl RemoteJwks {
                 mutable.state.last_success = Some(SystemTime::now());
                 mutable.state.last_error = None;
                 mutable.state.refresh_interval = Some(ttl);
-                tracing::debug!(url = %self.url, keys = mutable.state.key_ids.len(), ?ttl, "JWKS fetched");
+                tracing::info!(
+                    url = %mutable.state.url,
+                    keys = ?mutable.state.key_ids,
+                    ?ttl,
+                    "JWKS fetched"
+                );
                 Ok(ttl)
             }
             Err(error) => {
-                tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the previous keys");
+                tracing::warn!(
+                    url = %mutable.state.url,
+                    %error,
+                    "JWKS fetch failed; keeping the previous keys"
+                );
+                if let Location::Discover { .. } = self.location {
+                    // The JWKS may have moved: ask the metadata again next time.
+                    mutable.url = None;
+                    mutable.etag = None;
+                }
                 mutable.state.last_error = Some(error.0.clone());
                 Err(error)
             }
         }
     }
 
-    async fn get(&self, etag: Option<&str>) -> Result<Fetched, FetchError> {
-        let mut request = self
+    /// Finds the JWKS URL in the issuer's metadata.
+    async fn discover(&self) -> Result<String, KeyFetchError> {
+        let Location::Discover { issuer } = &self.location else {
+            return Err(KeyFetchError("no JWKS URL is configured".into()));
+        };
+        let mut last = KeyFetchError(format!("no metadata found for issuer {issuer}"));
+        for url in metadata_urls(issuer) {
+            match self.metadata(&url, issuer).await {
+                Ok(jwks_uri) => {
+                    tracing::info!(%issuer, metadata = %url, %jwks_uri, "discovered the JWKS URL");
+                    return Ok(jwks_uri);
+                }
+                // A document naming another issuer is a configuration error, not a reason to try
+                // the next location.
+                Err(Metadata::Mismatch(error)) => return Err(error),
+                Err(Metadata::Unavailable(error)) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    async fn metadata(&self, url: &str, issuer: &str) -> Result<String, Metadata> {
+        #[derive(serde::Deserialize)]
+        struct Document {
+            issuer: Option<String>,
+            jwks_uri: Option<String>,
+        }
+        let unavailable = |e: String| Metadata::Unavailable(KeyFetchError(e));
+        let response = self
             .client
-            .get(&self.url)
-            .header(http::header::ACCEPT, "application/json");
+            .get(url)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("metadata {url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(unavailable(format!(
+                "metadata {url}: HTTP status {}",
+                response.status()
+            )));
+        }
+        let body = read_limited(response, self.config.max_bytes)
+            .await
+            .map_err(|e| Metadata::Unavailable(e))?;
+        let document: Document = serde_json::from_slice(&body)
+            .map_err(|_| unavailable(format!("metadata {url} is not a JSON document")))?;
+        if document.issuer.as_deref() != Some(issuer) {
+            return Err(Metadata::Mismatch(KeyFetchError(format!(
+                "discovery mismatch: the metadata at {url} names issuer {:?}, not the configured {issuer:?}",
+                document.issuer.unwrap_or_default()
+            ))));
+        }
+        let jwks_uri = document
+            .jwks_uri
+            .ok_or_else(|| unavailable(format!("metadata {url} has no jwks_uri")))?;
+        check_url(&jwks_uri).map_err(|e| Metadata::Mismatch(KeyFetchError(e.to_string())))?;
+        Ok(jwks_uri)
+    }
+
+    async fn get(&self, url: &str, etag: Option<&str>) -> Result<Fetched, KeyFetchError> {
+        let mut request = self.client.get(url).header(ACCEPT, "application/json");
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| KeyFetchError(format!("request: {e}")))?;
@@ -273,20 +378,7 @@ impl RemoteJwks {
             .get(ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| KeyFetchError(format!("body: {e}")))?
-        {
-            if body.len() + chunk.len() > self.config.max_bytes {
-                return Err(KeyFetchError(format!(
-                    "JWKS larger than {} bytes",
-                    self.config.max_bytes
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(response, self.config.max_bytes).await?;
         let text =
             std::str::from_utf8(&body).map_err(|_| KeyFetchError("JWKS is not UTF-8".into()))?;
         let keys = KeySet::from_jwks_json(text).map_err(|e| KeyFetchError(e.to_string()))?;
@@ -336,6 +428,71 @@ struct Fetched {
     ttl: Duration,
 }
 
+enum Metadata {
+    /// This location has no usable document; try the next.
+    Unavailable(KeyFetchError),
+    /// The document names another issuer, or an unusable JWKS URL.
+    Mismatch(KeyFetchError),
+}
+
+/// The metadata locations for `issuer`: OpenID Connect Discovery appends the well-known path;
+/// RFC 8414 §3.1 inserts it between host and path.
+fn metadata_urls(issuer: &str) -> Vec<String> {
+    let mut urls = vec![format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )];
+    if let Ok(parsed) = reqwest::Url::parse(issuer) {
+        let path = parsed.path().trim_end_matches('/');
+        let origin = parsed.origin().ascii_serialization();
+        urls.push(format!(
+            "{origin}/.well-known/oauth-authorization-server{path}"
+        ));
+    }
+    urls
+}
+
+/// Reads a response body of at most `max` bytes.
+async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, KeyFetchError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| KeyFetchError(format!("body: {e}")))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(KeyFetchError(format!("response larger than {max} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A JWKS or issuer URL must be https, or http on a loopback host.
+pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| ConfigError::new(format!("URL {url:?}: {e}")))?;
+    let loopback = match parsed.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        other => Err(ConfigError::new(format!(
+            "URL {url:?}: the scheme must be https (http only for loopback), not {other}"
+        ))),
+    }
+}
+
 /// Fetches at once, then again shortly before each answer goes stale; after a failure, retries
 /// with exponential backoff. Ends when the source is dropped.
 async fn refresh_loop(source: Weak<RemoteJwks>, mut stopped: oneshot::Receiver<()>) {
@@ -361,5 +518,39 @@ async fn refresh_loop(source: Weak<RemoteJwks>, mut stopped: oneshot::Receiver<(
                 backoff.min(source.config.max_backoff)
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_locations() {
+        assert_eq!(
+            metadata_urls("https://idp.example/realms/acme"),
+            vec![
+                "https://idp.example/realms/acme/.well-known/openid-configuration",
+                "https://idp.example/.well-known/oauth-authorization-server/realms/acme",
+            ]
+        );
+        assert_eq!(
+            metadata_urls("https://idp.example/"),
+            vec![
+                "https://idp.example/.well-known/openid-configuration",
+                "https://idp.example/.well-known/oauth-authorization-server",
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_must_be_https_except_on_loopback() {
+        assert!(check_url("https://idp.example/jwks").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(check_url("http://[::1]:8080/jwks").is_ok());
+        assert!(check_url("http://localhost/jwks").is_ok());
+        assert!(check_url("http://idp.example/jwks").is_err());
+        assert!(check_url("http://127.0.0.1.evil.example/jwks").is_err());
+        assert!(check_url("file:///etc/passwd").is_err());
     }
 }

@@ -336,7 +336,7 @@ impl RemoteJwks {
         }
         let body = read_limited(response, self.config.max_bytes)
             .await
-            .map_err(|e| Metadata::Unavailable(e))?;
+            .map_err(Metadata::Unavailable)?;
         let document: Document = serde_json::from_slice(&body)
             .map_err(|_| unavailable(format!("metadata {url} is not a JSON document")))?;
         if document.issuer.as_deref() != Some(issuer) {

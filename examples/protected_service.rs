@@ -14,7 +14,12 @@
 //! | `BIND` | address to listen on (default `127.0.0.1:3000`) |
 //! | `OAUTH2_ISSUER` | the `iss` tokens must carry (required) |
 //! | `OAUTH2_AUDIENCE` | the `aud` tokens must contain (required) |
-//! | `OAUTH2_JWKS_FILE` | a JWKS JSON file with the issuer's public keys (required) |
+//! | `OAUTH2_JWKS_FILE` | a JWKS JSON file with the issuer's public keys |
+//! | `OAUTH2_JWKS_URL` | the issuer's JWKS URL, fetched, cached and refreshed |
+//!
+//! With neither `OAUTH2_JWKS_FILE` nor `OAUTH2_JWKS_URL`, the JWKS URL is discovered from
+//! `OAUTH2_ISSUER` (`/.well-known/openid-configuration`). The keys are loaded at start; if that
+//! fails, the service exits with code 2.
 //!
 //! `cargo run --example protected_service -- --demo` needs none of them: it generates an
 //! Ed25519 key, mints tokens with it and prints ready-to-paste curl lines.
@@ -110,22 +115,25 @@ fn required(name: &str, what: &str) -> Result<String, String> {
     }
 }
 
-fn authenticator_from_env() -> Result<Authenticator, String> {
+async fn authenticator_from_env() -> Result<Authenticator, String> {
     let issuer = required("OAUTH2_ISSUER", "the `iss` your tokens carry")?;
-    let audience = required(
-        "OAUTH2_AUDIENCE",
-        "this API's identifier, as in the tokens' `aud`",
-    )?;
-    let jwks = required(
-        "OAUTH2_JWKS_FILE",
-        "a JWKS JSON file with the issuer's public keys",
-    )?;
-    Authenticator::builder()
-        .issuer(issuer)
-        .audience(audience)
-        .jwks_file(jwks)
-        .build()
-        .map_err(|e| e.to_string())
+    let audience = required("OAUTH2_AUDIENCE", "this API's identifier, as in the tokens' `aud`")?;
+    let builder = Authenticator::builder().issuer(issuer).audience(audience);
+    let optional = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+    let builder = match (optional("OAUTH2_JWKS_FILE"), optional("OAUTH2_JWKS_URL")) {
+        (Some(_), Some(_)) => {
+            return Err("set OAUTH2_JWKS_FILE or OAUTH2_JWKS_URL, not both".into());
+        }
+        (Some(file), None) => builder.jwks_file(file),
+        (None, Some(url)) => builder.jwks_url(url),
+        // Neither: discover the JWKS URL from the issuer's metadata.
+        (None, None) => builder,
+    };
+    let auth = builder.build().map_err(|e| e.to_string())?;
+    // Fail fast: a service that cannot get its issuer's keys at start says so. (Without this
+    // call it would start anyway and answer 401 until the keys arrive.)
+    auth.refresh_keys().await.map_err(|e| format!("cannot load the signing keys: {e}"))?;
+    Ok(auth)
 }
 
 #[tokio::main]
@@ -142,7 +150,7 @@ async fn main() -> ExitCode {
     let configured = if demo {
         None
     } else {
-        match authenticator_from_env() {
+        match authenticator_from_env().await {
             Ok(auth) => Some(auth),
             Err(e) => {
                 eprintln!("error: {e}");

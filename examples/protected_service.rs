@@ -117,9 +117,16 @@ fn required(name: &str, what: &str) -> Result<String, String> {
 
 async fn authenticator_from_env() -> Result<Authenticator, String> {
     let issuer = required("OAUTH2_ISSUER", "the `iss` your tokens carry")?;
-    let audience = required("OAUTH2_AUDIENCE", "this API's identifier, as in the tokens' `aud`")?;
+    let audience = required(
+        "OAUTH2_AUDIENCE",
+        "this API's identifier, as in the tokens' `aud`",
+    )?;
     let builder = Authenticator::builder().issuer(issuer).audience(audience);
-    let optional = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+    let optional = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
     let builder = match (optional("OAUTH2_JWKS_FILE"), optional("OAUTH2_JWKS_URL")) {
         (Some(_), Some(_)) => {
             return Err("set OAUTH2_JWKS_FILE or OAUTH2_JWKS_URL, not both".into());
@@ -132,7 +139,9 @@ async fn authenticator_from_env() -> Result<Authenticator, String> {
     let auth = builder.build().map_err(|e| e.to_string())?;
     // Fail fast: a service that cannot get its issuer's keys at start says so. (Without this
     // call it would start anyway and answer 401 until the keys arrive.)
-    auth.refresh_keys().await.map_err(|e| format!("cannot load the signing keys: {e}"))?;
+    auth.refresh_keys()
+        .await
+        .map_err(|e| format!("cannot load the signing keys: {e}"))?;
     Ok(auth)
 }
 

@@ -10,10 +10,11 @@ use http::{HeaderMap, Uri};
 use serde_json::Value;
 
 use crate::error::{AuthError, ConfigError, DefaultRejection, Rejection};
+use crate::issuer::{Globals, Issuer};
 use crate::keys::{Key, KeySet, KeySource};
 use crate::layer::BearerAuthLayer;
 use crate::token_source::{Sources, TokenSource};
-use crate::validate::{self, Policy, VerifiedToken};
+use crate::validate::{self, Trusted, VerifiedToken};
 
 /// The realm named in `WWW-Authenticate` challenges unless configured otherwise.
 pub(crate) const DEFAULT_REALM: &str = "api";
@@ -39,8 +40,8 @@ pub struct Authenticator {
 }
 
 struct Shared {
-    policy: Policy,
-    keys: KeySource,
+    /// One per trusted issuer; the token's `iss` picks one.
+    issuers: Vec<Trusted>,
     sources: Sources,
     rejection: Arc<dyn Rejection>,
 }
@@ -60,8 +61,7 @@ impl Authenticator {
     /// remaining claims. For code outside tower (a WebSocket
     /// handshake, a message consumer) that has the token in hand.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        let keys = self.shared.keys.snapshot();
-        validate::verify(token, &self.shared.policy, &keys, validate::now())
+        validate::verify(token, &self.shared.issuers, validate::now())
     }
 
     /// Takes the token from a request's headers and URI (per the configured token sources) and
@@ -88,54 +88,85 @@ impl Authenticator {
         }
     }
 
-    /// Whether `error` comes from a key this authenticator's remote key set may not have yet,
-    /// and a refetch is allowed now (none started within the cooldown).
-    pub(crate) fn may_refetch_keys(&self, error: &AuthError) -> bool {
-        match &self.shared.keys {
-            #[cfg(feature = "remote")]
-            KeySource::Remote(remote) => {
-                matches!(
-                    error.kind(),
-                    crate::AuthErrorKind::UnknownKey | crate::AuthErrorKind::KeysUnavailable
-                ) && remote.may_refetch()
-            }
-            _ => {
-                let _ = error;
-                false
-            }
+    /// The key source of the issuer a rejected token named.
+    fn source_for(&self, error: &AuthError) -> Option<&KeySource> {
+        let issuers = &self.shared.issuers;
+        match error.claimed_issuer() {
+            Some(iss) => issuers
+                .iter()
+                .find(|t| t.policy.issuer.as_deref().is_none_or(|i| i == iss))
+                .map(|t| &t.keys),
+            None if issuers.len() == 1 => Some(&issuers[0].keys),
+            None => None,
         }
     }
 
-    /// Refetches the remote key set for an unknown `kid` (single-flight, rate-limited).
-    pub(crate) async fn refetch_keys(&self) {
+    /// Whether `error` comes from a key the issuer's remote key set may not have yet, and a
+    /// refetch is allowed now (none started within the cooldown).
+    pub(crate) fn may_refetch_keys(&self, error: &AuthError) -> bool {
+        use crate::AuthErrorKind::{KeysUnavailable, UnknownKey};
+        if !matches!(error.kind(), UnknownKey | KeysUnavailable) {
+            return false;
+        }
+        match self.source_for(error) {
+            #[cfg(feature = "remote")]
+            Some(KeySource::Remote(remote)) => remote.may_refetch(),
+            _ => false,
+        }
+    }
+
+    /// Refetches the remote key set of the issuer `error` names, for an unknown `kid`
+    /// (single-flight, rate-limited).
+    pub(crate) async fn refetch_keys(&self, error: &AuthError) {
         #[cfg(feature = "remote")]
-        if let KeySource::Remote(remote) = &self.shared.keys {
+        if let Some(KeySource::Remote(remote)) = self.source_for(error) {
             remote.refetch_for_unknown_kid().await;
         }
+        #[cfg(not(feature = "remote"))]
+        let _ = error;
     }
 
-    /// Fetches the remote JWKS now and installs it. Call it once after
+    /// Fetches every remote JWKS now and installs it. Call it once after
     /// [`build`](AuthenticatorBuilder::build) to fail fast when the keys cannot be had at start;
     /// without it, the authenticator starts empty, fetches in the background, and answers 401
     /// ("keys are not available") until a fetch succeeds. A no-op for static keys.
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub async fn refresh_keys(&self) -> Result<(), crate::KeyFetchError> {
-        match &self.shared.keys {
-            KeySource::Remote(remote) => remote.refresh().await.map(|_| ()),
-            KeySource::Static(_) => Ok(()),
+        for trusted in &self.shared.issuers {
+            if let KeySource::Remote(remote) = &trusted.keys {
+                remote.refresh().await?;
+            }
         }
+        Ok(())
     }
 
-    /// The state of the remote key source (last fetch, last error, key ids, fetch count), for
-    /// health endpoints; `None` for static keys.
+    /// The state of the first issuer's remote key source (last fetch, last error, key ids,
+    /// fetch count), for health endpoints; `None` for static keys. See
+    /// [`key_source_states`](Self::key_source_states) for every issuer.
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn key_source_state(&self) -> Option<crate::KeySourceState> {
-        match &self.shared.keys {
+        match &self.shared.issuers[0].keys {
             KeySource::Remote(remote) => Some(remote.state()),
             KeySource::Static(_) => None,
         }
+    }
+
+    /// The state of every issuer's remote key source, by issuer.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn key_source_states(&self) -> Vec<(String, crate::KeySourceState)> {
+        self.shared
+            .issuers
+            .iter()
+            .filter_map(|t| match &t.keys {
+                KeySource::Remote(remote) => {
+                    Some((t.policy.issuer.clone().unwrap_or_default(), remote.state()))
+                }
+                KeySource::Static(_) => None,
+            })
+            .collect()
     }
 
     pub(crate) fn rejection(&self) -> Arc<dyn Rejection> {
@@ -145,11 +176,14 @@ impl Authenticator {
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let policy = &self.shared.policy;
+        let issuers: Vec<_> = self
+            .shared
+            .issuers
+            .iter()
+            .map(|t| (&t.policy.issuer, &t.policy.audiences, &t.keys))
+            .collect();
         f.debug_struct("Authenticator")
-            .field("issuer", &policy.issuer)
-            .field("audiences", &policy.audiences)
-            .field("keys", &self.shared.keys)
+            .field("issuers", &issuers)
             .finish_non_exhaustive()
     }
 }
@@ -162,20 +196,13 @@ impl fmt::Debug for Authenticator {
 /// configured secret.
 #[must_use]
 pub struct AuthenticatorBuilder {
-    issuer: Option<String>,
-    audiences: Vec<String>,
-    keys: KeySet,
-    jwks_files: Vec<PathBuf>,
-    #[cfg(feature = "remote")]
-    jwks_url: Option<String>,
+    primary: Issuer,
+    extra: Vec<Issuer>,
     #[cfg(feature = "remote")]
     http_client: Option<reqwest::Client>,
     #[cfg(feature = "remote")]
     remote: crate::keys::remote::RemoteConfig,
     leeway: Duration,
-    typ: Option<String>,
-    required: Vec<(Box<str>, Option<Value>)>,
-    scope_paths: Vec<Vec<String>>,
     max_token_size: usize,
     sources: Vec<Box<dyn TokenSource>>,
     realm: Cow<'static, str>,
@@ -188,20 +215,13 @@ pub struct AuthenticatorBuilder {
 impl Default for AuthenticatorBuilder {
     fn default() -> Self {
         Self {
-            issuer: None,
-            audiences: Vec::new(),
-            keys: KeySet::default(),
-            jwks_files: Vec::new(),
-            #[cfg(feature = "remote")]
-            jwks_url: None,
+            primary: Issuer::default(),
+            extra: Vec::new(),
             #[cfg(feature = "remote")]
             http_client: None,
             #[cfg(feature = "remote")]
             remote: crate::keys::remote::RemoteConfig::default(),
             leeway: Duration::from_secs(60),
-            typ: None,
-            required: Vec::new(),
-            scope_paths: Vec::new(),
             max_token_size: 8 * 1024,
             sources: Vec::new(),
             realm: Cow::Borrowed(DEFAULT_REALM),
@@ -220,7 +240,7 @@ impl AuthenticatorBuilder {
     /// `/.well-known/oauth-authorization-server`) must name this exact issuer, and its
     /// `jwks_uri` becomes the [`jwks_url`](Self::jwks_url).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.primary.issuer = Some(issuer.into());
         self
     }
 
@@ -228,28 +248,26 @@ impl AuthenticatorBuilder {
     /// one of the configured audiences. Call again to accept several. At least one is required
     /// (unless waived through [`dangerous`](crate::dangerous)).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
+        self.primary = self.primary.audience(audience);
         self
     }
 
     /// Adds a verification key.
     pub fn key(mut self, key: Key) -> Self {
-        self.keys.push(key);
+        self.primary = self.primary.key(key);
         self
     }
 
     /// Adds every key of a set.
     pub fn keys(mut self, keys: KeySet) -> Self {
-        for key in keys.keys() {
-            self.keys.push(key.clone());
-        }
+        self.primary = self.primary.keys(keys);
         self
     }
 
     /// Adds the keys of a JWKS file, read by [`build`](Self::build) (a missing or malformed file
     /// is a [`ConfigError`] there). Unusable keys in it are skipped with a warning.
     pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.jwks_files.push(path.into());
+        self.primary = self.primary.jwks_file(path);
         self
     }
 
@@ -262,7 +280,7 @@ impl AuthenticatorBuilder {
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwks_url = Some(url.into());
+        self.primary = self.primary.jwks_url(url);
         self
     }
 
@@ -302,6 +320,15 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Also accepts tokens from another issuer, with its own audience, keys and claim mapping
+    /// (multi-tenant). The token's `iss` picks the issuer; an unknown `iss` is refused before
+    /// any key lookup or fetch. Leeway, token size, token sources, the HTTP client and the
+    /// rejection are shared.
+    pub fn trust(mut self, issuer: Issuer) -> Self {
+        self.extra.push(issuer);
+        self
+    }
+
     /// Clock skew tolerated on `exp`, `nbf` and `iat`. Defaults to 60 seconds; at most 10
     /// minutes.
     pub fn leeway(mut self, leeway: Duration) -> Self {
@@ -313,13 +340,13 @@ impl AuthenticatorBuilder {
     /// case-insensitively, `application/` optional). Defaults to no check, since many identity
     /// providers send `JWT`.
     pub fn require_type(mut self, typ: impl Into<String>) -> Self {
-        self.typ = Some(typ.into());
+        self.primary = self.primary.require_type(typ);
         self
     }
 
     /// Requires the claim `name` to be present. Defaults to none beyond `exp`, `iss` and `aud`.
     pub fn required_claim(mut self, name: impl Into<String>) -> Self {
-        self.required.push((name.into().into_boxed_str(), None));
+        self.primary = self.primary.required_claim(name);
         self
     }
 
@@ -330,8 +357,7 @@ impl AuthenticatorBuilder {
         name: impl Into<String>,
         value: impl Into<Value>,
     ) -> Self {
-        self.required
-            .push((name.into().into_boxed_str(), Some(value.into())));
+        self.primary = self.primary.required_claim_value(name, value);
         self
     }
 
@@ -341,8 +367,7 @@ impl AuthenticatorBuilder {
     /// contain dots (`"https://example.com/roles"`) work. The value there may be an array of
     /// strings or a space-delimited string; anything else adds nothing.
     pub fn scopes_from_claim<S: Into<String>>(mut self, path: impl IntoIterator<Item = S>) -> Self {
-        self.scope_paths
-            .push(path.into_iter().map(Into::into).collect());
+        self.primary = self.primary.scopes_from_claim(path);
         self
     }
 
@@ -392,26 +417,6 @@ impl AuthenticatorBuilder {
 
     /// Checks the configuration and builds the authenticator.
     pub fn build(self) -> Result<Authenticator, ConfigError> {
-        let issuer = match (self.issuer, self.any_issuer) {
-            (Some(issuer), _) if issuer.is_empty() => {
-                return Err(ConfigError::new("issuer must not be empty"));
-            }
-            (Some(issuer), _) => Some(issuer),
-            (None, true) => None,
-            (None, false) => {
-                return Err(ConfigError::new(
-                    "no issuer configured: call .issuer(..) with the `iss` your tokens carry",
-                ));
-            }
-        };
-        if self.audiences.is_empty() && !self.any_audience {
-            return Err(ConfigError::new(
-                "no audience configured: call .audience(..) with this API's identifier",
-            ));
-        }
-        if self.audiences.iter().any(String::is_empty) {
-            return Err(ConfigError::new("audience must not be empty"));
-        }
         if self.leeway > Duration::from_secs(600) {
             return Err(ConfigError::new(
                 "leeway above 10 minutes is not a clock skew",
@@ -422,88 +427,45 @@ impl AuthenticatorBuilder {
                 "max_token_size below 64 bytes rejects every JWT",
             ));
         }
-        for (name, value) in &self.required {
-            if name.is_empty() {
-                return Err(ConfigError::new("a required claim needs a name"));
-            }
-            if value.is_some() && validate::REGISTERED.contains(&&**name) {
-                return Err(ConfigError::new(format!(
-                    "required_claim_value(\"{name}\", ..): `{name}` is a registered claim; \
-                     use its own option (issuer, audience, ...)"
-                )));
-            }
-        }
-        if self
-            .scope_paths
-            .iter()
-            .any(|p| p.is_empty() || p.iter().any(String::is_empty))
-        {
+        if !self.extra.is_empty() && self.any_issuer {
             return Err(ConfigError::new(
-                "scopes_from_claim needs a non-empty path of names",
+                "accept_any_issuer cannot be combined with several trusted issuers",
             ));
         }
-        let mut keys = self.keys;
-        for path in &self.jwks_files {
-            let set = KeySet::from_jwks_file(path)?;
-            if set.is_empty() {
-                return Err(ConfigError::new(format!(
-                    "{}: the JWKS has no usable signature key",
-                    path.display()
-                )));
-            }
-            for key in set.keys() {
-                keys.push(key.clone());
-            }
-        }
-        #[cfg(feature = "remote")]
-        let source = {
-            use crate::keys::remote::Location;
-            match (self.jwks_url, &issuer) {
-                (Some(_), _) if !keys.is_empty() => {
-                    return Err(ConfigError::new(
-                        "configure either a JWKS URL or static keys, not both",
-                    ));
-                }
-                (Some(url), _) => start_remote(Location::Url(url), self.http_client, self.remote)?,
-                // No keys at all: discover them from the issuer's metadata.
-                (None, Some(issuer)) if keys.is_empty() => start_remote(
-                    Location::Discover {
-                        issuer: issuer.clone(),
-                    },
-                    self.http_client,
-                    self.remote,
-                )?,
-                (None, _) => KeySource::Static(keys),
-            }
-        };
-        #[cfg(not(feature = "remote"))]
-        let source = KeySource::Static(keys);
-        if let KeySource::Static(keys) = &source
-            && keys.is_empty()
-        {
-            return Err(ConfigError::new(
-                "no verification key configured: add .key(..), .keys(..) or .jwks_file(..)",
-            ));
-        }
-        let mut policy = Policy {
-            issuer,
-            audiences: self.audiences,
+        let mut globals = Globals {
             leeway: self.leeway.as_secs(),
-            require_exp: !self.allow_missing_exp,
-            typ: self.typ,
             max_token_size: self.max_token_size,
-            required: self.required,
-            scope_paths: self.scope_paths,
-            capture: Vec::new(),
+            require_exp: !self.allow_missing_exp,
+            any_issuer: self.any_issuer,
+            any_audience: self.any_audience,
+            #[cfg(feature = "remote")]
+            http_client: self.http_client,
+            #[cfg(feature = "remote")]
+            remote: self.remote,
         };
-        policy.finish();
+        let mut issuers = vec![self.primary.build(&globals)?];
+        globals.any_issuer = false;
+        globals.any_audience = false;
+        for issuer in self.extra {
+            let trusted = issuer.build(&globals)?;
+            if issuers
+                .iter()
+                .any(|t| t.policy.issuer == trusted.policy.issuer)
+            {
+                return Err(ConfigError::new(format!(
+                    "issuer {} is configured twice",
+                    trusted.policy.issuer.as_deref().unwrap_or_default()
+                )));
+            }
+            issuers.push(trusted);
+        }
+        Trusted::share_capture(&mut issuers);
         let rejection = self
             .rejection
             .unwrap_or_else(|| Arc::new(DefaultRejection::new(self.realm.into_owned())));
         Ok(Authenticator {
             shared: Arc::new(Shared {
-                policy,
-                keys: source,
+                issuers,
                 sources: Sources::new(self.sources),
                 rejection,
             }),
@@ -514,40 +476,9 @@ impl AuthenticatorBuilder {
 impl fmt::Debug for AuthenticatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthenticatorBuilder")
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
-            .field("keys", &self.keys)
+            .field("issuer", &self.primary)
+            .field("more_issuers", &self.extra)
             .field("leeway", &self.leeway)
             .finish_non_exhaustive()
     }
-}
-
-/// Checks the URL and the limits, then starts the remote key source.
-#[cfg(feature = "remote")]
-fn start_remote(
-    location: crate::keys::remote::Location,
-    client: Option<reqwest::Client>,
-    config: crate::keys::remote::RemoteConfig,
-) -> Result<KeySource, ConfigError> {
-    use crate::keys::remote::{Location, check_url};
-    match &location {
-        Location::Url(url) => check_url(url)?,
-        Location::Discover { issuer } => check_url(issuer).map_err(|e| {
-            ConfigError::new(format!("discovery from the issuer needs an https URL: {e}"))
-        })?,
-    }
-    if config.min_refresh > config.max_refresh || config.min_refresh.is_zero() {
-        return Err(ConfigError::new("jwks_refresh_bounds: need 0 < min <= max"));
-    }
-    if config.timeout.is_zero() {
-        return Err(ConfigError::new("jwks_timeout must be more than zero"));
-    }
-    let client = match client {
-        Some(client) => client,
-        None => reqwest::Client::builder()
-            .build()
-            .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}")))?,
-    };
-    let remote = crate::keys::remote::RemoteJwks::start(location, client, config)?;
-    Ok(KeySource::Remote(remote))
 }

@@ -124,11 +124,12 @@ where
             // The token names a key this source may not have yet (a rotation): fetch the keys
             // again, single-flight and rate-limited, then decide. The only path that awaits.
             let auth = self.auth.clone();
+            let error = error.clone();
             let optional = self.optional;
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(async move {
-                auth.refetch_keys().await;
+                auth.refetch_keys(&error).await;
                 let outcome = auth.authenticate_request(request.headers(), request.uri());
                 match admit(&auth, optional, &mut request, outcome) {
                     Admission::In { in_url } => {

@@ -94,6 +94,7 @@ pub mod dangerous;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+mod issuer;
 mod keys;
 mod layer;
 mod scope;
@@ -105,6 +106,7 @@ pub use error::{AuthError, AuthErrorKind, ConfigError, DefaultRejection, Rejecti
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::{AuthRejection, Claims, StandardClaims};
+pub use issuer::Issuer;
 pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]

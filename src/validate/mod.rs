@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{AuthError, AuthErrorKind};
-use crate::keys::{KeySet, Selection};
+use crate::keys::{KeySet, KeySource, Selection};
 use crate::scope::Scopes;
 use jws::{Compact, Header, b64url};
 
@@ -54,24 +54,40 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    /// Recomputes `capture` from `required` and `scope_paths`.
-    pub(crate) fn finish(&mut self) {
-        let mut capture: Vec<Box<str>> = Vec::new();
-        let names = self.required.iter().map(|(n, _)| &**n).chain(
-            self.scope_paths
-                .iter()
-                .filter_map(|p| p.first().map(String::as_str)),
-        );
-        for name in names {
-            if !REGISTERED.contains(&name) && !capture.iter().any(|c| **c == *name) {
-                capture.push(name.into());
-            }
-        }
-        self.capture = capture;
-    }
-
     fn capture_index(&self, name: &str) -> Option<usize> {
         self.capture.iter().position(|c| **c == *name)
+    }
+}
+
+/// One trusted issuer: its policy and where its keys come from.
+#[derive(Debug)]
+pub(crate) struct Trusted {
+    pub(crate) policy: Policy,
+    pub(crate) keys: KeySource,
+}
+
+impl Trusted {
+    /// Gives every issuer's policy the same capture list: the members any of them needs (roots
+    /// of `scope_paths`, non-registered required claims). The claims are parsed once, before the
+    /// issuer is known, so the list must serve every issuer.
+    pub(crate) fn share_capture(issuers: &mut [Trusted]) {
+        let mut capture: Vec<Box<str>> = Vec::new();
+        for policy in issuers.iter().map(|t| &t.policy) {
+            let names = policy.required.iter().map(|(n, _)| &**n).chain(
+                policy
+                    .scope_paths
+                    .iter()
+                    .filter_map(|p| p.first().map(String::as_str)),
+            );
+            for name in names {
+                if !REGISTERED.contains(&name) && !capture.iter().any(|c| **c == *name) {
+                    capture.push(name.into());
+                }
+            }
+        }
+        for trusted in issuers {
+            trusted.policy.capture.clone_from(&capture);
+        }
     }
 }
 
@@ -187,35 +203,33 @@ pub(crate) fn now() -> u64 {
 /// a token from an unknown one never causes a key lookup.
 pub(crate) fn verify(
     token: &str,
-    policy: &Policy,
-    keys: &KeySet,
+    issuers: &[Trusted],
     now: u64,
 ) -> Result<VerifiedToken, AuthError> {
-    if token.len() > policy.max_token_size {
+    // Size limit and capture list are the same for every issuer.
+    let Some(first) = issuers.first() else {
+        return Err(AuthError::new(
+            AuthErrorKind::KeysUnavailable,
+            "no issuer is configured",
+        ));
+    };
+    if token.len() > first.policy.max_token_size {
         return Err(AuthError::new(
             AuthErrorKind::TooLarge,
-            format!("token is longer than {} bytes", policy.max_token_size),
+            format!("token is longer than {} bytes", first.policy.max_token_size),
         ));
     }
     let parts = Compact::split(token)?;
     let header = Header::parse(parts.header)?;
     let kid = header.kid.as_deref();
-    if let Some(required) = &policy.typ
-        && !header
-            .typ
-            .as_deref()
-            .is_some_and(|t| typ_matches(t, required))
-    {
-        let error = AuthError::new(
-            AuthErrorKind::WrongType,
-            format!("token type (typ) must be {required}"),
-        );
-        return Err(error.with_claimed(kid, None));
-    }
     let payload = b64url(parts.payload, "payload").map_err(|e| e.with_claimed(kid, None))?;
     let mut claims =
-        claims::parse(&payload, &policy.capture).map_err(|e| e.with_claimed(kid, None))?;
-    check_token(&parts, &header, &claims, policy, keys, now)
+        claims::parse(&payload, &first.policy.capture).map_err(|e| e.with_claimed(kid, None))?;
+    let trusted = select_issuer(issuers, claims.iss.as_deref())
+        .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
+    let policy = &trusted.policy;
+    let keys = trusted.keys.snapshot();
+    check_token(&parts, &header, &claims, policy, &keys, now)
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
 
     let mut scopes = std::mem::take(&mut claims.scopes);
@@ -238,6 +252,24 @@ pub(crate) fn verify(
 }
 
 /// The checks that need the claims: issuer, then the key and signature, then the rest.
+/// The issuer whose `iss` the token names, before any key is looked up.
+fn select_issuer<'a>(issuers: &'a [Trusted], iss: Option<&str>) -> Result<&'a Trusted, AuthError> {
+    let found = issuers.iter().find(|t| match (&t.policy.issuer, iss) {
+        (None, _) => true,
+        (Some(configured), Some(iss)) => configured == iss,
+        (Some(_), None) => false,
+    });
+    found.ok_or_else(|| {
+        let description = match iss {
+            None => "token has no issuer (iss)",
+            Some(_) if issuers.len() > 1 => "unknown issuer (iss)",
+            Some(_) => "wrong issuer (iss)",
+        };
+        AuthError::new(AuthErrorKind::WrongIssuer, description)
+    })
+}
+
+/// The checks that need the issuer's policy: type, key and signature, then the claims.
 fn check_token(
     parts: &Compact<'_>,
     header: &Header,
@@ -246,14 +278,16 @@ fn check_token(
     keys: &KeySet,
     now: u64,
 ) -> Result<(), AuthError> {
-    if let Some(issuer) = &policy.issuer
-        && claims.iss.as_deref() != Some(issuer.as_str())
+    if let Some(required) = &policy.typ
+        && !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, required))
     {
-        let description = match claims.iss {
-            None => "token has no issuer (iss)",
-            Some(_) => "wrong issuer (iss)",
-        };
-        return Err(AuthError::new(AuthErrorKind::WrongIssuer, description));
+        return Err(AuthError::new(
+            AuthErrorKind::WrongType,
+            format!("token type (typ) must be {required}"),
+        ));
     }
     verify_signature(parts, header, keys)?;
     check_claims(claims, policy, now)

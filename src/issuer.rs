@@ -1,0 +1,283 @@
+//! [`Issuer`]: one trusted token issuer with its own audience, keys and claim mapping, for an
+//! [`Authenticator`](crate::Authenticator) that accepts tokens from several (multi-tenant).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::error::ConfigError;
+use crate::keys::{Key, KeySet, KeySource};
+use crate::validate::{self, Policy, Trusted};
+
+/// One trusted issuer. The token's `iss` picks the issuer whose settings apply; a token from an
+/// issuer that is not configured is refused before any key lookup or fetch.
+///
+/// The [`AuthenticatorBuilder`](crate::AuthenticatorBuilder)'s own `issuer`, `audience`, keys
+/// and claim options describe the first issuer; add more with
+/// [`AuthenticatorBuilder::trust`](crate::AuthenticatorBuilder::trust).
+///
+/// ```
+/// use tower_oauth2::{Algorithm, Authenticator, Issuer, Key};
+///
+/// # fn main() -> Result<(), tower_oauth2::ConfigError> {
+/// let auth = Authenticator::builder()
+///     .issuer("https://login.tenant-a.example")
+///     .audience("orders-api")
+///     .key(Key::hmac([1u8; 32], Algorithm::HS256)?)
+///     .trust(
+///         Issuer::new("https://idp.tenant-b.example/realms/b")
+///             .audience("account")
+///             .key(Key::hmac([2u8; 32], Algorithm::HS256)?)
+///             .scopes_from_claim(["realm_access", "roles"]),
+///     )
+///     .build()?;
+/// # let _ = auth; Ok(()) }
+/// ```
+#[derive(Default)]
+#[must_use]
+pub struct Issuer {
+    pub(crate) issuer: Option<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) keys: KeySet,
+    pub(crate) jwks_files: Vec<PathBuf>,
+    #[cfg(feature = "remote")]
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) typ: Option<String>,
+    pub(crate) required: Vec<(Box<str>, Option<Value>)>,
+    pub(crate) scope_paths: Vec<Vec<String>>,
+}
+
+impl Issuer {
+    /// An issuer whose tokens carry exactly this `iss`.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: Some(issuer.into()),
+            ..Self::default()
+        }
+    }
+
+    /// An audience accepted from this issuer (repeatable; at least one).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// A verification key of this issuer.
+    pub fn key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Every key of a set.
+    pub fn keys(mut self, keys: KeySet) -> Self {
+        for key in keys.keys() {
+            self.keys.push(key.clone());
+        }
+        self
+    }
+
+    /// The keys of a JWKS file, read when the authenticator is built.
+    pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.jwks_files.push(path.into());
+        self
+    }
+
+    /// This issuer's JWKS URL (feature `remote`). Without keys, a file or a URL, the URL is
+    /// discovered from the issuer's metadata.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// Requires the header's `typ` (e.g. `"at+jwt"`) on this issuer's tokens.
+    pub fn require_type(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// Requires the claim `name` on this issuer's tokens.
+    pub fn required_claim(mut self, name: impl Into<String>) -> Self {
+        self.required.push((name.into().into_boxed_str(), None));
+        self
+    }
+
+    /// Requires the (non-registered) claim `name` to equal `value` on this issuer's tokens.
+    pub fn required_claim_value(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Value>,
+    ) -> Self {
+        self.required
+            .push((name.into().into_boxed_str(), Some(value.into())));
+        self
+    }
+
+    /// Adds the strings at a claim path of this issuer's tokens to their scopes (see
+    /// [`AuthenticatorBuilder::scopes_from_claim`](crate::AuthenticatorBuilder::scopes_from_claim)).
+    pub fn scopes_from_claim<S: Into<String>>(mut self, path: impl IntoIterator<Item = S>) -> Self {
+        self.scope_paths
+            .push(path.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Checks this issuer's settings and builds its policy and key source.
+    pub(crate) fn build(self, globals: &Globals) -> Result<Trusted, ConfigError> {
+        let name = self.issuer.clone().unwrap_or_else(|| "(any issuer)".into());
+        let context = |e: &str| ConfigError::new(format!("issuer {name}: {e}"));
+        let issuer = match (self.issuer, globals.any_issuer) {
+            (Some(issuer), _) if issuer.is_empty() => {
+                return Err(ConfigError::new("issuer must not be empty"));
+            }
+            (Some(issuer), _) => Some(issuer),
+            (None, true) => None,
+            (None, false) => {
+                return Err(ConfigError::new(
+                    "no issuer configured: call .issuer(..) with the `iss` your tokens carry",
+                ));
+            }
+        };
+        if self.audiences.is_empty() && !globals.any_audience {
+            return Err(context(
+                "no audience configured: call .audience(..) with this API's identifier",
+            ));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(context("audience must not be empty"));
+        }
+        for (claim, value) in &self.required {
+            if claim.is_empty() {
+                return Err(context("a required claim needs a name"));
+            }
+            if value.is_some() && validate::REGISTERED.contains(&&**claim) {
+                return Err(context(&format!(
+                    "required_claim_value(\"{claim}\", ..): `{claim}` is a registered claim; \
+                     use its own option (issuer, audience, ...)"
+                )));
+            }
+        }
+        if self
+            .scope_paths
+            .iter()
+            .any(|p| p.is_empty() || p.iter().any(String::is_empty))
+        {
+            return Err(context("scopes_from_claim needs a non-empty path of names"));
+        }
+        let mut keys = self.keys;
+        for path in &self.jwks_files {
+            let set = KeySet::from_jwks_file(path)?;
+            if set.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{}: the JWKS has no usable signature key",
+                    path.display()
+                )));
+            }
+            for key in set.keys() {
+                keys.push(key.clone());
+            }
+        }
+        #[cfg(feature = "remote")]
+        let source = {
+            use crate::keys::remote::Location;
+            match (self.jwks_url, &issuer) {
+                (Some(_), _) if !keys.is_empty() => {
+                    return Err(context(
+                        "configure either a JWKS URL or static keys, not both",
+                    ));
+                }
+                (Some(url), _) => globals.start_remote(Location::Url(url))?,
+                // No keys at all: discover them from the issuer's metadata.
+                (None, Some(issuer)) if keys.is_empty() => {
+                    globals.start_remote(Location::Discover {
+                        issuer: issuer.clone(),
+                    })?
+                }
+                (None, _) => KeySource::Static(keys),
+            }
+        };
+        #[cfg(not(feature = "remote"))]
+        let source = KeySource::Static(keys);
+        if let KeySource::Static(keys) = &source
+            && keys.is_empty()
+        {
+            return Err(ConfigError::new(
+                "no verification key configured: add .key(..), .keys(..) or .jwks_file(..)",
+            ));
+        }
+        let policy = Policy {
+            issuer,
+            audiences: self.audiences,
+            leeway: globals.leeway,
+            require_exp: globals.require_exp,
+            typ: self.typ,
+            max_token_size: globals.max_token_size,
+            required: self.required,
+            scope_paths: self.scope_paths,
+            capture: Vec::new(),
+        };
+        Ok(Trusted {
+            policy,
+            keys: source,
+        })
+    }
+}
+
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings every issuer of one authenticator shares.
+pub(crate) struct Globals {
+    pub(crate) leeway: u64,
+    pub(crate) max_token_size: usize,
+    pub(crate) require_exp: bool,
+    pub(crate) any_issuer: bool,
+    pub(crate) any_audience: bool,
+    #[cfg(feature = "remote")]
+    pub(crate) http_client: Option<reqwest::Client>,
+    #[cfg(feature = "remote")]
+    pub(crate) remote: crate::keys::remote::RemoteConfig,
+}
+
+#[cfg(feature = "remote")]
+impl Globals {
+    /// Checks the URL and the limits, then starts a remote key source.
+    fn start_remote(
+        &self,
+        location: crate::keys::remote::Location,
+    ) -> Result<KeySource, ConfigError> {
+        use crate::keys::remote::{Location, RemoteJwks, check_url};
+        match &location {
+            Location::Url(url) => check_url(url)?,
+            Location::Discover { issuer } => check_url(issuer).map_err(|e| {
+                ConfigError::new(format!("discovery from the issuer needs an https URL: {e}"))
+            })?,
+        }
+        let config = &self.remote;
+        if config.min_refresh > config.max_refresh || config.min_refresh.is_zero() {
+            return Err(ConfigError::new("jwks_refresh_bounds: need 0 < min <= max"));
+        }
+        if config.timeout.is_zero() {
+            return Err(ConfigError::new("jwks_timeout must be more than zero"));
+        }
+        let client = match &self.http_client {
+            Some(client) => client.clone(),
+            None => reqwest::Client::builder()
+                .build()
+                .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}")))?,
+        };
+        Ok(KeySource::Remote(RemoteJwks::start(
+            location,
+            client,
+            config.clone(),
+        )?))
+    }
+}

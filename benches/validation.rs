@@ -11,9 +11,12 @@
 //!   `iss`, `aud`, `exp` required, leeway 60 s) and the same verification key, taken from the
 //!   same JWKS entry as the layer's.
 //!
-//! The bench needs the default `aws-lc-rs` backend; without it, it compiles to an empty `main`.
+//! A second group, `cached_key/ES256`, compares a request whose key is cached with a remote JWKS
+//! (feature `remote`, served from loopback) and with static keys.
+//!
+//! The bench needs the default features; without them, it compiles to an empty `main`.
 
-#[cfg(feature = "aws-lc-rs")]
+#[cfg(all(feature = "aws-lc-rs", feature = "remote"))]
 mod bench {
     use std::convert::Infallible;
     use std::future::Future;
@@ -270,10 +273,78 @@ mod bench {
         }
     }
 
-    criterion_group!(benches, validation_benches);
+    /// A request whose key is cached costs the same with a remote JWKS as with static keys:
+    /// both read one immutable key set; the remote one is an `ArcSwap` snapshot.
+    fn cached_key_benches(c: &mut Criterion) {
+        let cases = cases();
+        let case = cases
+            .iter()
+            .find(|c| c.alg == Algorithm::ES256)
+            .expect("ES256 case");
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let remote = runtime.block_on(async {
+            let app = axum::Router::new().route("/jwks", axum::routing::get(|| async { JWKS }));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let auth = Authenticator::builder()
+                .issuer(ISSUER)
+                .audience(AUDIENCE)
+                .jwks_url(url)
+                .build()
+                .expect("remote authenticator");
+            auth.refresh_keys().await.expect("JWKS fetched");
+            auth
+        });
+        let static_svc = service();
+        let remote_svc = remote
+            .layer()
+            .layer(tower::service_fn(|req: Request<Body>| async move {
+                let status = match req.extensions().get::<VerifiedToken>() {
+                    Some(_) => StatusCode::OK,
+                    None => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = status;
+                Ok::<_, Infallible>(response)
+            }));
+        let authorization =
+            HeaderValue::try_from(format!("Bearer {}", case.token)).expect("header");
+        for svc_ok in [
+            ready(static_svc.clone().oneshot(request(&authorization))),
+            ready(remote_svc.clone().oneshot(request(&authorization))),
+        ] {
+            assert_eq!(svc_ok.map(|r| r.status()).ok(), Some(StatusCode::OK));
+        }
+        let mut group = c.benchmark_group("cached_key/ES256");
+        group.sample_size(50);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+        group.bench_function("static_keys", |b| {
+            b.iter_batched(
+                || request(&authorization),
+                |req| ready(static_svc.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("remote_jwks", |b| {
+            b.iter_batched(
+                || request(&authorization),
+                |req| ready(remote_svc.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.finish();
+        drop(remote);
+        drop(runtime);
+    }
+
+    criterion_group!(benches, validation_benches, cached_key_benches);
 }
 
-#[cfg(feature = "aws-lc-rs")]
+#[cfg(all(feature = "aws-lc-rs", feature = "remote"))]
 fn main() {
     if let Ok(spec) = std::env::var("VALIDATION_COUNT") {
         bench::count(&spec);
@@ -285,5 +356,5 @@ fn main() {
         .final_summary();
 }
 
-#[cfg(not(feature = "aws-lc-rs"))]
+#[cfg(not(all(feature = "aws-lc-rs", feature = "remote")))]
 fn main() {}

@@ -58,6 +58,7 @@
 //! | `aws-lc-rs` | crypto backend: aws-lc-rs | yes |
 //! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
+//! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
 //!
 //! Exactly one crypto backend must be enabled; neither or both is a compile error (for a
 //! pure-Rust build: `default-features = false, features = ["rust-crypto", "axum"]`).
@@ -73,7 +74,8 @@
 //!   from an ordinary JWKS.
 //! - **Keys come only from configuration.** The `jku`, `x5u`, `jwk` and `x5c` headers are never
 //!   read, let alone fetched; a `crit` header is refused, since this crate implements no
-//!   extension.
+//!   extension. A remote JWKS is fetched only from the configured URL or the one the configured
+//!   issuer's metadata names, over https.
 //! - **Strict parsing.** Canonical unpadded base64url only; the header and claims must be JSON
 //!   objects without duplicate member names at any depth and at most 32 levels of nesting;
 //!   registered claims must have their RFC 7519 types; tokens are at most 8 KiB by default.

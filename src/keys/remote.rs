@@ -279,8 +279,10 @@ impl RemoteJwks {
             Err(error) => {
                 tracing::warn!(
                     url = %mutable.state.url,
+                    discovered_from = mutable.state.discovered_from.as_deref(),
+                    keys_kept = mutable.state.key_ids.len(),
                     %error,
-                    "JWKS fetch failed; keeping the previous keys"
+                    "JWKS fetch failed; the keys already held stay in use"
                 );
                 if let Location::Discover { .. } = self.location {
                     // The JWKS may have moved: ask the metadata again next time.

@@ -58,7 +58,9 @@ impl Authenticator {
     }
 
     /// Validates one token string: header, claims syntax, issuer, key and signature, then the
-    /// remaining claims. For code outside tower (a WebSocket
+    /// remaining claims. Unlike the layer, it never waits for a refetch when the token names an
+    /// unknown `kid`: a rotated key reaches it with the next refresh (or after a request through
+    /// the layer fetched it). For code outside tower (a WebSocket
     /// handshake, a message consumer) that has the token in hand.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         validate::verify(token, &self.shared.issuers, validate::now())
@@ -126,10 +128,12 @@ impl Authenticator {
         let _ = error;
     }
 
-    /// Fetches every remote JWKS now and installs it. Call it once after
+    /// Fetches every issuer's remote JWKS now (a fetch already in flight is waited for and its
+    /// result shared) and installs it; stops at the first failure. Call it once after
     /// [`build`](AuthenticatorBuilder::build) to fail fast when the keys cannot be had at start;
     /// without it, the authenticator starts empty, fetches in the background, and answers 401
-    /// ("keys are not available") until a fetch succeeds. A no-op for static keys.
+    /// ("the issuer's signing keys are not available") until a fetch succeeds. A no-op for static
+    /// keys.
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub async fn refresh_keys(&self) -> Result<(), crate::KeyFetchError> {
@@ -276,7 +280,8 @@ impl AuthenticatorBuilder {
     /// [`jwks_refresh_bounds`](Self::jwks_refresh_bounds), `ETag` revalidation), and when a
     /// token names an unknown `kid` (single-flight, at most once per
     /// [`jwks_cooldown`](Self::jwks_cooldown)). A failed fetch keeps the previous keys.
-    /// `https` is required, except for loopback hosts. Building needs a tokio runtime.
+    /// `https` is required, except for loopback hosts, and redirects must keep to that. Building
+    /// needs a tokio runtime with time and IO enabled.
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
@@ -304,7 +309,8 @@ impl AuthenticatorBuilder {
     }
 
     /// The least time between two fetches caused by unknown `kid`s, so that a flood of forged
-    /// kids costs at most one upstream request per cooldown. Defaults to 30 seconds.
+    /// kids costs at most one upstream request per cooldown; requests that arrive during such a
+    /// fetch wait for it. Defaults to 30 seconds; must be more than zero.
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn jwks_cooldown(mut self, cooldown: Duration) -> Self {

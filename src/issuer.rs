@@ -268,9 +268,15 @@ impl Globals {
         if config.timeout.is_zero() {
             return Err(ConfigError::new("jwks_timeout must be more than zero"));
         }
+        if config.cooldown.is_zero() {
+            return Err(ConfigError::new(
+                "jwks_cooldown must be more than zero: it is the rate limit on refetches",
+            ));
+        }
         let client = match &self.http_client {
             Some(client) => client.clone(),
             None => reqwest::Client::builder()
+                .redirect(crate::keys::remote::redirect_policy())
                 .build()
                 .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}")))?,
         };

@@ -238,7 +238,7 @@ pin_project! {
     enum Kind<F, B, E> {
         Inner { #[pin] future: F, private: bool },
         Reject { response: Option<Response<B>> },
-        Boxed { future: BoxFuture<Result<Response<B>, E>> },
+        Boxed { future: Option<BoxFuture<Result<Response<B>, E>>> },
     }
 }
 
@@ -276,7 +276,9 @@ impl<F, B, E> ResponseFuture<F, B, E> {
 
     fn boxed(future: BoxFuture<Result<Response<B>, E>>) -> Self {
         Self {
-            kind: Kind::Boxed { future },
+            kind: Kind::Boxed {
+                future: Some(future),
+            },
         }
     }
 }
@@ -302,7 +304,15 @@ where
                 // with `Pending` rather than a panic.
                 None => Poll::Pending,
             },
-            KindProj::Boxed { future } => future.as_mut().poll(cx),
+            KindProj::Boxed { future } => match future {
+                Some(inner) => {
+                    let output = std::task::ready!(inner.as_mut().poll(cx));
+                    *future = None;
+                    Poll::Ready(output)
+                }
+                // Polled again after completion: as above.
+                None => Poll::Pending,
+            },
         }
     }
 }

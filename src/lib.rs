@@ -75,7 +75,7 @@
 //! - **Keys come only from configuration.** The `jku`, `x5u`, `jwk` and `x5c` headers are never
 //!   read, let alone fetched; a `crit` header is refused, since this crate implements no
 //!   extension. A remote JWKS is fetched only from the configured URL or the one the configured
-//!   issuer's metadata names, over https.
+//!   issuer's metadata names, over https (plain http only on loopback; redirects likewise).
 //! - **Strict parsing.** Canonical unpadded base64url only; the header and claims must be JSON
 //!   objects without duplicate member names at any depth and at most 32 levels of nesting;
 //!   registered claims must have their RFC 7519 types; tokens are at most 8 KiB by default.

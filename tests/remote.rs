@@ -27,6 +27,8 @@ enum Mode {
     Html,
     Truncated,
     Hang,
+    /// Answers normally after 300 ms.
+    Slow,
 }
 
 struct Idp {
@@ -72,8 +74,12 @@ impl Idp {
 async fn metadata(
     State(idp): State<Arc<Idp>>,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
 ) -> Response {
     idp.metadata_requests.fetch_add(1, Ordering::SeqCst);
+    if headers.contains_key("x-custom-client") {
+        idp.custom_client_seen.fetch_add(1, Ordering::SeqCst);
+    }
     let serves = *idp.metadata_at.lock().unwrap();
     let oidc = uri.path().ends_with("openid-configuration");
     if serves == "none" || oidc != (serves == "oidc") {
@@ -111,6 +117,7 @@ async fn jwks(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
         }
         Mode::Truncated => return body[..body.len() / 2].to_owned().into_response(),
         Mode::Hang => tokio::time::sleep(Duration::from_secs(5)).await,
+        Mode::Slow => tokio::time::sleep(Duration::from_millis(300)).await,
         Mode::Normal => {}
     }
     let mut response = if headers
@@ -211,6 +218,11 @@ async fn rotation_new_key_after_one_refetch_removed_key_after_next_refresh() {
     let state = auth.key_source_state().unwrap();
     assert_eq!(state.key_ids, vec!["ed-1"]);
     assert!(state.last_error.is_none() && state.last_success.is_some());
+    assert_eq!(
+        state.fetch_count,
+        idp.requests() as u64,
+        "every fetch is counted"
+    );
 }
 
 #[tokio::test]
@@ -305,7 +317,7 @@ async fn unknown_kid_flood_costs_one_fetch_per_cooldown() {
     }
     assert_eq!(unauthorized, 10_000);
     assert!(
-        idp.requests() - before <= 1,
+        idp.requests() - before == 1,
         "{} fetches for one cooldown",
         idp.requests() - before
     );
@@ -385,7 +397,7 @@ async fn background_refresh_runs_and_stops_when_the_authenticator_is_dropped() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let running = idp.requests();
     assert!(
-        running >= 3,
+        running >= 2,
         "the background task refreshes ({running} fetches)"
     );
     drop(auth);
@@ -430,7 +442,46 @@ fn a_remote_source_outside_a_runtime_is_a_config_error() {
 }
 
 #[tokio::test]
-async fn unknown_kid_within_the_cooldown_is_an_instant_401() {
+async fn unknown_kids_within_the_cooldown_get_an_instant_401_and_after_it_a_new_fetch() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_cooldown(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    let (key, _) = signing_key(Algorithm::ES256);
+    let forged = |kid: &str| {
+        let header = format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#);
+        sign_raw(&header, &claims("").to_string(), &key, Algorithm::ES256)
+    };
+    let before = idp.requests();
+    assert_eq!(
+        get_with(&app, "/me", &forged("a")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(idp.requests(), before + 1, "the first unknown kid fetches");
+    assert_eq!(
+        get_with(&app, "/me", &forged("b")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(idp.requests(), before + 1, "within the cooldown: no fetch");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        get_with(&app, "/me", &forged("c")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        idp.requests(),
+        before + 2,
+        "after the cooldown: one more fetch"
+    );
+    let err = auth.verify(&forged("d")).unwrap_err();
+    assert_eq!(err.kind(), AuthErrorKind::UnknownKey);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_a_rotated_kid_during_the_fetch_share_it() {
     let (idp, url) = idp(&["ec-1"]).await;
     let auth = remote(&url)
         .jwks_cooldown(Duration::from_secs(60))
@@ -439,29 +490,112 @@ async fn unknown_kid_within_the_cooldown_is_an_instant_401() {
     auth.refresh_keys().await.unwrap();
     let app = app(&auth);
     idp.keys(&["ec-1", "ed-1"]);
+    idp.set_mode(Mode::Slow);
     let before = idp.requests();
-    let (key, _) = signing_key(Algorithm::ES256);
-    let forged = sign_raw(
-        r#"{"alg":"ES256","kid":"nope"}"#,
-        &claims("").to_string(),
-        &key,
-        Algorithm::ES256,
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            get_with(&app, "/me", &token_for(Algorithm::EdDSA))
+                .await
+                .status
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(
+            status.unwrap(),
+            StatusCode::OK,
+            "a request waited for the shared fetch"
+        );
+    }
+    assert_eq!(idp.requests(), before + 1, "one fetch for all of them");
+}
+
+#[tokio::test]
+async fn a_cancelled_request_does_not_cancel_its_refetch() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_cooldown(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    idp.keys(&["ec-1", "ed-1"]);
+    idp.set_mode(Mode::Slow);
+    let rotated = token_for(Algorithm::EdDSA);
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(50), get_with(&app, "/me", &rotated));
+    assert!(
+        cancelled.await.is_err(),
+        "the request was dropped while the fetch ran"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = idp.requests();
+    assert_eq!(get_with(&app, "/me", &rotated).await.status, StatusCode::OK);
+    assert_eq!(
+        idp.requests(),
+        before,
+        "the fetch finished on its own; the new key is cached"
+    );
+}
+
+#[tokio::test]
+async fn cached_keys_validate_while_a_fetch_hangs() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    let auth = remote(&url)
+        .jwks_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    auth.refresh_keys().await.unwrap();
+    let app = app(&auth);
+    idp.set_mode(Mode::Hang);
+    let hanging = {
+        let auth = auth.clone();
+        tokio::spawn(async move { auth.refresh_keys().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        get_with(&app, "/me", &token_for(Algorithm::ES256))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the request did not wait for the fetch"
+    );
+    assert!(!hanging.is_finished(), "the fetch was still hanging");
+    hanging.abort();
+}
+
+#[tokio::test]
+async fn the_background_refresh_retries_after_failures_and_recovers_on_its_own() {
+    let (idp, url) = idp(&["ec-1"]).await;
+    idp.set_mode(Mode::Status500);
+    let auth = remote(&url)
+        .jwks_refresh_bounds(Duration::from_millis(50), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = auth.key_source_state().unwrap();
+    assert!(state.last_error.is_some() && state.key_ids.is_empty());
+    let failures = idp.requests();
+    assert!(failures >= 2, "retried ({failures} attempts)");
+    idp.set_mode(Mode::Normal);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = auth.key_source_state().unwrap();
+    assert_eq!(
+        state.key_ids,
+        vec!["ec-1"],
+        "recovered without help: {state:?}"
     );
     assert_eq!(
-        get_with(&app, "/me", &forged).await.status,
-        StatusCode::UNAUTHORIZED
+        get_with(&app(&auth), "/me", &token_for(Algorithm::ES256))
+            .await
+            .status,
+        StatusCode::OK
     );
-    assert_eq!(idp.requests(), before + 1);
-    // The real new key arrives within the cooldown: refused until the next refresh.
-    let reply = get_with(&app, "/me", &token_for(Algorithm::EdDSA)).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "the refetch above already brought ed-1"
-    );
-    assert_eq!(idp.requests(), before + 1);
-    let err = auth.verify(&forged).unwrap_err();
-    assert_eq!(err.kind(), AuthErrorKind::UnknownKey);
 }
 
 /// A token from `idp`: its base URL is the issuer.

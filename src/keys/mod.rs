@@ -445,6 +445,15 @@ impl KeySet {
     }
 
     fn from_jwks(json: &str, allow_oct: bool) -> Result<Self, ConfigError> {
+        Self::from_jwks_limited(json, allow_oct, usize::MAX)
+    }
+
+    /// Parses a JWKS of at most `max_entries` entries (counted before any key is parsed).
+    pub(crate) fn from_jwks_limited(
+        json: &str,
+        allow_oct: bool,
+        max_entries: usize,
+    ) -> Result<Self, ConfigError> {
         #[derive(serde::Deserialize)]
         struct Jwks {
             keys: Vec<serde_json::Value>,
@@ -454,14 +463,24 @@ impl KeySet {
                 "not a JWKS document (expected {{\"keys\": [...]}}): {e}"
             ))
         })?;
+        if jwks.keys.len() > max_entries {
+            return Err(ConfigError::new(format!(
+                "the JWKS has {} entries; at most {max_entries} are accepted",
+                jwks.keys.len()
+            )));
+        }
         fn kid_of(value: &serde_json::Value) -> Option<&str> {
             value.get("kid").and_then(|k| k.as_str())
+        }
+        let mut kid_counts: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
+        for kid in jwks.keys.iter().filter_map(kid_of) {
+            *kid_counts.entry(kid).or_default() += 1;
         }
         let mut keys = Vec::with_capacity(jwks.keys.len());
         for (index, value) in jwks.keys.iter().enumerate() {
             let kid = kid_of(value);
-            let shared = kid.is_some() && jwks.keys.iter().filter(|v| kid_of(v) == kid).count() > 1;
-            let parsed = if shared {
+            let parsed = if kid.is_some_and(|kid| kid_counts[kid] > 1) {
                 Err("several JWKs share this kid".to_owned())
             } else {
                 parse_jwk(value, allow_oct)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::header::{ACCEPT, CACHE_CONTROL, ETAG, IF_NONE_MATCH};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::KeySet;
 use crate::error::ConfigError;
@@ -97,6 +97,8 @@ struct Mutable {
     state: KeySourceState,
     /// When the last fetch for an unknown `kid` started.
     last_kid_fetch: Option<Instant>,
+    /// That fetch, while it runs: later callers wait for it instead of fetching again.
+    kid_fetch: Option<watch::Receiver<bool>>,
 }
 
 pub(crate) struct RemoteJwks {
@@ -149,6 +151,7 @@ impl RemoteJwks {
                 generation: 0,
                 etag: None,
                 last_kid_fetch: None,
+                kid_fetch: None,
             }),
             location,
             client,
@@ -174,35 +177,51 @@ impl RemoteJwks {
         self.mutable.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a token naming an unknown `kid` may trigger a fetch now: none started within the
-    /// cooldown.
+    /// Whether a token naming an unknown `kid` may lead to a fetch: one is running (the caller
+    /// may wait for it), or none started within the cooldown.
     pub(crate) fn may_refetch(&self) -> bool {
         let now = Instant::now();
-        self.lock()
-            .last_kid_fetch
-            .is_none_or(|t| now.duration_since(t) >= self.config.cooldown)
+        let mutable = self.lock();
+        mutable.kid_fetch.is_some()
+            || mutable
+                .last_kid_fetch
+                .is_none_or(|t| now.duration_since(t) >= self.config.cooldown)
     }
 
-    /// Fetches again because a token named an unknown `kid`. Concurrent callers share one
-    /// fetch; within the cooldown after one started, nothing is fetched. Returns whether the
-    /// key set may have changed, so that the caller retries its lookup.
-    pub(crate) async fn refetch_for_unknown_kid(&self) -> bool {
-        if !self.may_refetch() {
-            return false;
-        }
-        let _guard = self.fetch.lock().await;
-        {
+    /// Fetches again because a token named an unknown `kid`, and waits for the outcome.
+    /// Callers that arrive while such a fetch runs share it; after it, nothing is fetched until
+    /// the cooldown has passed. The fetch runs in its own task, so a caller that goes away (a
+    /// cancelled request) cannot abort it and leave the cooldown spent for nothing.
+    pub(crate) async fn refetch_for_unknown_kid(self: &Arc<Self>) {
+        let mut done = {
             let mut mutable = self.lock();
-            let now = Instant::now();
-            if let Some(started) = mutable.last_kid_fetch
-                && now.duration_since(started) < self.config.cooldown
-            {
-                // Another caller fetched while this one waited: use its result.
-                return true;
+            match &mutable.kid_fetch {
+                Some(running) => running.clone(),
+                None => {
+                    let now = Instant::now();
+                    if mutable
+                        .last_kid_fetch
+                        .is_some_and(|t| now.duration_since(t) < self.config.cooldown)
+                    {
+                        tracing::debug!("unknown kid within the JWKS cooldown; not fetching");
+                        return;
+                    }
+                    mutable.last_kid_fetch = Some(now);
+                    let (finished, done) = watch::channel(false);
+                    mutable.kid_fetch = Some(done.clone());
+                    let source = Arc::clone(self);
+                    tokio::spawn(async move {
+                        tracing::info!("a token names an unknown kid; fetching the JWKS again");
+                        let _ = source.refresh().await;
+                        source.lock().kid_fetch = None;
+                        let _ = finished.send(true);
+                    });
+                    done
+                }
             }
-            mutable.last_kid_fetch = Some(now);
-        }
-        self.fetch_now().await.is_ok()
+        };
+        // Ends when the fetch task reports, or drops its sender.
+        let _ = done.wait_for(|finished| *finished).await;
     }
 
     /// Fetches now and installs what it gets. Single-flight: a caller that finds a fetch in
@@ -373,7 +392,7 @@ impl RemoteJwks {
             });
         }
         if !status.is_success() {
-            return Err(KeyFetchError(format!("HTTP status {status}")));
+            return Err(KeyFetchError(format!("{url}: HTTP status {status}")));
         }
         let etag = response
             .headers()
@@ -383,7 +402,8 @@ impl RemoteJwks {
         let body = read_limited(response, self.config.max_bytes).await?;
         let text =
             std::str::from_utf8(&body).map_err(|_| KeyFetchError("JWKS is not UTF-8".into()))?;
-        let keys = KeySet::from_jwks_json(text).map_err(|e| KeyFetchError(e.to_string()))?;
+        let keys = KeySet::from_jwks_limited(text, false, self.config.max_keys)
+            .map_err(|e| KeyFetchError(format!("{url}: {e}")))?;
         if keys.is_empty() {
             return Err(KeyFetchError("the JWKS has no usable signature key".into()));
         }
@@ -405,20 +425,26 @@ impl RemoteJwks {
     /// bounds; the default interval without one; the minimum with `no-cache`/`no-store`.
     fn ttl(&self, headers: &http::HeaderMap) -> Duration {
         let config = &self.config;
-        let mut ttl = config.default_refresh;
+        let mut max_age = None;
+        let mut no_cache = false;
         for value in headers.get_all(CACHE_CONTROL) {
             let Ok(value) = value.to_str() else { continue };
             for directive in value.split(',').map(str::trim) {
                 let lower = directive.to_ascii_lowercase();
                 if lower == "no-cache" || lower == "no-store" {
-                    ttl = Duration::ZERO;
+                    no_cache = true;
                 } else if let Some(secs) = lower.strip_prefix("max-age=")
                     && let Ok(secs) = secs.trim_matches('"').parse::<u64>()
                 {
-                    ttl = Duration::from_secs(secs);
+                    max_age = Some(Duration::from_secs(secs));
                 }
             }
         }
+        let ttl = match (no_cache, max_age) {
+            (true, _) => Duration::ZERO,
+            (false, Some(max_age)) => max_age,
+            (false, None) => config.default_refresh,
+        };
         ttl.clamp(config.min_refresh, config.max_refresh)
     }
 }
@@ -473,6 +499,20 @@ async fn read_limited(
     Ok(body)
 }
 
+/// A redirect policy that applies [`check_url`] to every hop (at most 5), so a redirect cannot
+/// lead a fetch to plain http on another host.
+pub(crate) fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if check_url(attempt.url().as_str()).is_err() {
+            attempt.error("redirect to a URL that is not https (or http on loopback)")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// A JWKS or issuer URL must be https, or http on a loopback host.
 pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
     let parsed =
@@ -516,8 +556,11 @@ async fn refresh_loop(source: Weak<RemoteJwks>, mut stopped: oneshot::Receiver<(
             }
             Err(_) => {
                 failures = failures.saturating_add(1);
+                // 2 s, 4 s, … up to `max_backoff`, and never longer than a normal refresh.
                 let backoff = Duration::from_secs(1u64 << failures.min(16));
-                backoff.min(source.config.max_backoff)
+                backoff
+                    .min(source.config.max_backoff)
+                    .min(source.config.min_refresh)
             }
         };
     }

@@ -338,12 +338,21 @@ pub(crate) fn verify_signature(
         .keys()
         .any(|key| key.verify(header.alg, message, &signature))
     {
-        Ok(())
-    } else {
-        Err(AuthError::new(
+        return Ok(());
+    }
+    match selection {
+        // The token's kid is unknown and no key without a kid verified it: a key this set does
+        // not have (yet), which is what a refreshing source needs to know.
+        Selection::Each {
+            kidless_only: true, ..
+        } => Err(AuthError::new(
+            AuthErrorKind::UnknownKey,
+            "no key with this kid",
+        )),
+        _ => Err(AuthError::new(
             AuthErrorKind::BadSignature,
             "signature does not verify",
-        ))
+        )),
     }
 }
 

@@ -59,6 +59,7 @@
 //! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
+//! | `server` | the authorization server; so far only [`TokenLifetime`] | no |
 //!
 //! Exactly one crypto backend must be enabled; neither or both is a compile error (for a
 //! pure-Rust build: `default-features = false, features = ["rust-crypto", "axum"]`).
@@ -100,6 +101,8 @@ mod issuer;
 mod keys;
 mod layer;
 mod scope;
+#[cfg(feature = "server")]
+mod server;
 mod token_source;
 mod validate;
 
@@ -116,6 +119,9 @@ pub use keys::remote::{KeyFetchError, KeySourceState};
 pub use keys::{Key, KeySet};
 pub use layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
 pub use scope::{RequireScope, RequireScopeService, Scopes};
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use server::{LifetimeError, TokenLifetime};
 pub use token_source::{AuthorizationHeader, CookieToken, QueryToken, TokenSource};
 pub use validate::VerifiedToken;
 

@@ -395,14 +395,14 @@ async fn background_refresh_runs_and_stops_when_the_authenticator_is_dropped() {
         .jwks_refresh_bounds(Duration::from_millis(50), Duration::from_millis(50))
         .build()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let running = idp.requests();
     assert!(
         running >= 2,
         "the background task refreshes ({running} fetches)"
     );
     drop(auth);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let after_drop = idp.requests();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
@@ -530,7 +530,7 @@ async fn a_cancelled_request_does_not_cancel_its_refetch() {
         cancelled.await.is_err(),
         "the request was dropped while the fetch ran"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = idp.requests();
     assert_eq!(get_with(&app, "/me", &rotated).await.status, StatusCode::OK);
     assert_eq!(
@@ -578,13 +578,13 @@ async fn the_background_refresh_retries_after_failures_and_recovers_on_its_own()
         .jwks_refresh_bounds(Duration::from_millis(50), Duration::from_millis(50))
         .build()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let state = auth.key_source_state().unwrap();
     assert!(state.last_error.is_some() && state.key_ids.is_empty());
     let failures = idp.requests();
     assert!(failures >= 2, "retried ({failures} attempts)");
     idp.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let state = auth.key_source_state().unwrap();
     assert_eq!(
         state.key_ids,

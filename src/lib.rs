@@ -59,7 +59,7 @@
 //! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
-//! | `server` | the authorization server; so far only [`TokenLifetime`] | no |
+//! | `server` | the authorization server; so far [`TokenLifetime`] and client secrets | no |
 //!
 //! Exactly one crypto backend must be enabled; neither or both is a compile error (for a
 //! pure-Rust build: `default-features = false, features = ["rust-crypto", "axum"]`).
@@ -121,7 +121,7 @@ pub use layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
 pub use scope::{RequireScope, RequireScopeService, Scopes};
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use server::{LifetimeError, TokenLifetime};
+pub use server::{ClientSecret, LifetimeError, SecretError, SecretHash, TokenLifetime};
 pub use token_source::{AuthorizationHeader, CookieToken, QueryToken, TokenSource};
 pub use validate::VerifiedToken;
 

@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,39 +33,29 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interop_common import (  # noqa: E402
+    Reply,
+    Tally,
+    api,
+    b64url,
+    check,
+    free_port,
+    http,
+    stop,
+    summary,
+)
+
 AUDIENCE = "events-api"
 CLIENT_ID = "interop-events-client"
 STARTUP_TIMEOUT = 30.0
-HTTP_TIMEOUT = 10.0
 ALGS = ("ES256", "RS256")
-
-PASSED = 0
-FAILED = 0
-
-
-def check(name: str, ok: bool, evidence: str = "") -> bool:
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"ok  - {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}", flush=True)
-        if evidence:
-            for line in evidence.rstrip("\n").splitlines():
-                print(f"       {line}", flush=True)
-    return ok
-
 
 class SetupError(Exception):
     """Something the checks need could not be set up; already reported as a failed check."""
 
 
 # --- tokens ----------------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -87,6 +76,9 @@ def describe_token(token: str) -> str:
     )
 
 
+Reply.describe_token = staticmethod(describe_token)
+
+
 def tamper_signature(token: str) -> str:
     """One character in the middle of the signature changed (every bit there is significant)."""
     header, payload, signature = token.split(".")
@@ -103,71 +95,6 @@ def tamper_sub(token: str, new_sub: str) -> str:
     return ".".join([header, b64url(json.dumps(claims, separators=(",", ":")).encode()), signature])
 
 
-# --- HTTP ------------------------------------------------------------------------------------
-
-# No proxies: everything is on loopback, whatever http_proxy says.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Reply:
-    def __init__(self, method, url, status, headers, body: bytes, token=None, sent=None):
-        self.method = method
-        self.url = url
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.token = token
-        self.sent = sent
-
-    @property
-    def www_authenticate(self) -> str:
-        return self.headers.get("WWW-Authenticate", "") if self.headers is not None else ""
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-    def evidence(self) -> str:
-        lines = [f"request:  {self.method} {self.url}"]
-        if self.token is not None:
-            lines.append(f"          Authorization: Bearer {self.token}")
-        if self.sent is not None:
-            lines.append(f"          body: {self.sent!r}")
-        lines.append(f"status:   {self.status}")
-        if self.headers is not None:
-            for key, value in self.headers.items():
-                lines.append(f"header:   {key}: {value}")
-        lines.append(f"body:     {self.body[:800].decode('utf-8', 'replace')!r}")
-        if self.token is not None:
-            lines.append(describe_token(self.token))
-        return "\n".join(lines)
-
-
-def http(method, url, *, headers=None, data: bytes | None = None, token=None, sent=None) -> Reply:
-    headers = dict(headers or {})
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with OPENER.open(req, timeout=HTTP_TIMEOUT) as resp:
-            return Reply(method, url, resp.status, resp.headers, resp.read(), token, sent)
-    except urllib.error.HTTPError as e:
-        return Reply(method, url, e.code, e.headers, e.read(), token, sent)
-    except (urllib.error.URLError, OSError) as e:
-        return Reply(method, url, -1, None, f"transport error: {e}".encode(), token, sent)
-
-
-def api(base: str, method: str, path: str, token: str | None = None, body=None) -> Reply:
-    headers, data = {}, None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    return http(method, base + path, headers=headers, data=data, token=token,
-                sent=None if data is None else data.decode())
-
-
 # --- processes -------------------------------------------------------------------------------
 
 CHILDREN: list[subprocess.Popen] = []
@@ -181,16 +108,6 @@ def spawn(argv: list[str], log: Path, env: dict | None = None, cwd: str | None =
     CHILDREN.append(proc)
     LOGS.append(log)
     return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def stop_all() -> None:
@@ -212,12 +129,6 @@ def tail(log: Path, lines: int = 40) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the identity provider -------------------------------------------------------------------
@@ -476,7 +387,7 @@ def main() -> int:
                 pass
             finally:
                 stop_all()
-                if FAILED:
+                if Tally.failed:
                     for log in LOGS:
                         print(f"# {log.name} (last lines):", flush=True)
                         for line in tail(log).splitlines():
@@ -486,8 +397,7 @@ def main() -> int:
               traceback.format_exc())
     finally:
         stop_all()
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    return 1 if FAILED else 0
+    return summary()
 
 
 if __name__ == "__main__":

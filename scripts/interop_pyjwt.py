@@ -22,16 +22,25 @@ import hmac
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interop_common import (  # noqa: E402
+    Reply,
+    Tally,
+    api,
+    b64url,
+    check,
+    free_port,
+    stop,
+    summary,
+)
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -41,32 +50,6 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 ISSUER = "https://pyjwt.test"
 AUDIENCE = "events-api"
 STARTUP_TIMEOUT = 30.0
-HTTP_TIMEOUT = 10.0
-
-PASSED = 0
-FAILED = 0
-
-
-def check(name: str, ok: bool, evidence: str = "") -> bool:
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"ok  - {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}", flush=True)
-        if evidence:
-            for line in evidence.rstrip("\n").splitlines():
-                print(f"       {line}", flush=True)
-    return ok
-
-
-# --- keys and tokens -------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
 
 class Signer:
     def __init__(self, alg: str, kid: str, private_key, to_jwk):
@@ -150,68 +133,7 @@ def jwt_header(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
-# --- HTTP ------------------------------------------------------------------------------------
-
-# No proxies: the server is on loopback, whatever http_proxy says.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Reply:
-    def __init__(self, method: str, url: str, status: int, headers, body: bytes, token: str | None):
-        self.method = method
-        self.url = url
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.token = token
-
-    @property
-    def www_authenticate(self) -> str:
-        return self.headers.get("WWW-Authenticate", "") if self.headers is not None else ""
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-    def evidence(self) -> str:
-        auth = "(none)" if self.token is None else f"Bearer {self.token}"
-        lines = [f"request:  {self.method} {self.url}", f"          Authorization: {auth}"]
-        lines.append(f"status:   {self.status}")
-        if self.headers is not None:
-            for key, value in self.headers.items():
-                lines.append(f"header:   {key}: {value}")
-        lines.append(f"body:     {self.body[:500].decode('utf-8', 'replace')!r}")
-        return "\n".join(lines)
-
-
-def request(base: str, method: str, path: str, token: str | None = None, body=None) -> Reply:
-    url = base + path
-    headers = {}
-    data = None
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with OPENER.open(req, timeout=HTTP_TIMEOUT) as resp:
-            return Reply(method, url, resp.status, resp.headers, resp.read(), token)
-    except urllib.error.HTTPError as e:
-        return Reply(method, url, e.code, e.headers, e.read(), token)
-    except (urllib.error.URLError, OSError) as e:
-        return Reply(method, url, -1, None, f"transport error: {e}".encode(), token)
-
-
 # --- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_env(jwks_file: Path, port: int, issuer: str | None = ISSUER) -> dict:
@@ -260,7 +182,7 @@ def wait_until_up(proc: subprocess.Popen, base: str, log: Path) -> bool:
                 "server output:\n" + log.read_text(errors="replace"),
             )
             return False
-        reply = request(base, "GET", "/public")
+        reply = api(base, "GET", "/public")
         if reply.status == 200:
             return True
         last = reply
@@ -273,17 +195,6 @@ def wait_until_up(proc: subprocess.Popen, base: str, log: Path) -> bool:
         + log.read_text(errors="replace"),
     )
     return False
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -310,17 +221,17 @@ def check_demo(binary: str) -> None:
                      address is not None and len(tokens) >= 5, text):
             return
         base, reader, writer, tampered = address.group(1), tokens[0], tokens[2], tokens[4]
-        me = request(base, "GET", "/me", reader)
+        me = api(base, "GET", "/me", reader)
         check("--demo: the reader token gets 200 from /me", me.status == 200, me.evidence())
-        denied = request(base, "POST", "/events", reader, {"title": "launch"})
+        denied = api(base, "POST", "/events", reader, {"title": "launch"})
         check("--demo: the reader token cannot POST /events (403)", denied.status == 403,
               denied.evidence())
-        created = request(base, "POST", "/events", writer, {"title": "launch"})
+        created = api(base, "POST", "/events", writer, {"title": "launch"})
         check("--demo: the writer token creates event 1 (201)",
               created.status == 201 and created.json().get("id") == 1, created.evidence())
-        read = request(base, "GET", "/events/1", reader)
+        read = api(base, "GET", "/events/1", reader)
         check("--demo: the reader token reads event 1", read.status == 200, read.evidence())
-        bad = request(base, "GET", "/me", tampered)
+        bad = api(base, "GET", "/me", tampered)
         check("--demo: the tampered token gets 401", bad.status == 401, bad.evidence())
     finally:
         stop(proc)
@@ -339,10 +250,10 @@ def expect_invalid_token(name: str, reply: Reply, description_has: str | None = 
 
 
 def run_checks(base: str, signers: list[Signer]) -> None:
-    reply = request(base, "GET", "/public")
+    reply = api(base, "GET", "/public")
     check("GET /public without token -> 200", reply.status == 200, reply.evidence())
 
-    reply = request(base, "GET", "/me")
+    reply = api(base, "GET", "/me")
     challenge = reply.www_authenticate
     check(
         "GET /me without token -> 401, WWW-Authenticate `Bearer realm=...` without error=",
@@ -358,7 +269,7 @@ def run_checks(base: str, signers: list[Signer]) -> None:
         writer = mint(signer, claims_for(alg, "events:read events:write"))
         profile = mint(signer, claims_for(alg, "profile"))
 
-        reply = request(base, "GET", "/me", reader)
+        reply = api(base, "GET", "/me", reader)
         body = reply.json()
         ok = (
             reply.status == 200
@@ -372,7 +283,7 @@ def run_checks(base: str, signers: list[Signer]) -> None:
               reply.evidence())
 
         title = f"launch via {alg} {uuid.uuid4().hex[:8]}"
-        reply = request(base, "POST", "/events", reader, {"title": title})
+        reply = api(base, "POST", "/events", reader, {"title": title})
         challenge = reply.www_authenticate
         check(
             f"{alg}: POST /events with events:read only -> 403 insufficient_scope, "
@@ -383,7 +294,7 @@ def run_checks(base: str, signers: list[Signer]) -> None:
             reply.evidence(),
         )
 
-        reply = request(base, "POST", "/events", writer, {"title": title})
+        reply = api(base, "POST", "/events", writer, {"title": title})
         body = reply.json()
         event_id = body.get("id") if isinstance(body, dict) else None
         check(
@@ -392,14 +303,14 @@ def run_checks(base: str, signers: list[Signer]) -> None:
             reply.evidence(),
         )
         if isinstance(event_id, int):
-            reply = request(base, "GET", f"/events/{event_id}", reader)
+            reply = api(base, "GET", f"/events/{event_id}", reader)
             body = reply.json()
             check(
                 f"{alg}: GET /events/{event_id} with events:read -> 200 with the same title",
                 reply.status == 200 and isinstance(body, dict) and body.get("title") == title,
                 reply.evidence(),
             )
-            reply = request(base, "GET", f"/events/{event_id}", profile)
+            reply = api(base, "GET", f"/events/{event_id}", profile)
             check(
                 f"{alg}: GET /events/{event_id} with scope profile only -> 403",
                 reply.status == 403 and 'error="insufficient_scope"' in reply.www_authenticate,
@@ -413,23 +324,23 @@ def run_checks(base: str, signers: list[Signer]) -> None:
         expired = mint(signer, claims_for(alg, "events:read", iat=now - 1200, exp=now - 600))
         expect_invalid_token(
             f"{alg}: token expired 10 minutes ago -> 401 invalid_token, description says expired",
-            request(base, "GET", "/me", expired),
+            api(base, "GET", "/me", expired),
             description_has="expired",
         )
         wrong_aud = mint(signer, claims_for(alg, "events:read", aud="some-other-api"))
         expect_invalid_token(f"{alg}: wrong audience -> 401 invalid_token",
-                             request(base, "GET", "/me", wrong_aud))
+                             api(base, "GET", "/me", wrong_aud))
         wrong_iss = mint(signer, claims_for(alg, "events:read", iss="https://evil.test"))
         expect_invalid_token(f"{alg}: wrong issuer -> 401 invalid_token",
-                             request(base, "GET", "/me", wrong_iss))
+                             api(base, "GET", "/me", wrong_iss))
         expect_invalid_token(f"{alg}: tampered payload (one base64url char changed) -> 401 invalid_token",
-                             request(base, "GET", "/me", tamper_payload(reader)))
+                             api(base, "GET", "/me", tamper_payload(reader)))
         sub = read_claims["sub"]
         escalated = tamper_claim(reader, f'"{sub}"', f'"{sub[:-1]}X"')
         expect_invalid_token(
             f"{alg}: payload re-encoded with one char of sub changed (valid JSON) "
             "-> 401 invalid_token",
-            request(base, "GET", "/me", escalated),
+            api(base, "GET", "/me", escalated),
         )
 
         # A key of the same type that is not in the JWKS, claiming this signer's kid.
@@ -438,14 +349,14 @@ def run_checks(base: str, signers: list[Signer]) -> None:
         expect_invalid_token(
             f"{alg}: signed by a key not in the JWKS but claiming kid {signer.kid} "
             "-> 401 invalid_token",
-            request(base, "GET", "/me", forged),
+            api(base, "GET", "/me", forged),
         )
 
     # A valid signature under one key, but naming another key's kid (and so its algorithm).
     rsa_signer, ec_signer = by_kid["py-rsa"], by_kid["py-ec"]
     mixed = mint(rsa_signer, claims_for("RS256", "events:read"), kid=ec_signer.kid)
     expect_invalid_token("RS256 token naming kid py-ec -> 401 invalid_token",
-                         request(base, "GET", "/me", mixed))
+                         api(base, "GET", "/me", mixed))
 
     # alg: none, as PyJWT makes it.
     unsigned = jwt.encode(claims_for("none", "events:read"), None, algorithm=None,
@@ -454,7 +365,7 @@ def run_checks(base: str, signers: list[Signer]) -> None:
     if check('PyJWT algorithm=None makes an `alg: "none"` token with an empty signature',
              header.get("alg") == "none" and unsigned.endswith("."), f"token: {unsigned}"):
         expect_invalid_token('alg "none" token claiming kid py-rsa -> 401 invalid_token',
-                             request(base, "GET", "/me", unsigned))
+                             api(base, "GET", "/me", unsigned))
 
     # Key confusion: HS256 keyed with the public key's PEM, naming each asymmetric kid.
     for signer in signers:
@@ -466,9 +377,9 @@ def run_checks(base: str, signers: list[Signer]) -> None:
         expect_invalid_token(
             f"HS256 signed with the {signer.kid} public key PEM as HMAC secret, kid "
             f"{signer.kid} -> 401 invalid_token",
-            request(base, "GET", "/me", confused),
+            api(base, "GET", "/me", confused),
         )
-        reply = request(base, "POST", "/events", confused, {"title": "confused"})
+        reply = api(base, "POST", "/events", confused, {"title": "confused"})
         check(
             f"the same HS256/{signer.kid} token cannot POST /events -> 401",
             reply.status == 401,
@@ -526,7 +437,7 @@ def main() -> int:
                     run_checks(base, signers)
             finally:
                 stop(proc)
-                if FAILED:
+                if Tally.failed:
                     print("# server output:", flush=True)
                     for line in log.read_text(errors="replace").splitlines()[-40:]:
                         print(f"#   {line}", flush=True)
@@ -535,8 +446,7 @@ def main() -> int:
               traceback.format_exc())
         if proc is not None:
             stop(proc)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    return 1 if FAILED else 0
+    return summary()
 
 
 if __name__ == "__main__":

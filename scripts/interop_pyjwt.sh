@@ -52,19 +52,7 @@ else
     fi
 fi
 
-target_dir="${CARGO_TARGET_DIR:-target}"
-case "$target_dir" in
-    /*) ;;
-    *) target_dir="$root/$target_dir" ;; # cargo resolves a relative one against the cwd: $root
-esac
-
-echo "interop: cargo build --example protected_service" >&2
-cargo build --example protected_service
-
-binary="$target_dir/debug/examples/protected_service"
-if [[ ! -x "$binary" ]]; then
-    echo "interop: built, but $binary is not there" >&2
-    exit 1
-fi
+# shellcheck source=scripts/build_example.sh
+source "$script_dir/build_example.sh"
 
 exec "$venv_python" "$script_dir/interop_pyjwt.py" --binary "$binary"

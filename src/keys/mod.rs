@@ -65,7 +65,7 @@ pub(crate) enum Snapshot<'a> {
     Borrowed(&'a KeySet),
     /// The set a refreshing source held when the request came in.
     #[cfg(feature = "remote")]
-    Shared(std::sync::Arc<KeySet>),
+    Shared(arc_swap::Guard<std::sync::Arc<KeySet>>),
 }
 
 impl std::ops::Deref for Snapshot<'_> {

@@ -153,7 +153,7 @@ impl Authenticator {
     pub fn key_source_state(&self) -> Option<crate::KeySourceState> {
         match &self.shared.issuers[0].keys {
             KeySource::Remote(remote) => Some(remote.state()),
-            KeySource::Static(_) => None,
+            _ => None,
         }
     }
 
@@ -168,7 +168,7 @@ impl Authenticator {
                 KeySource::Remote(remote) => {
                     Some((t.policy.issuer.clone().unwrap_or_default(), remote.state()))
                 }
-                KeySource::Static(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -238,6 +238,15 @@ impl Default for AuthenticatorBuilder {
 }
 
 impl AuthenticatorBuilder {
+    /// A builder whose first issuer is `issuer` (the authorization server's own trust).
+    #[cfg(feature = "server")]
+    pub(crate) fn for_issuer(issuer: Issuer) -> Self {
+        Self {
+            primary: issuer,
+            ..Self::default()
+        }
+    }
+
     /// The issuer tokens must name in `iss`, compared exactly. Required (unless waived through
     /// [`dangerous`](crate::dangerous)). With the feature `remote` and no keys configured, the
     /// keys are discovered from it: its metadata (`/.well-known/openid-configuration`, else
@@ -253,6 +262,12 @@ impl AuthenticatorBuilder {
     /// (unless waived through [`dangerous`](crate::dangerous)).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.primary = self.primary.audience(audience);
+        self
+    }
+
+    /// Refuses tokens that `check` says are revoked (see [`RevocationCheck`](crate::RevocationCheck)).
+    pub fn revocation_check(mut self, check: impl crate::RevocationCheck) -> Self {
+        self.primary = self.primary.revocation_check(check);
         self
     }
 

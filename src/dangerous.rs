@@ -50,3 +50,18 @@ impl DangerousBuilderExt for AuthenticatorBuilder {
         self
     }
 }
+
+/// The one weakening that is set per [`Issuer`](crate::Issuer), for an authenticator that trusts
+/// several issuers of which only some mint tokens without `exp`.
+pub trait DangerousIssuerExt: Sized {
+    /// Accepts this issuer's tokens without `exp`. A token with `exp` is still checked.
+    #[must_use]
+    fn allow_missing_exp(self) -> Self;
+}
+
+impl DangerousIssuerExt for crate::Issuer {
+    fn allow_missing_exp(mut self) -> Self {
+        self.allow_missing_exp = true;
+        self
+    }
+}

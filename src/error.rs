@@ -75,6 +75,9 @@ pub enum AuthErrorKind {
     ClaimsMismatch,
     /// The token lacks a scope the route requires (403 `insufficient_scope`).
     InsufficientScope,
+    /// The token verified but its issuer has revoked it (see
+    /// [`RevocationCheck`](crate::RevocationCheck)).
+    Revoked,
     /// The authentication layer is not installed in front of this route (500).
     LayerMissing,
 }

@@ -46,6 +46,12 @@ pub struct Issuer {
     pub(crate) typ: Option<String>,
     pub(crate) required: Vec<(Box<str>, Option<Value>)>,
     pub(crate) scope_paths: Vec<Vec<String>>,
+    pub(crate) revocation: Option<std::sync::Arc<dyn crate::RevocationCheck>>,
+    /// Tokens of this issuer may omit `exp` (set through [`dangerous`](crate::dangerous)).
+    pub(crate) allow_missing_exp: bool,
+    /// Keys another part of the process keeps current (the authorization server's).
+    #[cfg(feature = "server")]
+    pub(crate) live_keys: Option<std::sync::Arc<arc_swap::ArcSwap<KeySet>>>,
 }
 
 impl Issuer {
@@ -120,6 +126,14 @@ impl Issuer {
     pub fn scopes_from_claim<S: Into<String>>(mut self, path: impl IntoIterator<Item = S>) -> Self {
         self.scope_paths
             .push(path.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Refuses this issuer's tokens that `check` says are revoked (see [`RevocationCheck`]).
+    ///
+    /// [`RevocationCheck`]: crate::RevocationCheck
+    pub fn revocation_check(mut self, check: impl crate::RevocationCheck) -> Self {
+        self.revocation = Some(std::sync::Arc::new(check));
         self
     }
 
@@ -199,6 +213,11 @@ impl Issuer {
         };
         #[cfg(not(feature = "remote"))]
         let source = KeySource::Static(keys);
+        #[cfg(feature = "server")]
+        let source = match self.live_keys {
+            Some(live) => KeySource::Live(live),
+            None => source,
+        };
         if let KeySource::Static(keys) = &source
             && keys.is_empty()
         {
@@ -210,7 +229,7 @@ impl Issuer {
             issuer,
             audiences: self.audiences,
             leeway: globals.leeway,
-            require_exp: globals.require_exp,
+            require_exp: globals.require_exp && !self.allow_missing_exp,
             typ: self.typ,
             max_token_size: globals.max_token_size,
             required: self.required,
@@ -220,6 +239,7 @@ impl Issuer {
         Ok(Trusted {
             policy,
             keys: source,
+            revocation: self.revocation,
         })
     }
 }

@@ -59,7 +59,7 @@
 //! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
-//! | `server` | the authorization server; so far [`TokenLifetime`] and client secrets | no |
+//! | `server` | the authorization server ([`server`]): token, revocation, introspection, metadata, JWKS and admin endpoints | no |
 //!
 //! Exactly one crypto backend must be enabled; neither or both is a compile error (for a
 //! pure-Rust build: `default-features = false, features = ["rust-crypto", "axum"]`).
@@ -100,9 +100,11 @@ mod extract;
 mod issuer;
 mod keys;
 mod layer;
+mod revocation;
 mod scope;
 #[cfg(feature = "server")]
-mod server;
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 mod token_source;
 mod validate;
 
@@ -118,10 +120,13 @@ pub use jsonwebtoken::Algorithm;
 pub use keys::remote::{KeyFetchError, KeySourceState};
 pub use keys::{Key, KeySet};
 pub use layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
+pub use revocation::RevocationCheck;
 pub use scope::{RequireScope, RequireScopeService, Scopes};
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use server::{ClientSecret, LifetimeError, SecretError, SecretHash, TokenLifetime};
+pub use server::{
+    AuthorizationServer, ClientSecret, LifetimeError, SecretError, SecretHash, TokenLifetime,
+};
 pub use token_source::{AuthorizationHeader, CookieToken, QueryToken, TokenSource};
 pub use validate::VerifiedToken;
 

@@ -8,7 +8,7 @@
 //! snapshots, so readers never see half a set and never wait on a lock.
 
 mod jwk;
-mod pem;
+pub(crate) mod pem;
 #[cfg(feature = "remote")]
 pub(crate) mod remote;
 
@@ -46,6 +46,9 @@ pub(crate) enum KeySource {
     /// A JWKS fetched over HTTP and refreshed.
     #[cfg(feature = "remote")]
     Remote(std::sync::Arc<remote::RemoteJwks>),
+    /// Keys another part of the process replaces whole (the authorization server's).
+    #[cfg(feature = "server")]
+    Live(std::sync::Arc<arc_swap::ArcSwap<KeySet>>),
 }
 
 impl KeySource {
@@ -55,6 +58,8 @@ impl KeySource {
             KeySource::Static(set) => Snapshot::Borrowed(set),
             #[cfg(feature = "remote")]
             KeySource::Remote(remote) => Snapshot::Shared(remote.snapshot()),
+            #[cfg(feature = "server")]
+            KeySource::Live(live) => Snapshot::Shared(live.load()),
         }
     }
 }
@@ -64,7 +69,7 @@ pub(crate) enum Snapshot<'a> {
     /// A set the source owns for its whole life.
     Borrowed(&'a KeySet),
     /// The set a refreshing source held when the request came in.
-    #[cfg(feature = "remote")]
+    #[cfg(any(feature = "remote", feature = "server"))]
     Shared(arc_swap::Guard<std::sync::Arc<KeySet>>),
 }
 
@@ -74,7 +79,7 @@ impl std::ops::Deref for Snapshot<'_> {
     fn deref(&self) -> &KeySet {
         match self {
             Snapshot::Borrowed(set) => set,
-            #[cfg(feature = "remote")]
+            #[cfg(any(feature = "remote", feature = "server"))]
             Snapshot::Shared(set) => set,
         }
     }

@@ -18,14 +18,14 @@ pub(crate) enum PublicKey {
     Ed25519(Vec<u8>),
 }
 
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub(crate) const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+pub(crate) const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+pub(crate) const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+pub(crate) const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
-/// Reads the first PEM block of `text`.
-pub(crate) fn parse(text: &[u8]) -> Result<PublicKey, String> {
+/// Reads the first PEM block of `text`: its label and DER content.
+pub(crate) fn block(text: &[u8]) -> Result<(String, Vec<u8>), String> {
     let text = std::str::from_utf8(text).map_err(|_| "PEM is not text".to_owned())?;
     let begin = text.find("-----BEGIN ").ok_or("no -----BEGIN line")?;
     let rest = &text[begin + 11..];
@@ -42,7 +42,13 @@ pub(crate) fn parse(text: &[u8]) -> Result<PublicKey, String> {
     let der = STANDARD
         .decode(b64)
         .map_err(|_| "PEM body is not base64".to_owned())?;
-    match label {
+    Ok((label.to_owned(), der))
+}
+
+/// Reads the first PEM block of `text` as a public key.
+pub(crate) fn parse(text: &[u8]) -> Result<PublicKey, String> {
+    let (label, der) = block(text)?;
+    match label.as_str() {
         "PUBLIC KEY" => spki(&der),
         "RSA PUBLIC KEY" => rsa_public_key(&der),
         other if other.contains("PRIVATE") => Err(format!(
@@ -96,7 +102,7 @@ fn rsa_public_key(der: &[u8]) -> Result<PublicKey, String> {
 }
 
 /// Drops the sign byte DER puts before a positive INTEGER whose top bit is set.
-fn unsigned(int: &[u8]) -> &[u8] {
+pub(crate) fn unsigned(int: &[u8]) -> &[u8] {
     match int {
         [0, rest @ ..] if !rest.is_empty() => rest,
         _ => int,
@@ -104,17 +110,17 @@ fn unsigned(int: &[u8]) -> &[u8] {
 }
 
 /// A cursor over DER elements.
-struct Der<'a> {
+pub(crate) struct Der<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Der<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { rest: bytes }
     }
 
     /// The content of the next element, which must have `tag`.
-    fn element(&mut self, tag: u8) -> Result<&'a [u8], String> {
+    pub(crate) fn element(&mut self, tag: u8) -> Result<&'a [u8], String> {
         let (&actual, rest) = self.rest.split_first().ok_or("truncated DER")?;
         if actual != tag {
             return Err(format!(
@@ -143,7 +149,12 @@ impl<'a> Der<'a> {
         Ok(content)
     }
 
-    fn sequence(&mut self) -> Result<Der<'a>, String> {
+    /// The tag of the next element, if any.
+    pub(crate) fn peek_tag(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    pub(crate) fn sequence(&mut self) -> Result<Der<'a>, String> {
         self.element(0x30).map(Der::new)
     }
 }

@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 /// A freshly generated client secret: 256 bits from the operating system's random source,
 /// base64url-encoded. Hand it to the client once ([`ClientSecret::expose`]) and keep only its
 /// [`SecretHash`]. `Debug` and `Display` never print it.
+#[derive(Clone)]
 pub struct ClientSecret(String);
 
 /// The digest a server stores instead of a client secret.
@@ -42,6 +43,18 @@ impl ClientSecret {
         let secret = ClientSecret(URL_SAFE_NO_PAD.encode(bytes));
         let hash = SecretHash::of(secret.expose());
         Ok((secret, hash))
+    }
+
+    /// A secret the application chose (e.g. a demo client's from the environment): at least
+    /// 32 characters, so that it is not guessable; generated secrets are always preferable.
+    pub fn from_value(secret: impl Into<String>) -> Result<Self, SecretError> {
+        let secret = secret.into();
+        if secret.chars().count() < 32 {
+            return Err(SecretError(
+                "a client secret needs at least 32 characters".into(),
+            ));
+        }
+        Ok(ClientSecret(secret))
     }
 
     /// The secret itself, to show the client once.

@@ -60,10 +60,21 @@ impl Policy {
 }
 
 /// One trusted issuer: its policy and where its keys come from.
-#[derive(Debug)]
 pub(crate) struct Trusted {
     pub(crate) policy: Policy,
     pub(crate) keys: KeySource,
+    /// Asked about every token that passed all other checks.
+    pub(crate) revocation: Option<Arc<dyn crate::RevocationCheck>>,
+}
+
+impl fmt::Debug for Trusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trusted")
+            .field("policy", &self.policy)
+            .field("keys", &self.keys)
+            .field("revocation_check", &self.revocation.is_some())
+            .finish()
+    }
 }
 
 impl Trusted {
@@ -240,7 +251,7 @@ pub(crate) fn verify(
         }
     }
     let scopes = Scopes::from_vec(scopes);
-    Ok(VerifiedToken {
+    let verified = VerifiedToken {
         inner: Arc::new(TokenInner {
             claims,
             scopes,
@@ -248,7 +259,16 @@ pub(crate) fn verify(
             kid: header.kid,
             payload: payload.into_boxed_slice(),
         }),
-    })
+    };
+    if let Some(revocation) = &trusted.revocation
+        && revocation.is_revoked(&verified)
+    {
+        return Err(
+            AuthError::new(AuthErrorKind::Revoked, "token has been revoked")
+                .with_claimed(verified.key_id(), verified.issuer()),
+        );
+    }
+    Ok(verified)
 }
 
 /// The checks that need the claims: issuer, then the key and signature, then the rest.

@@ -1,0 +1,617 @@
+//! The admin API: JSON endpoints to manage clients and their tokens.
+//!
+//! | Method and path | Does |
+//! |---|---|
+//! | `POST /clients` | register a client ([`ClientRegistration`]); answers 201 with its `client_secret`, shown once |
+//! | `GET /clients` | list clients |
+//! | `GET /clients/{id}` | show a client |
+//! | `POST /clients/{id}/approve` | approve a pending (or rejected, or disabled) client |
+//! | `POST /clients/{id}/reject` | reject a pending client |
+//! | `POST /clients/{id}/disable` | disable a client and revoke all its tokens |
+//! | `POST /clients/{id}/secret` | rotate the secret; answers with the new one, shown once |
+//! | `DELETE /clients/{id}` | revoke all the client's tokens and delete it |
+//! | `GET /clients/{id}/tokens` | the client's active tokens: ids, kinds, scopes, times; never values |
+//! | `DELETE /clients/{id}/tokens/{token_id}` | revoke one token (a refresh token with its family) |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{json_response, parse_scope, random_token};
+use super::store::{ClientRecord, ClientStatus, GrantType, StoreError, TokenKind, TokenRecord};
+use super::{ApprovalPolicy, ClientSecret, ServerState, TokenLifetime, audit};
+use crate::validate;
+
+/// A client registration, as the admin API's `POST /clients` takes it (unknown members are
+/// refused) or as [`AuthorizationServer::register_client`](super::AuthorizationServer::register_client)
+/// takes it.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientRegistration {
+    /// A human-readable name (required).
+    pub name: String,
+    /// The `client_id`; generated when absent. 1–128 characters of `[A-Za-z0-9-._~]`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Redirect URIs for the authorization-code grant: absolute, no fragment; `https`, `http`
+    /// on a loopback host, or a private-use scheme containing a dot (RFC 8252).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Grant types (default `["client_credentials"]`).
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// The scopes the client may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Granted when a request names no scope (default: all of `scopes`).
+    #[serde(default)]
+    pub default_scopes: Option<Vec<String>>,
+    /// Access-token lifetime, e.g. `"15min"` or `"unlimited"` (default: the server's).
+    #[serde(default)]
+    pub access_token_lifetime: Option<String>,
+    /// Refresh-token lifetime (default: the server's).
+    #[serde(default)]
+    pub refresh_token_lifetime: Option<String>,
+    /// A secret chosen by the application instead of a generated one (not accepted from JSON).
+    #[serde(skip)]
+    pub secret: Option<ClientSecret>,
+}
+
+impl ClientRegistration {
+    /// A registration with this name and the defaults.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRegistration")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationError {
+    /// A member is missing or wrong.
+    Invalid {
+        /// The member at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The store failed or already has a client with that id.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for RegistrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistrationError::Invalid { field, message } => write!(f, "{field}: {message}"),
+            RegistrationError::Store(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RegistrationError {}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> RegistrationError {
+    RegistrationError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// An admin API error.
+enum AdminError {
+    BadRequest(String),
+    Invalid(&'static str, String),
+    NotFound,
+    Conflict(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        AdminError::Store(error)
+    }
+}
+
+impl From<RegistrationError> for AdminError {
+    fn from(error: RegistrationError) -> Self {
+        match error {
+            RegistrationError::Invalid { field, message } => AdminError::Invalid(field, message),
+            RegistrationError::Store(StoreError::Conflict(what)) => AdminError::Conflict(what),
+            RegistrationError::Store(error) => AdminError::Store(error),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            AdminError::BadRequest(message) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_request", "error_description": message}),
+            ),
+            AdminError::Invalid(field, message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "invalid_client_metadata", "field": field,
+                       "error_description": format!("{field}: {message}")}),
+            ),
+            AdminError::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({"error": "not_found", "error_description": "no such client or token"}),
+            ),
+            AdminError::Conflict(what) => (
+                StatusCode::CONFLICT,
+                json!({"error": "conflict", "error_description": what}),
+            ),
+            AdminError::Store(error) => {
+                tracing::error!(target: "tower_oauth2::server", %error, "admin: store failed");
+                let mut response = json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "temporarily_unavailable",
+                            "error_description": "the store is unavailable; retry later"}),
+                );
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+                return response;
+            }
+        };
+        json_response(status, &body)
+    }
+}
+
+pub(crate) fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/clients", get(list).post(create))
+        .route("/clients/{id}", get(show).delete(remove))
+        .route("/clients/{id}/approve", post(approve))
+        .route("/clients/{id}/reject", post(reject))
+        .route("/clients/{id}/disable", post(disable))
+        .route("/clients/{id}/secret", post(rotate_secret))
+        .route("/clients/{id}/tokens", get(tokens))
+        .route("/clients/{id}/tokens/{token_id}", delete(revoke_token))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+fn lifetime_text(lifetime: Option<TokenLifetime>) -> Value {
+    lifetime.map_or(Value::Null, |l| l.to_string().into())
+}
+
+fn client_view(client: &ClientRecord) -> Value {
+    json!({
+        "client_id": client.client_id,
+        "name": client.name,
+        "status": client.status.as_str(),
+        "redirect_uris": client.redirect_uris,
+        "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scopes": client.scopes,
+        "default_scopes": client.default_scopes,
+        "access_token_lifetime": lifetime_text(client.access_token_lifetime),
+        "refresh_token_lifetime": lifetime_text(client.refresh_token_lifetime),
+        "created_at": client.created_at,
+    })
+}
+
+fn token_view(token: &TokenRecord) -> Value {
+    json!({
+        "id": token.id,
+        "kind": token.kind.as_str(),
+        "subject": token.subject,
+        "scopes": token.scopes,
+        "issued_at": token.issued_at,
+        "expires_at": token.expires_at,
+        "family_id": token.family_id,
+    })
+}
+
+/// Checks a registration and stores the client.
+pub(crate) async fn register(
+    state: &ServerState,
+    registration: ClientRegistration,
+) -> Result<(ClientRecord, Option<ClientSecret>), RegistrationError> {
+    let name = registration.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(invalid("name", "required, at most 200 characters"));
+    }
+    let client_id = match registration.client_id {
+        Some(id) => {
+            let ok = (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            if !ok {
+                return Err(invalid(
+                    "client_id",
+                    "1 to 128 characters of A-Z a-z 0-9 - . _ ~",
+                ));
+            }
+            id
+        }
+        None => random_token(16).map_err(|e| invalid("client_id", e.description))?,
+    };
+    let mut grant_types = Vec::new();
+    for name in registration
+        .grant_types
+        .unwrap_or_else(|| vec!["client_credentials".into()])
+    {
+        let grant = GrantType::parse(&name)
+            .ok_or_else(|| invalid("grant_types", format!("unknown grant type {name:?}")))?;
+        if !grant_types.contains(&grant) {
+            grant_types.push(grant);
+        }
+    }
+    if grant_types.is_empty() {
+        return Err(invalid("grant_types", "at least one grant type"));
+    }
+    let has = |g: GrantType| grant_types.contains(&g);
+    if has(GrantType::AuthorizationCode) && state.consent.is_none() {
+        return Err(invalid(
+            "grant_types",
+            "authorization_code needs a consent handler on the server",
+        ));
+    }
+    if has(GrantType::Password) && state.password.is_none() {
+        return Err(invalid(
+            "grant_types",
+            "password needs a password verifier on the server",
+        ));
+    }
+    if has(GrantType::RefreshToken)
+        && !has(GrantType::AuthorizationCode)
+        && !has(GrantType::Password)
+    {
+        return Err(invalid(
+            "grant_types",
+            "refresh_token is only issued with authorization_code or password",
+        ));
+    }
+    for uri in &registration.redirect_uris {
+        check_redirect_uri(uri).map_err(|m| invalid("redirect_uris", m))?;
+    }
+    if has(GrantType::AuthorizationCode) && registration.redirect_uris.is_empty() {
+        return Err(invalid(
+            "redirect_uris",
+            "authorization_code needs at least one redirect URI",
+        ));
+    }
+    let scopes = scope_list(&registration.scopes).map_err(|m| invalid("scopes", m))?;
+    let default_scopes = match registration.default_scopes {
+        None => scopes.clone(),
+        Some(list) => {
+            let list = scope_list(&list).map_err(|m| invalid("default_scopes", m))?;
+            if let Some(bad) = list.iter().find(|s| !scopes.contains(s)) {
+                return Err(invalid(
+                    "default_scopes",
+                    format!("{bad} is not among the client's scopes"),
+                ));
+            }
+            list
+        }
+    };
+    let lifetime = |field: &'static str, text: Option<String>| match text {
+        None => Ok(None),
+        Some(text) => match text.parse::<TokenLifetime>() {
+            Ok(TokenLifetime::Limited(d)) if d.is_zero() => Err(invalid(field, "must be positive")),
+            Ok(l) => Ok(Some(l)),
+            Err(e) => Err(invalid(field, e.to_string())),
+        },
+    };
+    let access_token_lifetime =
+        lifetime("access_token_lifetime", registration.access_token_lifetime)?;
+    let refresh_token_lifetime = lifetime(
+        "refresh_token_lifetime",
+        registration.refresh_token_lifetime,
+    )?;
+    if access_token_lifetime == Some(TokenLifetime::Unlimited) && !state.allow_unlimited {
+        return Err(invalid(
+            "access_token_lifetime",
+            "unlimited access tokens are not allowed on this server",
+        ));
+    }
+    let (secret, shown) = match registration.secret {
+        Some(secret) => (secret, false),
+        None => {
+            let (secret, _) =
+                ClientSecret::generate().map_err(|e| invalid("client_secret", e.to_string()))?;
+            (secret, true)
+        }
+    };
+    let record = ClientRecord {
+        client_id,
+        name: name.to_owned(),
+        secret_hash: super::SecretHash::of(secret.expose()),
+        redirect_uris: registration.redirect_uris,
+        grant_types,
+        scopes,
+        default_scopes,
+        access_token_lifetime,
+        refresh_token_lifetime,
+        status: match state.approval {
+            ApprovalPolicy::Automatic => ClientStatus::Approved,
+            ApprovalPolicy::Manual => ClientStatus::Pending,
+        },
+        created_at: validate::now(),
+    };
+    state
+        .store
+        .insert_client(record.clone())
+        .await
+        .map_err(RegistrationError::Store)?;
+    audit::admin("register", &record.client_id, Some(record.status.as_str()));
+    Ok((record, shown.then_some(secret)))
+}
+
+fn scope_list(list: &[String]) -> Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    if list.iter().any(|s| s.is_empty() || s.contains(' ')) {
+        return Err("each scope is one non-empty token without spaces".into());
+    }
+    parse_scope(&list.join(" ")).map_err(|e| e.description)
+}
+
+/// RFC 6749 §3.1.2 and RFC 8252: absolute, no fragment; https, http on loopback, or a
+/// private-use scheme.
+fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    if uri.contains('#') {
+        return Err(format!("{uri:?} has a fragment"));
+    }
+    if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{uri:?} is not a valid URI"));
+    }
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err(format!("{uri:?} is not absolute"));
+    };
+    let authority = rest
+        .strip_prefix("//")
+        .map(|r| r.split(['/', '?']).next().unwrap_or(""));
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" if authority.is_some_and(|a| !a.is_empty()) => Ok(()),
+        "http" => {
+            let host = authority.unwrap_or("");
+            let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            });
+            if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+                Ok(())
+            } else {
+                Err(format!("{uri:?}: http is only allowed on a loopback host"))
+            }
+        }
+        "javascript" | "data" | "file" | "vbscript" => Err(format!("{uri:?}: scheme not allowed")),
+        s if s.contains('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-')) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{uri:?}: use https, http on a loopback host, or a private-use scheme"
+        )),
+    }
+}
+
+async fn create(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
+    let registration: ClientRegistration = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return AdminError::BadRequest(format!("the body is not a valid registration: {e}"))
+                .into_response();
+        }
+    };
+    match register(&state, registration).await {
+        Ok((client, secret)) => {
+            let mut body = client_view(&client);
+            if let Some(secret) = secret {
+                body["client_secret"] = secret.expose().into();
+            }
+            json_response(StatusCode::CREATED, &body)
+        }
+        Err(error) => AdminError::from(error).into_response(),
+    }
+}
+
+async fn list(State(state): State<Arc<ServerState>>) -> Result<Response, AdminError> {
+    let clients = state.store.clients().await?;
+    let views: Vec<Value> = clients.iter().map(client_view).collect();
+    Ok(json_response(StatusCode::OK, &json!({"clients": views})))
+}
+
+async fn load(state: &ServerState, id: &str) -> Result<ClientRecord, AdminError> {
+    state.store.client(id).await?.ok_or(AdminError::NotFound)
+}
+
+async fn show(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let client = load(&state, &id).await?;
+    Ok(json_response(StatusCode::OK, &client_view(&client)))
+}
+
+async fn set_status(
+    state: &ServerState,
+    id: &str,
+    to: ClientStatus,
+    allowed_from: &[ClientStatus],
+) -> Result<Response, AdminError> {
+    let mut client = load(state, id).await?;
+    if !allowed_from.contains(&client.status) {
+        return Err(AdminError::Conflict(format!(
+            "client is {}; cannot change it to {}",
+            client.status.as_str(),
+            to.as_str()
+        )));
+    }
+    client.status = to;
+    if !state.store.update_client(client.clone()).await? {
+        return Err(AdminError::NotFound);
+    }
+    audit::admin(to.as_str(), id, None);
+    Ok(json_response(StatusCode::OK, &client_view(&client)))
+}
+
+async fn approve(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    use ClientStatus::*;
+    set_status(&state, &id, Approved, &[Pending, Rejected, Disabled]).await
+}
+
+async fn reject(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    set_status(
+        &state,
+        &id,
+        ClientStatus::Rejected,
+        &[ClientStatus::Pending],
+    )
+    .await
+}
+
+async fn revoke_all(state: &ServerState, id: &str, cause: &str) -> Result<usize, AdminError> {
+    let revoked = state.store.revoke_client_tokens(id).await?;
+    state.denylist.extend(&revoked);
+    audit::revoked("admin", cause, &revoked);
+    Ok(revoked.len())
+}
+
+async fn disable(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    use ClientStatus::*;
+    // Status first, so no new token is issued while the old ones are being revoked.
+    let response = set_status(&state, &id, Disabled, &[Pending, Approved, Rejected]).await?;
+    revoke_all(&state, &id, "client disabled").await?;
+    Ok(response)
+}
+
+async fn remove(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let mut client = load(&state, &id).await?;
+    client.status = ClientStatus::Disabled;
+    state.store.update_client(client).await?;
+    let revoked = revoke_all(&state, &id, "client deleted").await?;
+    if !state.store.delete_client(&id).await? {
+        return Err(AdminError::NotFound);
+    }
+    audit::admin("delete", &id, None);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"deleted": id, "revoked_tokens": revoked}),
+    ))
+}
+
+async fn rotate_secret(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let mut client = load(&state, &id).await?;
+    let (secret, hash) = ClientSecret::generate()
+        .map_err(|e| AdminError::Store(StoreError::Unavailable(e.to_string())))?;
+    client.secret_hash = hash;
+    if !state.store.update_client(client.clone()).await? {
+        return Err(AdminError::NotFound);
+    }
+    audit::admin("rotate_secret", &id, None);
+    let mut body = client_view(&client);
+    body["client_secret"] = secret.expose().into();
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn tokens(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    load(&state, &id).await?;
+    let tokens = state.store.client_tokens(&id, validate::now()).await?;
+    let views: Vec<Value> = tokens.iter().map(token_view).collect();
+    Ok(json_response(StatusCode::OK, &json!({"tokens": views})))
+}
+
+async fn revoke_token(
+    State(state): State<Arc<ServerState>>,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let token = state
+        .store
+        .token(&token_id)
+        .await?
+        .filter(|t| t.client_id == id)
+        .ok_or(AdminError::NotFound)?;
+    let revoked = match (token.kind, &token.family_id) {
+        (TokenKind::Refresh, Some(family)) => state.store.revoke_family(family).await?,
+        _ => state
+            .store
+            .revoke_token(&token.id)
+            .await?
+            .into_iter()
+            .collect(),
+    };
+    state.denylist.extend(&revoked);
+    audit::revoked("admin", "revoked by id", &revoked);
+    audit::admin("revoke_token", &id, Some(&token_id));
+    let ids: Vec<&str> = revoked.iter().map(|t| t.id.as_str()).collect();
+    Ok(json_response(StatusCode::OK, &json!({"revoked": ids})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_redirect_uri;
+
+    #[test]
+    fn redirect_uri_rules() {
+        for ok in [
+            "https://app.example/cb",
+            "http://127.0.0.1:8080/cb",
+            "http://localhost/cb",
+            "http://[::1]:9/cb",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert_eq!(check_redirect_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://app.example/cb#frag",
+            "http://app.example/cb",
+            "/relative",
+            "javascript:alert(1)",
+            "https:///nohost",
+            "custom:/x",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+}

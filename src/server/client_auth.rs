@@ -1,0 +1,239 @@
+//! Client authentication at the token, revocation and introspection endpoints:
+//! `client_secret_basic` and `client_secret_post` (RFC 6749 §2.3.1), with failed attempts
+//! rate limited per client id and per peer address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{Extensions, HeaderMap, header};
+
+use super::SecretHash;
+use super::http::{OAuthError, Params};
+use super::store::{ClientRecord, ClientStatus, Store};
+
+/// Credentials a request presented, before they are checked.
+struct Presented {
+    client_id: String,
+    secret: String,
+}
+
+/// Reads the client's credentials from the Authorization header or the form; more than one
+/// method is `invalid_request`, none is `invalid_client`.
+fn presented(headers: &HeaderMap, params: &mut Params) -> Result<Presented, OAuthError> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(OAuthError::invalid_client(
+                    "client authentication must use the Basic scheme",
+                ));
+            }
+            let decoded = STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+            // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+            let decode = |s: &str| -> String {
+                form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Some(Presented {
+                client_id: decode(id),
+                secret: decode(secret),
+            })
+        }
+    };
+    let post_secret = params.take("client_secret");
+    let post_id = params.take("client_id");
+    match (basic, post_id, post_secret) {
+        (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method, not both Basic and client_secret",
+        )),
+        (Some(basic), Some(id), None) if id != basic.client_id => Err(OAuthError::invalid_request(
+            "client_id differs from the authenticated client",
+        )),
+        (Some(basic), _, None) => Ok(basic),
+        (None, Some(client_id), Some(secret)) => Ok(Presented { client_id, secret }),
+        (None, Some(_), None) => Err(OAuthError::invalid_client(
+            "client authentication required: this server has no public clients",
+        )),
+        (None, None, _) => Err(OAuthError::invalid_client(
+            "client authentication required (client_secret_basic or client_secret_post)",
+        )),
+    }
+}
+
+/// The peer's address, when the app serves with `into_make_service_with_connect_info`.
+pub(crate) fn peer(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Authenticates the client of a request, consuming `client_id` and `client_secret` from the
+/// form. Pending, rejected and disabled clients fail like a wrong secret would, after the
+/// secret has been checked.
+pub(crate) async fn authenticate(
+    store: &dyn Store,
+    limiter: &RateLimiter,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    params: &mut Params,
+) -> Result<ClientRecord, OAuthError> {
+    let presented = presented(headers, params)?;
+    let peer = peer(extensions);
+    let keys = [
+        Some(format!("client:{}", presented.client_id)),
+        peer.map(|ip| format!("peer:{ip}")),
+    ];
+    let now = Instant::now();
+    if let Some(wait) = keys
+        .iter()
+        .flatten()
+        .filter_map(|k| limiter.blocked(k, now))
+        .max()
+    {
+        super::audit::client_auth_refused(&presented.client_id, peer, "rate limited");
+        return Err(OAuthError::rate_limited(wait));
+    }
+    let client = store.client(&presented.client_id).await?;
+    // Hash even for an unknown client so the response time does not tell ids apart.
+    let matches = match &client {
+        Some(client) => client.secret_hash.verify(&presented.secret),
+        None => {
+            SecretHash::of("").verify(&presented.secret);
+            false
+        }
+    };
+    let Some(client) = client.filter(|_| matches) else {
+        for key in keys.iter().flatten() {
+            limiter.failed(key, now);
+        }
+        super::audit::client_auth_refused(&presented.client_id, peer, "bad credentials");
+        return Err(OAuthError::invalid_client("client authentication failed"));
+    };
+    if client.status != ClientStatus::Approved {
+        super::audit::client_auth_refused(&client.client_id, peer, client.status.as_str());
+        return Err(OAuthError::invalid_client(format!(
+            "client is {}",
+            client.status.as_str()
+        )));
+    }
+    Ok(client)
+}
+
+/// Counts failed authentications per key in fixed windows; a key with `max_failures` in the
+/// current window is refused until the window ends.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    max_failures: u32,
+    window: Duration,
+    entries: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+/// Keys kept before expired windows are swept.
+const SWEEP_AT: usize = 10_000;
+
+impl RateLimiter {
+    pub(crate) fn new(max_failures: u32, window: Duration) -> Self {
+        Self {
+            max_failures,
+            window,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `key` must wait, if it is over its limit.
+    pub(crate) fn blocked(&self, key: &str, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().ok()?;
+        let (start, count) = entries.get(key)?;
+        let end = *start + self.window;
+        (*count >= self.max_failures && end > now).then(|| end - now)
+    }
+
+    pub(crate) fn failed(&self, key: &str, now: Instant) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= SWEEP_AT {
+            let window = self.window;
+            entries.retain(|_, (start, _)| *start + window > now);
+        }
+        let entry = entries.entry(key.to_owned()).or_insert((now, 0));
+        if entry.0 + self.window <= now {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_blocks_after_max_failures_until_the_window_ends() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            limiter.failed("k", t0);
+        }
+        assert_eq!(limiter.blocked("k", t0), None);
+        limiter.failed("k", t0);
+        assert_eq!(limiter.blocked("k", t0), Some(Duration::from_secs(60)));
+        assert_eq!(limiter.blocked("other", t0), None);
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(limiter.blocked("k", later), None);
+        limiter.failed("k", later);
+        assert_eq!(limiter.blocked("k", later), None, "a new window starts");
+    }
+
+    #[test]
+    fn credentials_from_basic_or_post_but_not_both() {
+        let mut headers = HeaderMap::new();
+        let basic = STANDARD.encode("my%20client:s%3Acret");
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {basic}").parse().expect("header"),
+        );
+        let mut params = Params::parse(b"grant_type=x").expect("params");
+        let p = presented(&headers, &mut params).expect("basic");
+        assert_eq!(
+            (p.client_id.as_str(), p.secret.as_str()),
+            ("my client", "s:cret")
+        );
+
+        let mut params = Params::parse(b"client_secret=x").expect("params");
+        assert_eq!(
+            presented(&headers, &mut params).err().map(|e| e.code),
+            Some("invalid_request")
+        );
+
+        let mut params = Params::parse(b"client_id=a&client_secret=b").expect("params");
+        let p = presented(&HeaderMap::new(), &mut params).expect("post");
+        assert_eq!((p.client_id.as_str(), p.secret.as_str()), ("a", "b"));
+
+        let mut params = Params::parse(b"client_id=a").expect("params");
+        assert_eq!(
+            presented(&HeaderMap::new(), &mut params)
+                .err()
+                .map(|e| e.code),
+            Some("invalid_client")
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The HTTP plumbing every endpoint shares: RFC 6749 §5.2 error bodies, strict form parsing,
+//! JSON responses with `Cache-Control: no-store`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::Value;
+
+use super::store::StoreError;
+
+/// An OAuth error response (RFC 6749 §5.2; RFC 7009 and RFC 7662 use the same form).
+#[derive(Debug, Clone)]
+pub(crate) struct OAuthError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) description: String,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401 with `WWW-Authenticate: Basic` (RFC 6749 §5.2).
+    pub(crate) fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    }
+
+    pub(crate) fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    pub(crate) fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    pub(crate) fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            description,
+        )
+    }
+
+    pub(crate) fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// 429: too many failed client authentications.
+    pub(crate) fn rate_limited(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_client",
+                "too many failed client authentications; retry later",
+            )
+        }
+    }
+
+    /// 503 `temporarily_unavailable`, for a store that cannot be reached.
+    pub(crate) fn unavailable() -> Self {
+        Self {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the authorization server's store is unavailable; retry later",
+            )
+        }
+    }
+
+    /// 500 `server_error`, for a fault of the server itself (never bad input).
+    pub(crate) fn server_error(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            description,
+        )
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(target: "tower_oauth2::server", %error, "store operation failed");
+        match error {
+            StoreError::Unavailable(_) => OAuthError::unavailable(),
+            StoreError::Conflict(_) => OAuthError::server_error("store conflict"),
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": self.code,
+            "error_description": self.description,
+        });
+        let mut response = json_response(self.status, &body);
+        if self.code == "invalid_client" && self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth2\", charset=\"UTF-8\""),
+            );
+        }
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+/// A JSON response that no cache keeps (RFC 6749 §5.1).
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Request parameters: each name at most once, empty values treated as absent (RFC 6749 §3.1).
+#[derive(Debug, Default)]
+pub(crate) struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded` text, refusing repeated parameters.
+    pub(crate) fn parse(text: &[u8]) -> Result<Self, OAuthError> {
+        let mut map = HashMap::new();
+        for (name, value) in form_urlencoded::parse(text) {
+            if value.is_empty() {
+                continue;
+            }
+            if map.insert(name.to_string(), value.into_owned()).is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{}` is repeated",
+                    printable(&name)
+                )));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// Parses a POST body, which must be form-encoded.
+    pub(crate) fn from_form(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        Self::parse(body)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub(crate) fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{name}`")))
+    }
+
+    pub(crate) fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+}
+
+/// A parameter name fit for an error description: printable ASCII, bounded.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .take(40)
+        .collect()
+}
+
+/// Splits a `scope` parameter (RFC 6749 §3.3): space-delimited `scope-token`s, at least one.
+pub(crate) fn parse_scope(value: &str) -> Result<Vec<String>, OAuthError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for token in value.split(' ') {
+        if token.is_empty() {
+            continue;
+        }
+        if !token
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        {
+            return Err(OAuthError::invalid_scope(
+                "scope tokens are printable ASCII without spaces, quotes or backslashes",
+            ));
+        }
+        if !scopes.iter().any(|s| s == token) {
+            scopes.push(token.to_owned());
+        }
+    }
+    if scopes.is_empty() {
+        return Err(OAuthError::invalid_scope("scope is empty"));
+    }
+    Ok(scopes)
+}
+
+/// Random bytes from the OS, base64url: opaque tokens, codes, ids.
+pub(crate) fn random_token(bytes: usize) -> Result<String, OAuthError> {
+    use base64::Engine;
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|_| OAuthError::server_error("the OS random source failed"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let err = Params::parse(b"grant_type=a&scope=x&grant_type=b").expect_err("refused");
+        assert_eq!(err.code, "invalid_request");
+        assert!(err.description.contains("grant_type"));
+        let ok = Params::parse(b"a=1&b=&b=2").expect("empty value counts as absent");
+        assert_eq!(ok.get("b"), Some("2"));
+    }
+
+    #[test]
+    fn scope_grammar() {
+        assert_eq!(
+            parse_scope("read  write read").expect("ok"),
+            vec!["read", "write"]
+        );
+        assert_eq!(
+            parse_scope("  ").expect_err("refused").code,
+            "invalid_scope"
+        );
+        assert_eq!(
+            parse_scope("a\"b").expect_err("refused").code,
+            "invalid_scope"
+        );
+        assert_eq!(
+            parse_scope("caf\u{e9}").expect_err("refused").code,
+            "invalid_scope"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! [`MemoryStore`]: everything in one mutex-guarded map set. For tests, demos and single
+//! instances that may forget their clients on restart.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    ClientRecord, CodeRecord, Store, StoreError, StoreFuture, TokenHash, TokenKind, TokenRecord,
+    TokenState,
+};
+
+/// A [`Store`] in process memory. Every operation takes one lock, so each is atomic; nothing
+/// survives a restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    clients: Vec<ClientRecord>,
+    codes: HashMap<TokenHash, CodeRecord>,
+    tokens: HashMap<String, TokenRecord>,
+    refresh_by_hash: HashMap<TokenHash, String>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
+    }
+
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, StoreError>,
+    ) -> StoreFuture<'_, T> {
+        let result = self.lock().and_then(|mut inner| f(&mut inner));
+        Box::pin(std::future::ready(result))
+    }
+}
+
+impl Inner {
+    fn insert_token(&mut self, token: TokenRecord) -> Result<(), StoreError> {
+        if self.tokens.contains_key(&token.id) {
+            return Err(StoreError::Conflict(format!(
+                "token id {} exists",
+                token.id
+            )));
+        }
+        if let Some(hash) = token.hash {
+            self.refresh_by_hash.insert(hash, token.id.clone());
+        }
+        self.tokens.insert(token.id.clone(), token);
+        Ok(())
+    }
+
+    fn revoke_where(&mut self, matches: impl Fn(&TokenRecord) -> bool) -> Vec<TokenRecord> {
+        let mut revoked = Vec::new();
+        for token in self.tokens.values_mut() {
+            if matches(token) && token.state != TokenState::Revoked {
+                token.state = TokenState::Revoked;
+                revoked.push(token.clone());
+            }
+        }
+        revoked
+    }
+}
+
+impl Store for MemoryStore {
+    fn insert_client(&self, client: ClientRecord) -> StoreFuture<'_, ()> {
+        self.with(move |inner| {
+            if inner
+                .clients
+                .iter()
+                .any(|c| c.client_id == client.client_id)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "client {} exists",
+                    client.client_id
+                )));
+            }
+            inner.clients.push(client);
+            Ok(())
+        })
+    }
+
+    fn client<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Option<ClientRecord>> {
+        self.with(|inner| {
+            Ok(inner
+                .clients
+                .iter()
+                .find(|c| c.client_id == client_id)
+                .cloned())
+        })
+    }
+
+    fn clients(&self) -> StoreFuture<'_, Vec<ClientRecord>> {
+        self.with(|inner| Ok(inner.clients.clone()))
+    }
+
+    fn update_client(&self, client: ClientRecord) -> StoreFuture<'_, bool> {
+        self.with(move |inner| {
+            match inner
+                .clients
+                .iter_mut()
+                .find(|c| c.client_id == client.client_id)
+            {
+                Some(slot) => {
+                    *slot = client;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
+    fn delete_client<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, bool> {
+        self.with(|inner| {
+            let before = inner.clients.len();
+            inner.clients.retain(|c| c.client_id != client_id);
+            inner.codes.retain(|_, code| code.client_id != client_id);
+            Ok(inner.clients.len() != before)
+        })
+    }
+
+    fn insert_code(&self, code: CodeRecord) -> StoreFuture<'_, ()> {
+        self.with(move |inner| {
+            if inner.codes.contains_key(&code.hash) {
+                return Err(StoreError::Conflict("authorization code exists".into()));
+            }
+            inner.codes.insert(code.hash, code);
+            Ok(())
+        })
+    }
+
+    fn take_code<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<(CodeRecord, bool)>> {
+        self.with(|inner| {
+            Ok(inner.codes.get_mut(hash).map(|code| {
+                let first = !code.used;
+                code.used = true;
+                (code.clone(), first)
+            }))
+        })
+    }
+
+    fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, ()> {
+        self.with(move |inner| {
+            if tokens.iter().any(|t| inner.tokens.contains_key(&t.id)) {
+                return Err(StoreError::Conflict("token id exists".into()));
+            }
+            for token in tokens {
+                inner.insert_token(token)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn find_refresh<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>> {
+        self.with(|inner| {
+            Ok(inner
+                .refresh_by_hash
+                .get(hash)
+                .and_then(|id| inner.tokens.get(id))
+                .cloned())
+        })
+    }
+
+    fn rotate_refresh<'a>(
+        &'a self,
+        old_id: &'a str,
+        issued: Vec<TokenRecord>,
+    ) -> StoreFuture<'a, bool> {
+        self.with(move |inner| {
+            let active = inner
+                .tokens
+                .get(old_id)
+                .is_some_and(|t| t.kind == TokenKind::Refresh && t.state == TokenState::Active);
+            if !active || issued.iter().any(|t| inner.tokens.contains_key(&t.id)) {
+                return Ok(false);
+            }
+            if let Some(old) = inner.tokens.get_mut(old_id) {
+                old.state = TokenState::Rotated;
+            }
+            for token in issued {
+                inner.insert_token(token)?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+        self.with(|inner| Ok(inner.tokens.get(id).cloned()))
+    }
+
+    fn revoke_token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+        self.with(|inner| Ok(inner.revoke_where(|t| t.id == id).pop()))
+    }
+
+    fn revoke_family<'a>(&'a self, family_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
+        self.with(|inner| Ok(inner.revoke_where(|t| t.family_id.as_deref() == Some(family_id))))
+    }
+
+    fn revoke_client_tokens<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
+        self.with(|inner| Ok(inner.revoke_where(|t| t.client_id == client_id)))
+    }
+
+    fn client_tokens<'a>(
+        &'a self,
+        client_id: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<TokenRecord>> {
+        self.with(move |inner| {
+            let mut tokens: Vec<TokenRecord> = inner
+                .tokens
+                .values()
+                .filter(|t| {
+                    t.client_id == client_id && t.state == TokenState::Active && !t.is_expired(now)
+                })
+                .cloned()
+                .collect();
+            tokens.sort_by(|a, b| (a.issued_at, &a.id).cmp(&(b.issued_at, &b.id)));
+            Ok(tokens)
+        })
+    }
+
+    fn revoked_access_tokens(&self, now: u64) -> StoreFuture<'_, Vec<TokenRecord>> {
+        self.with(move |inner| {
+            Ok(inner
+                .tokens
+                .values()
+                .filter(|t| {
+                    t.kind == TokenKind::Access
+                        && t.state == TokenState::Revoked
+                        && !t.is_expired(now)
+                })
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64> {
+        self.with(move |inner| {
+            let before = inner.codes.len() + inner.tokens.len();
+            inner.codes.retain(|_, code| code.expires_at > now);
+            inner.tokens.retain(|_, token| !token.is_expired(now));
+            let tokens = &inner.tokens;
+            inner
+                .refresh_by_hash
+                .retain(|_, id| tokens.contains_key(id));
+            Ok((before - inner.codes.len() - inner.tokens.len()) as u64)
+        })
+    }
+}

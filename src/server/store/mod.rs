@@ -1,0 +1,333 @@
+//! Where the authorization server keeps its clients, authorization codes and tokens.
+//!
+//! The [`Store`] trait is small on purpose: every operation is one atomic step, so a store backed
+//! by a database implements each as one statement or transaction. The two that decide races are
+//! [`Store::take_code`] (an authorization code is handed out once) and
+//! [`Store::rotate_refresh`] (a refresh token is rotated once): of any number of concurrent
+//! redemptions, exactly one wins.
+//!
+//! Token values are never stored: codes and refresh tokens are kept as the SHA-256
+//! [`TokenHash`] of their value, access tokens (self-contained JWTs) by their `jti`.
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use sha2::{Digest, Sha256};
+
+use super::{SecretHash, TokenLifetime};
+
+pub use memory::MemoryStore;
+
+/// The future every [`Store`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Storage for the authorization server. Implementations must make each method atomic.
+pub trait Store: Send + Sync + 'static {
+    /// Adds a client; [`StoreError::Conflict`] if its id is taken.
+    fn insert_client(&self, client: ClientRecord) -> StoreFuture<'_, ()>;
+    /// The client with this id.
+    fn client<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Option<ClientRecord>>;
+    /// Every client, in registration order.
+    fn clients(&self) -> StoreFuture<'_, Vec<ClientRecord>>;
+    /// Replaces a client's record; `false` if there is no such client.
+    fn update_client(&self, client: ClientRecord) -> StoreFuture<'_, bool>;
+    /// Removes a client and its unused authorization codes; `false` if there is no such client.
+    /// Its tokens are revoked first with [`revoke_client_tokens`](Self::revoke_client_tokens).
+    fn delete_client<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Stores an authorization code.
+    fn insert_code(&self, code: CodeRecord) -> StoreFuture<'_, ()>;
+    /// Redeems the code with this hash, in one atomic step: marks it used and returns it with
+    /// `true` if it was unused, or with `false` if it had been redeemed before (so the caller
+    /// can revoke what the first redemption issued). Of concurrent callers with the same hash,
+    /// at most one gets `true`. Expired codes are returned too; the caller checks `expires_at`.
+    fn take_code<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<(CodeRecord, bool)>>;
+
+    /// Stores newly issued tokens (an access token and, with it, perhaps a refresh token).
+    fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, ()>;
+    /// The refresh token with this hash, whatever its state.
+    fn find_refresh<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>>;
+    /// Rotation, in one atomic step: if the refresh token `old_id` is still
+    /// [`TokenState::Active`], marks it [`TokenState::Rotated`], stores `issued` and returns
+    /// `true`; otherwise changes nothing and returns `false`. Of concurrent callers with the
+    /// same `old_id`, at most one gets `true`.
+    fn rotate_refresh<'a>(
+        &'a self,
+        old_id: &'a str,
+        issued: Vec<TokenRecord>,
+    ) -> StoreFuture<'a, bool>;
+    /// The token (access or refresh) with this id.
+    fn token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>>;
+    /// Marks one token revoked; returns it if it was not revoked before.
+    fn revoke_token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>>;
+    /// Marks every token of a refresh-token family revoked; returns those that were not.
+    fn revoke_family<'a>(&'a self, family_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>>;
+    /// Marks every token of a client revoked; returns those that were not.
+    fn revoke_client_tokens<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>>;
+    /// A client's tokens that are neither revoked, rotated nor expired at `now`.
+    fn client_tokens<'a>(
+        &'a self,
+        client_id: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<TokenRecord>>;
+    /// The access tokens that are revoked and not yet expired at `now`: the denylist.
+    fn revoked_access_tokens(&self, now: u64) -> StoreFuture<'_, Vec<TokenRecord>>;
+    /// Deletes codes and tokens that expired before `now`; returns how many.
+    fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64>;
+}
+
+/// A store operation failed: the backend is unreachable or refused, or a record conflicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A record with the same key exists.
+    Conflict(String),
+    /// The backend failed (connection lost, pool exhausted, …). The request can be retried.
+    Unavailable(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict(what) => write!(f, "conflict: {what}"),
+            StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The SHA-256 digest of an opaque token (authorization code or refresh token): what a store
+/// keeps instead of the value. `Debug` prints a short prefix only.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// The digest of a token value.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A digest read back from storage.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TokenHash({:02x}{:02x}{:02x}{:02x}..)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
+    }
+}
+
+/// A grant type a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GrantType {
+    /// `authorization_code` (with PKCE).
+    AuthorizationCode,
+    /// `client_credentials`.
+    ClientCredentials,
+    /// `refresh_token`.
+    RefreshToken,
+    /// `password` (legacy; only with a [`PasswordVerifier`](crate::server::PasswordVerifier)).
+    Password,
+}
+
+impl GrantType {
+    /// Every grant type, in the order metadata lists them.
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
+        GrantType::ClientCredentials,
+        GrantType::RefreshToken,
+        GrantType::Password,
+    ];
+
+    /// The `grant_type` parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::Password => "password",
+        }
+    }
+
+    /// The grant type a `grant_type` value names.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == value)
+    }
+}
+
+/// Where a client stands with the server's approval policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientStatus {
+    /// Registered, waiting for an administrator; cannot authenticate.
+    Pending,
+    /// May authenticate and obtain tokens.
+    Approved,
+    /// Refused by an administrator; cannot authenticate.
+    Rejected,
+    /// Switched off by an administrator (its tokens were revoked); cannot authenticate.
+    Disabled,
+}
+
+impl ClientStatus {
+    /// The status as the admin API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Pending => "pending",
+            ClientStatus::Approved => "approved",
+            ClientStatus::Rejected => "rejected",
+            ClientStatus::Disabled => "disabled",
+        }
+    }
+
+    /// The status the admin API spelling names.
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            ClientStatus::Pending,
+            ClientStatus::Approved,
+            ClientStatus::Rejected,
+            ClientStatus::Disabled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
+    }
+}
+
+/// A registered client. Its secret is kept only as a [`SecretHash`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRecord {
+    /// The `client_id`.
+    pub client_id: String,
+    /// A human-readable name.
+    pub name: String,
+    /// The digest of the client secret.
+    pub secret_hash: SecretHash,
+    /// Redirect URIs for the authorization-code grant, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// The grant types the client may use.
+    pub grant_types: Vec<GrantType>,
+    /// The scopes the client may request.
+    pub scopes: Vec<String>,
+    /// The scopes granted when a request names none (a subset of `scopes`).
+    pub default_scopes: Vec<String>,
+    /// Overrides the server's access-token lifetime.
+    pub access_token_lifetime: Option<TokenLifetime>,
+    /// Overrides the server's refresh-token lifetime.
+    pub refresh_token_lifetime: Option<TokenLifetime>,
+    /// Approval status.
+    pub status: ClientStatus,
+    /// Registration time, seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// An authorization code waiting to be redeemed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// The digest of the code.
+    pub hash: TokenHash,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the authorization request, which the token request must repeat.
+    pub redirect_uri: String,
+    /// The resource owner who consented.
+    pub subject: String,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// The PKCE S256 code challenge.
+    pub code_challenge: String,
+    /// The family the tokens issued for this code belong to, so that a second redemption can
+    /// revoke them.
+    pub family_id: String,
+    /// Whether the code has been redeemed.
+    pub used: bool,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Access token or refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// A JWT access token, identified by its `jti`.
+    Access,
+    /// An opaque refresh token, found by its [`TokenHash`].
+    Refresh,
+}
+
+impl TokenKind {
+    /// `access_token` or `refresh_token`, as RFC 7009's `token_type_hint` spells them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access_token",
+            TokenKind::Refresh => "refresh_token",
+        }
+    }
+}
+
+/// The life cycle of an issued token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenState {
+    /// Usable until it expires.
+    Active,
+    /// A refresh token that has been exchanged for a new one; presenting it again is reuse.
+    Rotated,
+    /// Revoked.
+    Revoked,
+}
+
+impl TokenState {
+    /// The state as storage and the admin API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Rotated => "rotated",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+/// One issued token, without its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The id: the `jti` of an access token; a random id for a refresh token.
+    pub id: String,
+    /// Access or refresh token.
+    pub kind: TokenKind,
+    /// For a refresh token, the digest of its value.
+    pub hash: Option<TokenHash>,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The subject (`sub`): the resource owner, or the client itself for client credentials.
+    pub subject: String,
+    /// The refresh-token family: every refresh token rotated from one grant, and the access
+    /// tokens issued with them. `None` for tokens issued without a refresh token.
+    pub family_id: Option<String>,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// Issue time, seconds since the Unix epoch.
+    pub issued_at: u64,
+    /// Expiry, seconds since the Unix epoch; `None` for an unlimited token.
+    pub expires_at: Option<u64>,
+    /// Where it is in its life cycle.
+    pub state: TokenState,
+}
+
+impl TokenRecord {
+    /// Whether the token has expired at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|exp| exp <= now)
+    }
+}

@@ -1,0 +1,450 @@
+//! The token endpoint (RFC 6749 §3.2): client credentials, refresh with rotation and reuse
+//! detection, authorization code with PKCE, and the password grant behind an app hook.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::http::{OAuthError, Params, json_response, parse_scope, random_token};
+use super::store::{ClientRecord, GrantType, TokenHash, TokenKind, TokenRecord, TokenState};
+use super::{HookFuture, ServerState, TokenLifetime, audit, client_auth};
+use crate::validate;
+
+/// Checks a resource owner's username and password for the `password` grant (RFC 6749 §4.3).
+///
+/// The password grant is a legacy grant (the OAuth 2.0 Security BCP forbids it): it hands the
+/// user's password to the client. It is off unless the app supplies a verifier with
+/// [`password_verifier`](super::AuthorizationServerBuilder::password_verifier), and each client
+/// must also be registered for it. Prefer the authorization-code grant.
+pub trait PasswordVerifier: Send + Sync + 'static {
+    /// The subject (`sub`) of the user these credentials belong to, or `None` if they are
+    /// wrong. Compare passwords in constant time (a password-hashing crate does).
+    fn verify<'a>(&'a self, username: &'a str, password: &'a str)
+    -> HookFuture<'a, Option<String>>;
+}
+
+/// `POST /token`.
+pub(crate) async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut context = Context::default();
+    match token(&state, &parts, body, &mut context).await {
+        Ok(response) => response,
+        Err(error) => {
+            audit::token_refused(context.grant, context.client.as_deref(), &error);
+            error.into_response()
+        }
+    }
+}
+
+/// What is known of a refused request, for its audit event.
+#[derive(Default)]
+struct Context {
+    grant: Option<&'static str>,
+    client: Option<String>,
+}
+
+const MAX_BODY: usize = 64 * 1024;
+
+async fn token(
+    state: &ServerState,
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+    context: &mut Context,
+) -> Result<Response, OAuthError> {
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?;
+    let mut params = Params::from_form(&parts.headers, &body)?;
+    let client = client_auth::authenticate(
+        &*state.store,
+        &state.limiter,
+        &parts.headers,
+        &parts.extensions,
+        &mut params,
+    )
+    .await?;
+    context.client = Some(client.client_id.clone());
+    let grant_name = params.require("grant_type")?;
+    let grant = GrantType::parse(grant_name).ok_or_else(|| {
+        OAuthError::unsupported_grant_type("grant_type is not one this server supports")
+    })?;
+    context.grant = Some(grant.as_str());
+    let enabled = match grant {
+        GrantType::Password => state.password.is_some(),
+        GrantType::AuthorizationCode => state.consent.is_some(),
+        _ => true,
+    };
+    if !enabled {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "the {} grant is not enabled on this server",
+            grant.as_str()
+        )));
+    }
+    if !client.grant_types.contains(&grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client may not use the {} grant",
+            grant.as_str()
+        )));
+    }
+    match grant {
+        GrantType::ClientCredentials => {
+            let scopes = requested_scopes(&client, params.get("scope"))?;
+            let subject = client.client_id.clone();
+            issue(state, &client, grant, Grant::new(subject, scopes, None)).await
+        }
+        GrantType::Password => password(state, &client, &params, parts).await,
+        GrantType::AuthorizationCode => authorization_code(state, &client, &params).await,
+        GrantType::RefreshToken => refresh(state, &client, &params).await,
+    }
+}
+
+/// The scopes of a request: what it asks for, which must be allowed for the client, or the
+/// client's defaults.
+pub(crate) fn requested_scopes(
+    client: &ClientRecord,
+    requested: Option<&str>,
+) -> Result<Vec<String>, OAuthError> {
+    let Some(requested) = requested else {
+        return Ok(client.default_scopes.clone());
+    };
+    let scopes = parse_scope(requested)?;
+    if let Some(bad) = scopes.iter().find(|s| !client.scopes.contains(s)) {
+        return Err(OAuthError::invalid_scope(format!(
+            "scope {bad} is not allowed for this client"
+        )));
+    }
+    Ok(scopes)
+}
+
+async fn password(
+    state: &ServerState,
+    client: &ClientRecord,
+    params: &Params,
+    parts: &http::request::Parts,
+) -> Result<Response, OAuthError> {
+    let verifier = state
+        .password
+        .as_ref()
+        .ok_or_else(|| OAuthError::unsupported_grant_type("password grant is off"))?;
+    let username = params.require("username")?;
+    let password = params.require("password")?;
+    let scopes = requested_scopes(client, params.get("scope"))?;
+    // Guessing passwords through the token endpoint is throttled like guessing secrets.
+    let key = format!("user:{username}");
+    let now = Instant::now();
+    if let Some(wait) = state.limiter.blocked(&key, now) {
+        return Err(OAuthError::rate_limited(wait));
+    }
+    let Some(subject) = verifier.verify(username, password).await else {
+        state.limiter.failed(&key, now);
+        if let Some(ip) = client_auth::peer(&parts.extensions) {
+            state.limiter.failed(&format!("peer:{ip}"), now);
+        }
+        return Err(OAuthError::invalid_grant(
+            "the resource owner's credentials are wrong",
+        ));
+    };
+    let family = Some(random_token(16)?);
+    issue(
+        state,
+        client,
+        GrantType::Password,
+        Grant::new(subject, scopes, family),
+    )
+    .await
+}
+
+async fn authorization_code(
+    state: &ServerState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let code = params.require("code")?;
+    let verifier = params.require("code_verifier")?;
+    if !valid_verifier(verifier) {
+        return Err(OAuthError::invalid_request(
+            "code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)",
+        ));
+    }
+    let Some((record, first)) = state.store.take_code(&TokenHash::of(code)).await? else {
+        return Err(OAuthError::invalid_grant("authorization code is not valid"));
+    };
+    if record.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "authorization code was issued to another client",
+        ));
+    }
+    if !first {
+        // RFC 6749 §4.1.2: a code used twice revokes what was issued from it.
+        let revoked = state.store.revoke_family(&record.family_id).await?;
+        state.denylist.extend(&revoked);
+        audit::code_reuse(&client.client_id, revoked.len());
+        audit::revoked(&client.client_id, "authorization code reuse", &revoked);
+        return Err(OAuthError::invalid_grant(
+            "authorization code was already used; the tokens issued from it are revoked",
+        ));
+    }
+    if record.expires_at <= validate::now() {
+        return Err(OAuthError::invalid_grant("authorization code has expired"));
+    }
+    match params.get("redirect_uri") {
+        Some(uri) if uri != record.redirect_uri => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request's",
+            ));
+        }
+        None if client.redirect_uris.len() != 1 => {
+            return Err(OAuthError::invalid_request(
+                "missing parameter `redirect_uri`",
+            ));
+        }
+        _ => {}
+    }
+    let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    if !bool::from(digest.as_bytes().ct_eq(record.code_challenge.as_bytes())) {
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    // The client may have lost scopes since consent.
+    let scopes = record
+        .scopes
+        .into_iter()
+        .filter(|s| client.scopes.contains(s))
+        .collect();
+    issue(
+        state,
+        client,
+        GrantType::AuthorizationCode,
+        Grant::new(record.subject, scopes, Some(record.family_id)),
+    )
+    .await
+}
+
+/// RFC 7636 §4.1: 43–128 characters of `[A-Za-z0-9-._~]`.
+pub(crate) fn valid_verifier(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+async fn refresh(
+    state: &ServerState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let presented = params.require("refresh_token")?;
+    let Some(old) = state.store.find_refresh(&TokenHash::of(presented)).await? else {
+        return Err(OAuthError::invalid_grant("refresh token is not valid"));
+    };
+    if old.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    match old.state {
+        TokenState::Revoked => return Err(OAuthError::invalid_grant("refresh token is revoked")),
+        TokenState::Rotated => return Err(reuse(state, &old).await),
+        TokenState::Active => {}
+    }
+    if old.is_expired(validate::now()) {
+        return Err(OAuthError::invalid_grant("refresh token has expired"));
+    }
+    let scopes = match params.get("scope") {
+        None => old.scopes.clone(),
+        Some(requested) => {
+            let scopes = parse_scope(requested)?;
+            if let Some(bad) = scopes.iter().find(|s| !old.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {bad} was not granted originally"
+                )));
+            }
+            scopes
+        }
+    };
+    let scopes = scopes
+        .into_iter()
+        .filter(|s| client.scopes.contains(s))
+        .collect();
+    let mut grant = Grant::new(old.subject.clone(), scopes, old.family_id.clone());
+    grant.rotate = Some(old);
+    issue(state, client, GrantType::RefreshToken, grant).await
+}
+
+/// A rotated-out refresh token came back: revoke its family (RFC 9700 §4.14.2).
+async fn reuse(state: &ServerState, old: &TokenRecord) -> OAuthError {
+    let Some(family) = &old.family_id else {
+        return OAuthError::invalid_grant("refresh token was already used");
+    };
+    match state.store.revoke_family(family).await {
+        Ok(revoked) => {
+            state.denylist.extend(&revoked);
+            audit::refresh_reuse(family, &old.client_id, revoked.len());
+            audit::revoked(&old.client_id, "refresh token reuse", &revoked);
+            OAuthError::invalid_grant(
+                "refresh token was already used; every token of this grant is revoked",
+            )
+        }
+        Err(error) => error.into(),
+    }
+}
+
+/// What a successful grant issues tokens for.
+struct Grant {
+    subject: String,
+    scopes: Vec<String>,
+    /// The refresh-token family: `Some` for grants that get a refresh token.
+    family: Option<String>,
+    /// For the refresh grant, the refresh token being rotated.
+    rotate: Option<TokenRecord>,
+}
+
+impl Grant {
+    fn new(subject: String, scopes: Vec<String>, family: Option<String>) -> Self {
+        Self {
+            subject,
+            scopes,
+            family,
+            rotate: None,
+        }
+    }
+}
+
+/// Seconds of a lifetime, rounded up; `None` for unlimited.
+fn expiry(now: u64, lifetime: TokenLifetime) -> Option<u64> {
+    lifetime
+        .duration()
+        .map(|d| now.saturating_add(d.as_secs() + u64::from(d.subsec_nanos() > 0)))
+}
+
+/// Signs and stores the tokens of a successful grant and answers with them (RFC 6749 §5.1).
+async fn issue(
+    state: &ServerState,
+    client: &ClientRecord,
+    grant_type: GrantType,
+    grant: Grant,
+) -> Result<Response, OAuthError> {
+    let now = validate::now();
+    let (access_lifetime, refresh_lifetime) = state.lifetimes(client);
+    if access_lifetime == TokenLifetime::Unlimited && !state.allow_unlimited {
+        return Err(OAuthError::server_error(
+            "the client's access-token lifetime is unlimited but the server does not allow it",
+        ));
+    }
+    let exp = expiry(now, access_lifetime);
+    let jti = random_token(16)?;
+    let scope = grant.scopes.join(" ");
+    let mut claims = Map::new();
+    claims.insert("iss".into(), state.issuer.clone().into());
+    claims.insert("sub".into(), grant.subject.clone().into());
+    claims.insert("aud".into(), state.audiences[0].clone().into());
+    if let Some(exp) = exp {
+        claims.insert("exp".into(), exp.into());
+    }
+    claims.insert("iat".into(), now.into());
+    claims.insert("jti".into(), jti.clone().into());
+    claims.insert("client_id".into(), client.client_id.clone().into());
+    if !scope.is_empty() {
+        claims.insert("scope".into(), scope.clone().into());
+    }
+    let access_token = state
+        .sign(&Value::Object(claims), exp)
+        .map_err(OAuthError::server_error)?;
+    let access = TokenRecord {
+        id: jti,
+        kind: TokenKind::Access,
+        hash: None,
+        client_id: client.client_id.clone(),
+        subject: grant.subject.clone(),
+        family_id: grant.family.clone(),
+        scopes: grant.scopes.clone(),
+        issued_at: now,
+        expires_at: exp,
+        state: TokenState::Active,
+    };
+    let wants_refresh = grant_type != GrantType::ClientCredentials
+        && client.grant_types.contains(&GrantType::RefreshToken);
+    let refresh = match (&grant.family, wants_refresh) {
+        (Some(family), true) => {
+            let value = random_token(32)?;
+            let record = TokenRecord {
+                id: random_token(16)?,
+                kind: TokenKind::Refresh,
+                hash: Some(TokenHash::of(&value)),
+                client_id: client.client_id.clone(),
+                subject: grant.subject.clone(),
+                family_id: Some(family.clone()),
+                scopes: grant.scopes.clone(),
+                issued_at: now,
+                expires_at: expiry(now, refresh_lifetime),
+                state: TokenState::Active,
+            };
+            Some((value, record))
+        }
+        _ => None,
+    };
+    let mut records = vec![access.clone()];
+    records.extend(refresh.as_ref().map(|(_, r)| r.clone()));
+    match &grant.rotate {
+        Some(old) => {
+            if !state.store.rotate_refresh(&old.id, records).await? {
+                // Another request rotated (or revoked) it first: a replay.
+                return Err(match state.store.token(&old.id).await? {
+                    Some(now) if now.state == TokenState::Rotated => reuse(state, &now).await,
+                    _ => OAuthError::invalid_grant("refresh token is no longer valid"),
+                });
+            }
+        }
+        None => state.store.insert_tokens(records).await?,
+    }
+    audit::token_issued(
+        grant_type.as_str(),
+        &access,
+        refresh.as_ref().map(|(_, r)| r),
+    );
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+    });
+    if let Some(exp) = exp {
+        body["expires_in"] = (exp - now).into();
+    }
+    if let Some((value, _)) = refresh {
+        body["refresh_token"] = value.into();
+    }
+    if !scope.is_empty() {
+        body["scope"] = scope.into();
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn verifier_grammar() {
+        assert!(valid_verifier(&"a".repeat(43)));
+        assert!(valid_verifier(&"A-._~9".repeat(22)[..128]));
+        assert!(!valid_verifier(&"a".repeat(42)));
+        assert!(!valid_verifier(&"a".repeat(129)));
+        assert!(!valid_verifier(&format!("{}+", "a".repeat(43))));
+    }
+
+    #[test]
+    fn expiry_rounds_up_and_unlimited_has_none() {
+        let l = TokenLifetime::Limited(Duration::from_millis(1500));
+        assert_eq!(expiry(100, l), Some(102));
+        assert_eq!(expiry(100, TokenLifetime::Unlimited), None);
+    }
+}

@@ -149,7 +149,7 @@ pub mod __private {
     }
 }
 
-/// Compiles the README's examples as doctests.
-#[cfg(doctest)]
+/// Compiles the README's examples as doctests (they use every feature's API).
+#[cfg(all(doctest, feature = "server", feature = "remote"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -313,8 +313,10 @@ pub(crate) async fn register(
     let lifetime = |field: &'static str, text: Option<String>| match text {
         None => Ok(None),
         Some(text) => match text.parse::<TokenLifetime>() {
-            Ok(TokenLifetime::Limited(d)) if d.is_zero() => Err(invalid(field, "must be positive")),
-            Ok(l) => Ok(Some(l)),
+            Ok(l) => match super::check_lifetime(l) {
+                Ok(()) => Ok(Some(l)),
+                Err(e) => Err(invalid(field, e)),
+            },
             Err(e) => Err(invalid(field, e.to_string())),
         },
     };

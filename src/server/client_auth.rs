@@ -20,6 +20,9 @@ use super::store::{ClientRecord, ClientStatus, Store};
 struct Presented {
     client_id: String,
     secret: String,
+    /// The Basic secret as sent, when form-decoding changed it: many clients (authlib,
+    /// requests) skip RFC 6749 §2.3.1's form-encoding, so the secret is checked both ways.
+    raw_secret: Option<String>,
 }
 
 /// Reads the client's credentials from the Authorization header or the form; more than one
@@ -52,9 +55,11 @@ fn presented(headers: &HeaderMap, params: &mut Params) -> Result<Presented, OAut
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default()
             };
+            let decoded = decode(secret);
             Some(Presented {
                 client_id: decode(id),
-                secret: decode(secret),
+                raw_secret: (decoded != secret).then(|| secret.to_owned()),
+                secret: decoded,
             })
         }
     };
@@ -68,7 +73,11 @@ fn presented(headers: &HeaderMap, params: &mut Params) -> Result<Presented, OAut
             "client_id differs from the authenticated client",
         )),
         (Some(basic), _, None) => Ok(basic),
-        (None, Some(client_id), Some(secret)) => Ok(Presented { client_id, secret }),
+        (None, Some(client_id), Some(secret)) => Ok(Presented {
+            client_id,
+            secret,
+            raw_secret: None,
+        }),
         (None, Some(_), None) => Err(OAuthError::invalid_client(
             "client authentication required: this server has no public clients",
         )),
@@ -114,7 +123,15 @@ pub(crate) async fn authenticate(
     let client = store.client(&presented.client_id).await?;
     // Hash even for an unknown client so the response time does not tell ids apart.
     let matches = match &client {
-        Some(client) => client.secret_hash.verify(&presented.secret),
+        Some(client) => {
+            // Both comparisons run, so timing does not tell which form matched.
+            let decoded = client.secret_hash.verify(&presented.secret);
+            let raw = presented
+                .raw_secret
+                .as_deref()
+                .is_some_and(|raw| client.secret_hash.verify(raw));
+            decoded | raw
+        }
         None => {
             SecretHash::of("").verify(&presented.secret);
             false

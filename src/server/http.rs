@@ -71,6 +71,18 @@ impl OAuthError {
         }
     }
 
+    /// 429: too many wrong resource-owner passwords for one username.
+    pub(crate) fn password_rate_limited(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_grant",
+                "too many failed resource-owner authentications; retry later",
+            )
+        }
+    }
+
     /// 503 `temporarily_unavailable`, for a store that cannot be reached.
     pub(crate) fn unavailable() -> Self {
         Self {

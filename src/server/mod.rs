@@ -604,13 +604,8 @@ impl AuthorizationServerBuilder {
                  .allow_unlimited_access_tokens(true), knowing such tokens never expire",
             ));
         }
-        if self.access_lifetime.duration().is_some_and(|d| d.is_zero())
-            || self
-                .refresh_lifetime
-                .duration()
-                .is_some_and(|d| d.is_zero())
-        {
-            return Err(ConfigError::new("token lifetimes must be positive"));
+        for lifetime in [self.access_lifetime, self.refresh_lifetime] {
+            check_lifetime(lifetime).map_err(ConfigError::new)?;
         }
         if self.code_lifetime.is_zero() || self.code_lifetime > Duration::from_secs(600) {
             return Err(ConfigError::new(
@@ -677,6 +672,20 @@ impl fmt::Debug for AuthorizationServerBuilder {
             .field("access_lifetime", &self.access_lifetime)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .finish_non_exhaustive()
+    }
+}
+
+/// The longest limited lifetime: beyond it, use `unlimited` (a NumericDate must stay readable).
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// A limited lifetime must be positive and at most 100 years.
+pub(crate) fn check_lifetime(lifetime: TokenLifetime) -> Result<(), String> {
+    match lifetime.duration() {
+        Some(d) if d.is_zero() => Err("token lifetimes must be positive".into()),
+        Some(d) if d > MAX_LIFETIME => {
+            Err("token lifetimes above 100 years must be written `unlimited`".into())
+        }
+        _ => Ok(()),
     }
 }
 

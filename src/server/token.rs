@@ -141,7 +141,7 @@ async fn password(
     let key = format!("user:{username}");
     let now = Instant::now();
     if let Some(wait) = state.limiter.blocked(&key, now) {
-        return Err(OAuthError::rate_limited(wait));
+        return Err(OAuthError::password_rate_limited(wait));
     }
     let Some(subject) = verifier.verify(username, password).await else {
         state.limiter.failed(&key, now);
@@ -383,7 +383,17 @@ async fn issue(
                 client_id: client.client_id.clone(),
                 subject: grant.subject.clone(),
                 family_id: Some(family.clone()),
-                scopes: grant.scopes.clone(),
+                // RFC 6749 §6: a rotated refresh token keeps the scope of the one it replaces
+                // (less any the client has lost), however narrow the new access token.
+                scopes: match &grant.rotate {
+                    Some(old) => old
+                        .scopes
+                        .iter()
+                        .filter(|s| client.scopes.contains(s))
+                        .cloned()
+                        .collect(),
+                    None => grant.scopes.clone(),
+                },
                 issued_at: now,
                 expires_at: expiry(now, refresh_lifetime),
                 state: TokenState::Active,
@@ -404,7 +414,13 @@ async fn issue(
                 });
             }
         }
-        None => state.store.insert_tokens(records).await?,
+        None => {
+            if !state.store.insert_tokens(records).await? {
+                return Err(OAuthError::invalid_grant(
+                    "the grant was revoked while the tokens were being issued",
+                ));
+            }
+        }
     }
     audit::token_issued(
         grant_type.as_str(),

@@ -22,6 +22,8 @@ struct Inner {
     codes: HashMap<TokenHash, CodeRecord>,
     tokens: HashMap<String, TokenRecord>,
     refresh_by_hash: HashMap<TokenHash, String>,
+    /// Revoked families, kept until nothing could join them any more (`None`: forever).
+    revoked_families: HashMap<String, Option<u64>>,
 }
 
 impl MemoryStore {
@@ -149,15 +151,22 @@ impl Store for MemoryStore {
         })
     }
 
-    fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, ()> {
+    fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, bool> {
         self.with(move |inner| {
             if tokens.iter().any(|t| inner.tokens.contains_key(&t.id)) {
                 return Err(StoreError::Conflict("token id exists".into()));
             }
+            if tokens.iter().any(|t| {
+                t.family_id
+                    .as_ref()
+                    .is_some_and(|f| inner.revoked_families.contains_key(f))
+            }) {
+                return Ok(false);
+            }
             for token in tokens {
                 inner.insert_token(token)?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -203,7 +212,21 @@ impl Store for MemoryStore {
     }
 
     fn revoke_family<'a>(&'a self, family_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
-        self.with(|inner| Ok(inner.revoke_where(|t| t.family_id.as_deref() == Some(family_id))))
+        self.with(|inner| {
+            let revoked = inner.revoke_where(|t| t.family_id.as_deref() == Some(family_id));
+            // Remembered while its tokens live, and at least as long as a code could still be
+            // redeemed into it (ten minutes).
+            let until = inner
+                .tokens
+                .values()
+                .filter(|t| t.family_id.as_deref() == Some(family_id))
+                .map(|t| t.expires_at)
+                .try_fold(crate::validate::now() + 600, |acc, exp| {
+                    exp.map(|e| acc.max(e))
+                });
+            inner.revoked_families.insert(family_id.to_owned(), until);
+            Ok(revoked)
+        })
     }
 
     fn revoke_client_tokens<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
@@ -253,7 +276,47 @@ impl Store for MemoryStore {
             inner
                 .refresh_by_hash
                 .retain(|_, id| tokens.contains_key(id));
+            inner
+                .revoked_families
+                .retain(|_, until| until.is_none_or(|u| u > now));
             Ok((before - inner.codes.len() - inner.tokens.len()) as u64)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::TokenKind;
+
+    fn token(id: &str, family: &str) -> TokenRecord {
+        TokenRecord {
+            id: id.into(),
+            kind: TokenKind::Access,
+            hash: None,
+            client_id: "c".into(),
+            subject: "s".into(),
+            family_id: Some(family.into()),
+            scopes: Vec::new(),
+            issued_at: 1,
+            expires_at: Some(u64::MAX / 2),
+            state: TokenState::Active,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_family_admits_no_new_tokens() {
+        let store = MemoryStore::new();
+        assert_eq!(store.insert_tokens(vec![token("a", "f")]).await, Ok(true));
+        let revoked = store.revoke_family("f").await.expect("revoke");
+        assert_eq!(revoked.len(), 1);
+        // A code redeemed twice: the second redemption revoked the family before the first
+        // stored its tokens. They must not appear as active.
+        assert_eq!(store.insert_tokens(vec![token("b", "f")]).await, Ok(false));
+        assert_eq!(store.token("b").await, Ok(None));
+        assert_eq!(store.insert_tokens(vec![token("c", "g")]).await, Ok(true));
+        // Purging keeps the mark while a token of the family could live.
+        assert_eq!(store.purge_expired(crate::validate::now()).await, Ok(0));
+        assert_eq!(store.insert_tokens(vec![token("d", "f")]).await, Ok(false));
     }
 }

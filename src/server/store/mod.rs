@@ -46,8 +46,11 @@ pub trait Store: Send + Sync + 'static {
     /// at most one gets `true`. Expired codes are returned too; the caller checks `expires_at`.
     fn take_code<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<(CodeRecord, bool)>>;
 
-    /// Stores newly issued tokens (an access token and, with it, perhaps a refresh token).
-    fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, ()>;
+    /// Stores newly issued tokens (an access token and, with it, perhaps a refresh token), in
+    /// one atomic step. Returns `false` and stores nothing if their family has been revoked
+    /// with [`revoke_family`](Self::revoke_family) (a code redeemed twice, for instance, whose
+    /// second redemption got there before the first one's tokens).
+    fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, bool>;
     /// The refresh token with this hash, whatever its state.
     fn find_refresh<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>>;
     /// Rotation, in one atomic step: if the refresh token `old_id` is still
@@ -63,7 +66,9 @@ pub trait Store: Send + Sync + 'static {
     fn token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>>;
     /// Marks one token revoked; returns it if it was not revoked before.
     fn revoke_token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>>;
-    /// Marks every token of a refresh-token family revoked; returns those that were not.
+    /// Marks every token of a refresh-token family revoked, and the family itself, so that
+    /// later [`insert_tokens`](Self::insert_tokens) into it fail; returns the tokens that were
+    /// not revoked before.
     fn revoke_family<'a>(&'a self, family_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>>;
     /// Marks every token of a client revoked; returns those that were not.
     fn revoke_client_tokens<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Vec<TokenRecord>>;

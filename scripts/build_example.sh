@@ -1,5 +1,7 @@
-# Sourced by the interop scripts: builds the protected_service example and sets `binary` to its
-# path. Expects `root` (the repository) to be set and the current directory to be `root`.
+# Sourced by the interop scripts: builds an example and sets `binary` to its path. Expects `root`
+# (the repository) to be set and the current directory to be `root`. The example is
+# `$example` (default protected_service), built with the features in `$example_features`
+# (default: none beyond the default ones).
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in
@@ -7,10 +9,15 @@ case "$target_dir" in
     *) target_dir="$root/$target_dir" ;; # cargo resolves a relative one against the cwd: $root
 esac
 
-echo "interop: cargo build --example protected_service" >&2
-cargo build --example protected_service
+example="${example:-protected_service}"
+build=(cargo build --example "$example")
+if [[ -n "${example_features:-}" ]]; then
+    build+=(--features "$example_features")
+fi
+echo "interop: ${build[*]}" >&2
+"${build[@]}"
 
-binary="$target_dir/debug/examples/protected_service"
+binary="$target_dir/debug/examples/$example"
 if [[ ! -x "$binary" ]]; then
     echo "interop: built, but $binary is not there" >&2
     exit 1

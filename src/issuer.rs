@@ -196,6 +196,9 @@ impl Issuer {
         let source = {
             use crate::keys::remote::Location;
             match (self.jwks_url, &issuer) {
+                // The authorization server's own keys: neither fetched nor discovered.
+                #[cfg(feature = "server")]
+                (None, _) if self.live_keys.is_some() => KeySource::Static(KeySet::default()),
                 (Some(_), _) if !keys.is_empty() => {
                     return Err(context(
                         "configure either a JWKS URL or static keys, not both",

@@ -2243,3 +2243,131 @@ fn mismatched_public_only_and_malformed_keys_are_errors_not_panics() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. Hardening: what a review of the server found
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_server_builds_outside_a_runtime_and_fetches_nothing() {
+    // Its authenticator uses the server's keys directly: no discovery, no runtime needed.
+    let server = AuthorizationServer::builder()
+        .issuer("https://nowhere.invalid")
+        .store(MemoryStore::new())
+        .build()
+        .expect("builds without a Tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let app = app(&server);
+        let client = register(&app, json!({"name": "svc"})).await;
+        let access = client_credentials(&app, &client).await;
+        assert_eq!(check(&server, &access), Ok(()));
+        assert!(server.authenticator().key_source_state().is_none());
+    });
+}
+
+#[tokio::test]
+async fn another_clients_attempt_does_not_spoil_a_code() {
+    let h = harness();
+    let web = web_client(&h.app, "web").await;
+    let thief = web_client(&h.app, "thief").await;
+    let (verifier, challenge) = pkce("spoil");
+    let code = get_code(&h.app, "web", &challenge).await;
+    let stolen = redeem(&h.app, &thief, &code, &verifier, REDIRECT).await;
+    assert_eq!(stolen.error(), "invalid_grant");
+    let reply = redeem(&h.app, &web, &code, &verifier, REDIRECT).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(check(&h.server, reply.str("access_token")), Ok(()));
+}
+
+#[tokio::test]
+async fn introspection_allows_no_leeway_past_exp() {
+    let h = harness();
+    let client = register(
+        &h.app,
+        json!({"name": "short", "access_token_lifetime": "1s"}),
+    )
+    .await;
+    let access = client_credentials(&h.app, &client).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The authenticator's 60 s leeway still accepts it; introspection reports the truth.
+    assert_eq!(check(&h.server, &access), Ok(()));
+    let reply = introspect(&h.app, Some(&client), &[("token", &access)]).await;
+    assert_eq!(reply.body, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn revocations_reach_a_second_server_on_the_same_store() {
+    // Two instances (or one restarted) sharing a store and a signing key.
+    let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let build = || {
+        AuthorizationServer::builder()
+            .issuer(ISSUER)
+            .shared_store(Arc::clone(&store))
+            .signing_key(key.clone())
+            .build()
+            .expect("server")
+    };
+    let (a, b) = (build(), build());
+    let app_a = app(&a);
+    let client = register(&app_a, json!({"name": "svc"})).await;
+    let access = client_credentials(&app_a, &client).await;
+    assert_eq!(check(&b, &access), Ok(()), "B validates A's token");
+    let reply = revoke(&app_a, Some(&client), &[("token", &access)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(check(&a, &access), Err(AuthErrorKind::Revoked));
+    // B's introspection reads the store at once; its denylist learns on load.
+    let reply = introspect(&app(&b), Some(&client), &[("token", &access)]).await;
+    assert_eq!(reply.body, json!({"active": false}));
+    assert_eq!(b.load_revocations().await, Ok(1));
+    assert_eq!(check(&b, &access), Err(AuthErrorKind::Revoked));
+    // A third instance started afterwards loads the denylist in the background at start.
+    let c = build();
+    let mut waited = 0;
+    while check(&c, &access) == Ok(()) && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert_eq!(check(&c, &access), Err(AuthErrorKind::Revoked));
+}
+
+#[tokio::test]
+async fn overlong_client_ids_are_refused_without_a_lookup() {
+    let h = harness_with(|b| b.client_auth_rate_limit(1, Duration::from_secs(60)));
+    let client = register(&h.app, json!({"name": "svc", "client_id": "svc"})).await;
+    let long = Client {
+        id: "x".repeat(129),
+        secret: "whatever".into(),
+    };
+    for _ in 0..3 {
+        let reply = token(&h.app, &long, &[("grant_type", "client_credentials")]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+        assert_eq!(reply.error(), "invalid_client");
+    }
+    // Not counted: with a limit of one failure, a counted attempt would have locked the id.
+    let again = Client {
+        id: "x".repeat(129),
+        secret: "whatever".into(),
+    };
+    let reply = token(&h.app, &again, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    client_credentials(&h.app, &client).await;
+}
+
+#[tokio::test]
+async fn registration_needs_a_json_content_type() {
+    let h = harness();
+    let request = Request::post("/admin/clients")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(json!({"name": "csrf"}).to_string()))
+        .expect("request");
+    let reply = send(&h.app, request).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.error(), "invalid_request");
+    let listed = admin(&h.app, Method::GET, "/clients", None).await;
+    assert_eq!(listed.body["clients"], json!([]));
+}

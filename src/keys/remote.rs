@@ -540,6 +540,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
 async fn refresh_loop(source: Weak<RemoteJwks>, mut stopped: oneshot::Receiver<()>) {
     let mut delay = Duration::ZERO;
     let mut failures: u32 = 0;
+    let mut first = true;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -548,6 +549,21 @@ async fn refresh_loop(source: Weak<RemoteJwks>, mut stopped: oneshot::Receiver<(
         let Some(source) = source.upgrade() else {
             return;
         };
+        if first {
+            first = false;
+            // `refresh_keys` may have fetched before this task first ran: no second fetch.
+            let fetched = {
+                let mutable = source.lock();
+                match (&mutable.state.last_error, mutable.state.refresh_interval) {
+                    (None, Some(ttl)) => Some(ttl),
+                    _ => None,
+                }
+            };
+            if let Some(ttl) = fetched {
+                delay = ttl.mul_f64(0.9);
+                continue;
+            }
+        }
         delay = match source.refresh().await {
             Ok(ttl) => {
                 failures = 0;

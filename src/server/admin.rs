@@ -420,7 +420,21 @@ fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
-async fn create(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
+async fn create(
+    State(state): State<Arc<ServerState>>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A JSON content type cannot be sent cross-site without a CORS preflight, so a browser
+    // with an admin's cookie cannot be made to register clients.
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return AdminError::BadRequest("the body must be application/json".into()).into_response();
+    }
     let registration: ClientRegistration = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -105,6 +105,11 @@ pub(crate) async fn authenticate(
     params: &mut Params,
 ) -> Result<ClientRecord, OAuthError> {
     let presented = presented(headers, params)?;
+    // No registered id is longer (admin registration caps it), and long ones would only bloat
+    // the rate limiter.
+    if presented.client_id.is_empty() || presented.client_id.len() > 128 {
+        return Err(OAuthError::invalid_client("client authentication failed"));
+    }
     let peer = peer(extensions);
     let keys = [
         Some(format!("client:{}", presented.client_id)),
@@ -160,25 +165,34 @@ pub(crate) async fn authenticate(
 pub(crate) struct RateLimiter {
     max_failures: u32,
     window: Duration,
-    entries: Mutex<HashMap<String, (Instant, u32)>>,
+    entries: Mutex<Entries>,
 }
 
-/// Keys kept before expired windows are swept.
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<String, (Instant, u32)>,
+    last_sweep: Option<Instant>,
+}
+
+/// Keys kept before expired windows are swept (at most once a second).
 const SWEEP_AT: usize = 10_000;
+/// Keys tracked at most: about 20 MB. Beyond, new keys are not counted until a sweep frees
+/// room (a flood of distinct ids then goes unthrottled rather than exhausting memory).
+const MAX_KEYS: usize = 100_000;
 
 impl RateLimiter {
     pub(crate) fn new(max_failures: u32, window: Duration) -> Self {
         Self {
             max_failures,
             window,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
     /// How long `key` must wait, if it is over its limit.
     pub(crate) fn blocked(&self, key: &str, now: Instant) -> Option<Duration> {
         let entries = self.entries.lock().ok()?;
-        let (start, count) = entries.get(key)?;
+        let (start, count) = entries.map.get(key)?;
         let end = *start + self.window;
         (*count >= self.max_failures && end > now).then(|| end - now)
     }
@@ -187,12 +201,24 @@ impl RateLimiter {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.len() >= SWEEP_AT {
+        let due = entries
+            .last_sweep
+            .is_none_or(|last| now.saturating_duration_since(last) >= Duration::from_secs(1));
+        if entries.map.len() >= SWEEP_AT && due {
             let window = self.window;
-            entries.retain(|_, (start, _)| *start + window > now);
+            entries.map.retain(|_, (start, _)| *start + window > now);
+            entries.last_sweep = Some(now);
         }
-        let entry = entries.entry(key.to_owned()).or_insert((now, 0));
-        if entry.0 + self.window <= now {
+        if entries.map.len() >= MAX_KEYS && !entries.map.contains_key(key) {
+            tracing::warn!(
+                target: "tower_oauth2::server",
+                "client authentication rate limiter is full; not counting a new key"
+            );
+            return;
+        }
+        let window = self.window;
+        let entry = entries.map.entry(key.to_owned()).or_insert((now, 0));
+        if entry.0 + window <= now {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);

@@ -44,7 +44,7 @@ async fn introspect(
     .await?;
     let token = params.require("token")?;
     let refresh_first = params.get("token_type_hint") == Some("refresh_token");
-    if !refresh_first && let Some(active) = access(state, token) {
+    if !refresh_first && let Some(active) = access(state, token).await? {
         return Ok(active);
     }
     if let Some(record) = state.store.find_refresh(&TokenHash::of(token)).await?
@@ -68,15 +68,40 @@ async fn introspect(
         }
         return Ok(body);
     }
-    if refresh_first && let Some(active) = access(state, token) {
+    if refresh_first && let Some(active) = access(state, token).await? {
         return Ok(active);
     }
     Ok(json!({"active": false}))
 }
 
 /// The introspection response for an access token this server signed and has not revoked.
-fn access(state: &ServerState, token: &str) -> Option<Value> {
-    let verified = state.authenticator.verify(token).ok()?;
+/// Stricter than the authenticator: no leeway past `exp`, and the store's record must still be
+/// active (a revocation made elsewhere counts even before the denylist learns of it).
+async fn access(state: &ServerState, token: &str) -> Result<Option<Value>, OAuthError> {
+    let Ok(verified) = state.authenticator.verify(token) else {
+        return Ok(None);
+    };
+    if verified
+        .expires_at()
+        .is_some_and(|exp| exp <= validate::now())
+    {
+        return Ok(None);
+    }
+    let Some(jti) = verified.jwt_id() else {
+        return Ok(None);
+    };
+    let active = state
+        .store
+        .token(jti)
+        .await?
+        .is_some_and(|t| t.state == TokenState::Active);
+    if !active {
+        return Ok(None);
+    }
+    Ok(access_body(&verified))
+}
+
+fn access_body(verified: &crate::VerifiedToken) -> Option<Value> {
     let mut body = json!({
         "active": true,
         "token_type": "Bearer",

@@ -128,6 +128,11 @@ pub(crate) struct ServerState {
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
     pub(crate) limiter: client_auth::RateLimiter,
     pub(crate) authenticator: Authenticator,
+    /// Seconds of clock skew the authenticator allows: how long past `exp` a revoked token's
+    /// `jti` must stay on the denylist.
+    pub(crate) leeway: u64,
+    /// Serializes changes to the key ring (rotation, pruning); readers never take it.
+    ring_lock: std::sync::Mutex<()>,
 }
 
 impl AuthorizationServer {
@@ -203,6 +208,15 @@ impl AuthorizationServer {
         self.state.rotate(key)
     }
 
+    /// Loads the store's revoked, unexpired access tokens into the denylist the server's
+    /// authenticators consult; returns how many. [`build`](AuthorizationServerBuilder::build)
+    /// does this in the background when it runs inside a Tokio runtime; call it yourself (and
+    /// await it before serving) when the server was built outside one, or after revoking
+    /// through [`store`](Self::store) directly.
+    pub async fn load_revocations(&self) -> Result<usize, StoreError> {
+        self.state.load_revocations().await
+    }
+
     /// Registers a client directly (as the admin API does), e.g. a demo client at start-up.
     /// `secret` sets its secret; `None` generates one. Returns the client and, when generated,
     /// the secret to hand over once.
@@ -259,6 +273,10 @@ impl ServerState {
 
     fn rotate(&self, key: SigningKey) -> Result<(), ConfigError> {
         let verify = key.verification_key()?;
+        let _changing = self
+            .ring_lock
+            .lock()
+            .map_err(|_| ConfigError::new("key ring lock poisoned"))?;
         let now = validate::now();
         let current = self.ring.load_full();
         if current.active.key.kid() == key.kid()
@@ -302,20 +320,36 @@ impl ServerState {
 
     /// Drops retired keys whose tokens have all expired, and expired denylist entries.
     fn prune(&self, now: u64) {
+        self.denylist.prune(now.saturating_sub(self.leeway));
         let ring = self.ring.load_full();
-        if ring.retired.iter().any(|r| !r.needed_at(now)) {
-            let retired = ring
-                .retired
-                .iter()
-                .filter(|r| r.needed_at(now))
-                .cloned()
-                .collect();
-            self.publish(KeyRing {
-                active: ring.active.clone(),
-                retired,
-            });
+        if !ring.retired.iter().any(|r| !r.needed_at(now)) {
+            return;
         }
-        self.denylist.prune(now);
+        let Ok(_changing) = self.ring_lock.lock() else {
+            return;
+        };
+        // Reloaded under the lock: a rotation may have landed in between.
+        let ring = self.ring.load_full();
+        let retired = ring
+            .retired
+            .iter()
+            .filter(|r| r.needed_at(now))
+            .cloned()
+            .collect();
+        self.publish(KeyRing {
+            active: ring.active.clone(),
+            retired,
+        });
+    }
+
+    /// Puts the store's revoked, unexpired access tokens on the in-memory denylist.
+    pub(crate) async fn load_revocations(&self) -> Result<usize, StoreError> {
+        let revoked = self
+            .store
+            .revoked_access_tokens(validate::now().saturating_sub(self.leeway))
+            .await?;
+        self.denylist.extend(&revoked);
+        Ok(revoked.len())
     }
 }
 
@@ -657,6 +691,8 @@ impl AuthorizationServerBuilder {
             password: self.password,
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             authenticator,
+            leeway: self.leeway.as_secs(),
+            ring_lock: std::sync::Mutex::new(()),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(housekeeping(Arc::downgrade(&state)));
@@ -739,12 +775,23 @@ fn check_url(url: &str, what: &str) -> Result<(), ConfigError> {
 /// Purges expired rows and retired keys while the server lives.
 async fn housekeeping(state: Weak<ServerState>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
+    let mut loaded = false;
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let Some(state) = state.upgrade() else {
             return;
         };
+        if !loaded {
+            match state.load_revocations().await {
+                Ok(_) => loaded = true,
+                Err(error) => tracing::warn!(
+                    target: "tower_oauth2::server",
+                    %error,
+                    "loading revoked tokens from the store failed; retrying"
+                ),
+            }
+        }
         let now = validate::now();
         state.prune(now);
         match state.store.purge_expired(now).await {

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::http::{OAuthError, Params, json_response, parse_scope, random_token};
-use super::store::{ClientRecord, GrantType, TokenHash, TokenKind, TokenRecord, TokenState};
+use super::store::{
+    ClientRecord, ClientStatus, GrantType, TokenHash, TokenKind, TokenRecord, TokenState,
+};
 use super::{HookFuture, ServerState, TokenLifetime, audit, client_auth};
 use crate::validate;
 
@@ -136,6 +138,11 @@ async fn password(
         .ok_or_else(|| OAuthError::unsupported_grant_type("password grant is off"))?;
     let username = params.require("username")?;
     let password = params.require("password")?;
+    if username.len() > 256 || password.len() > 1024 {
+        return Err(OAuthError::invalid_grant(
+            "the resource owner's credentials are wrong",
+        ));
+    }
     let scopes = requested_scopes(client, params.get("scope"))?;
     // Guessing passwords through the token endpoint is throttled like guessing secrets.
     let key = format!("user:{username}");
@@ -174,7 +181,11 @@ async fn authorization_code(
             "code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)",
         ));
     }
-    let Some((record, first)) = state.store.take_code(&TokenHash::of(code)).await? else {
+    let Some((record, first)) = state
+        .store
+        .take_code(&TokenHash::of(code), &client.client_id)
+        .await?
+    else {
         return Err(OAuthError::invalid_grant("authorization code is not valid"));
     };
     if record.client_id != client.client_id {
@@ -415,12 +426,25 @@ async fn issue(
             }
         }
         None => {
-            if !state.store.insert_tokens(records).await? {
-                return Err(OAuthError::invalid_grant(
-                    "the grant was revoked while the tokens were being issued",
-                ));
+            if !state.store.insert_tokens(records.clone()).await? {
+                // A replay of this grant's code revoked it while these were being issued:
+                // they are stored revoked, and refused from the start.
+                state.denylist.extend(&records);
+                audit::revoked(&client.client_id, "authorization code reuse", &records);
             }
         }
+    }
+    // An administrator may have disabled or deleted the client while this request was being
+    // served, after its tokens were revoked: then these must not outlive the response.
+    let still_approved = state
+        .store
+        .client(&client.client_id)
+        .await?
+        .is_some_and(|c| c.status == ClientStatus::Approved);
+    if !still_approved {
+        let revoked = state.store.revoke_client_tokens(&client.client_id).await?;
+        state.denylist.extend(&revoked);
+        return Err(OAuthError::invalid_client("client is no longer approved"));
     }
     audit::token_issued(
         grant_type.as_str(),

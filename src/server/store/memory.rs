@@ -141,9 +141,16 @@ impl Store for MemoryStore {
         })
     }
 
-    fn take_code<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<(CodeRecord, bool)>> {
+    fn take_code<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        client_id: &'a str,
+    ) -> StoreFuture<'a, Option<(CodeRecord, bool)>> {
         self.with(|inner| {
             Ok(inner.codes.get_mut(hash).map(|code| {
+                if code.client_id != client_id {
+                    return (code.clone(), false);
+                }
                 let first = !code.used;
                 code.used = true;
                 (code.clone(), first)
@@ -156,17 +163,19 @@ impl Store for MemoryStore {
             if tokens.iter().any(|t| inner.tokens.contains_key(&t.id)) {
                 return Err(StoreError::Conflict("token id exists".into()));
             }
-            if tokens.iter().any(|t| {
-                t.family_id
+            let mut live = true;
+            for mut token in tokens {
+                if token
+                    .family_id
                     .as_ref()
                     .is_some_and(|f| inner.revoked_families.contains_key(f))
-            }) {
-                return Ok(false);
-            }
-            for token in tokens {
+                {
+                    token.state = TokenState::Revoked;
+                    live = false;
+                }
                 inner.insert_token(token)?;
             }
-            Ok(true)
+            Ok(live)
         })
     }
 
@@ -313,10 +322,17 @@ mod tests {
         // A code redeemed twice: the second redemption revoked the family before the first
         // stored its tokens. They must not appear as active.
         assert_eq!(store.insert_tokens(vec![token("b", "f")]).await, Ok(false));
-        assert_eq!(store.token("b").await, Ok(None));
+        let b = store.token("b").await.expect("read").expect("stored");
+        assert_eq!(b.state, TokenState::Revoked);
+        assert_eq!(store.revoked_access_tokens(2).await.map(|v| v.len()), Ok(2));
         assert_eq!(store.insert_tokens(vec![token("c", "g")]).await, Ok(true));
         // Purging keeps the mark while a token of the family could live.
         assert_eq!(store.purge_expired(crate::validate::now()).await, Ok(0));
         assert_eq!(store.insert_tokens(vec![token("d", "f")]).await, Ok(false));
+        assert_eq!(
+            store.client_tokens("c", 2).await.map(|v| v.len()),
+            Ok(1),
+            "only c is live"
+        );
     }
 }

@@ -40,16 +40,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an authorization code.
     fn insert_code(&self, code: CodeRecord) -> StoreFuture<'_, ()>;
-    /// Redeems the code with this hash, in one atomic step: marks it used and returns it with
-    /// `true` if it was unused, or with `false` if it had been redeemed before (so the caller
-    /// can revoke what the first redemption issued). Of concurrent callers with the same hash,
-    /// at most one gets `true`. Expired codes are returned too; the caller checks `expires_at`.
-    fn take_code<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<(CodeRecord, bool)>>;
+    /// Redeems the code with this hash for `client_id`, in one atomic step: if the code was
+    /// issued to that client, marks it used and returns it with `true` if it was unused, or
+    /// with `false` if it had been redeemed before (so the caller can revoke what the first
+    /// redemption issued). A code of another client is returned unchanged with `false`, so
+    /// presenting it cannot spoil it for its own client. Of concurrent callers with the same
+    /// hash, at most one gets `true`. Expired codes are returned too; the caller checks
+    /// `expires_at`.
+    fn take_code<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        client_id: &'a str,
+    ) -> StoreFuture<'a, Option<(CodeRecord, bool)>>;
 
     /// Stores newly issued tokens (an access token and, with it, perhaps a refresh token), in
-    /// one atomic step. Returns `false` and stores nothing if their family has been revoked
-    /// with [`revoke_family`](Self::revoke_family) (a code redeemed twice, for instance, whose
-    /// second redemption got there before the first one's tokens).
+    /// one atomic step, and returns `true`. If their family has been revoked with
+    /// [`revoke_family`](Self::revoke_family) — a code redeemed twice, whose second redemption
+    /// got there before the first one's tokens — they are stored already revoked and the result
+    /// is `false`.
     fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, bool>;
     /// The refresh token with this hash, whatever its state.
     fn find_refresh<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>>;

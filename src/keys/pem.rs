@@ -150,6 +150,7 @@ impl<'a> Der<'a> {
     }
 
     /// The tag of the next element, if any.
+    #[cfg(feature = "server")]
     pub(crate) fn peek_tag(&self) -> Option<u8> {
         self.rest.first().copied()
     }

@@ -174,6 +174,7 @@ async fn run() -> Result<(), Failure> {
                 .to_vec(),
         })
         .build()
+        .await
         .map_err(|e| {
             let hint = if config.issuer.is_some() {
                 "check DEMO_ISSUER"

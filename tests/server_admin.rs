@@ -94,7 +94,7 @@ struct Harness {
 }
 
 /// A server with a consent handler and a password verifier, configured further by `configure`.
-fn harness_with(
+async fn harness_with(
     configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
 ) -> Harness {
     let consent = TestConsent::default();
@@ -103,7 +103,7 @@ fn harness_with(
         .store(MemoryStore::new())
         .consent_handler(consent.clone())
         .password_verifier(TestPasswords);
-    let server = configure(builder).build().expect("server builds");
+    let server = configure(builder).build().await.expect("server builds");
     let app = app(&server);
     Harness {
         server,
@@ -112,8 +112,8 @@ fn harness_with(
     }
 }
 
-fn harness() -> Harness {
-    harness_with(|b| b)
+async fn harness() -> Harness {
+    harness_with(|b| b).await
 }
 
 /// The server's endpoints plus `/api/me`, protected by the server's own authenticator.
@@ -433,7 +433,7 @@ async fn redeem(
 
 #[tokio::test]
 async fn admin_registers_shows_and_lists_without_ever_showing_the_secret_again() {
-    let h = harness();
+    let h = harness().await;
     let reply = admin(
         &h.app,
         Method::POST,
@@ -528,7 +528,7 @@ async fn admin_registers_shows_and_lists_without_ever_showing_the_secret_again()
 
 #[tokio::test]
 async fn admin_refuses_invalid_registrations_and_stores_none_of_them() {
-    let h = harness();
+    let h = harness().await;
     // (registration, status, error, field, text the description must contain)
     let cases: Vec<(Value, StatusCode, &str, Option<&str>, &str)> = vec![
         (
@@ -675,7 +675,7 @@ async fn admin_refuses_invalid_registrations_and_stores_none_of_them() {
 
 #[tokio::test]
 async fn manual_approval_pending_clients_cannot_authenticate_until_approved() {
-    let h = harness_with(|b| b.approval_policy(ApprovalPolicy::Manual));
+    let h = harness_with(|b| b.approval_policy(ApprovalPolicy::Manual)).await;
     let reply = admin(
         &h.app,
         Method::POST,
@@ -733,7 +733,7 @@ async fn manual_approval_pending_clients_cannot_authenticate_until_approved() {
 
 #[tokio::test]
 async fn rotating_a_secret_retires_the_old_one() {
-    let h = harness();
+    let h = harness().await;
     let old = register(&h.app, json!({"name": "Svc", "client_id": "svc"})).await;
     client_credentials(&h.app, &old).await;
 
@@ -757,7 +757,7 @@ async fn rotating_a_secret_retires_the_old_one() {
 
 #[tokio::test]
 async fn disabling_a_client_revokes_its_tokens_and_stops_new_ones() {
-    let h = harness();
+    let h = harness().await;
     let svc = register(&h.app, json!({"name": "Svc", "client_id": "svc"})).await;
     let bystander = register(&h.app, json!({"name": "By", "client_id": "by"})).await;
     let first = client_credentials(&h.app, &svc).await;
@@ -795,7 +795,7 @@ async fn disabling_a_client_revokes_its_tokens_and_stops_new_ones() {
 
 #[tokio::test]
 async fn deleting_a_client_revokes_its_tokens_and_forgets_it() {
-    let h = harness();
+    let h = harness().await;
     let svc = password_client(&h.app, "svc").await;
     let (access, refresh_token) = password_grant(&h.app, &svc).await;
     let cc_client = register(&h.app, json!({"name": "CC", "client_id": "cc"})).await;
@@ -840,7 +840,7 @@ async fn deleting_a_client_revokes_its_tokens_and_forgets_it() {
 
 #[tokio::test]
 async fn admin_lists_a_clients_tokens_without_values_and_revokes_one_by_id() {
-    let h = harness();
+    let h = harness().await;
     let svc = password_client(&h.app, "svc").await;
     let (access1, refresh1) = password_grant(&h.app, &svc).await;
     let (access2, refresh2) = password_grant(&h.app, &svc).await;
@@ -1015,7 +1015,7 @@ fn jwt_family(listing: &Reply, jti: &str) -> Value {
 
 #[tokio::test]
 async fn a_revoked_access_token_is_refused_by_the_api_in_the_same_process() {
-    let h = harness();
+    let h = harness().await;
     let svc = register(&h.app, json!({"name": "Svc", "client_id": "svc"})).await;
     let access = client_credentials(&h.app, &svc).await;
     let other = client_credentials(&h.app, &svc).await;
@@ -1045,7 +1045,7 @@ async fn a_revoked_access_token_is_refused_by_the_api_in_the_same_process() {
 
 #[tokio::test]
 async fn revoking_a_refresh_token_revokes_its_family_and_its_access_tokens() {
-    let h = harness();
+    let h = harness().await;
     let app_client = password_client(&h.app, "app").await;
     let (access1, refresh1) = password_grant(&h.app, &app_client).await;
     let rotated = refresh(&h.app, &app_client, &refresh1).await;
@@ -1084,7 +1084,7 @@ async fn revoking_a_refresh_token_revokes_its_family_and_its_access_tokens() {
 
 #[tokio::test]
 async fn the_token_type_hint_only_orders_the_search() {
-    let h = harness();
+    let h = harness().await;
     let app_client = password_client(&h.app, "app").await;
 
     // An access token named a refresh token: still found and revoked.
@@ -1139,7 +1139,7 @@ async fn the_token_type_hint_only_orders_the_search() {
 
 #[tokio::test]
 async fn revoking_unknown_tokens_succeeds_and_foreign_or_unauthenticated_requests_fail() {
-    let h = harness();
+    let h = harness().await;
     let owner = password_client(&h.app, "owner").await;
     let intruder = register(&h.app, json!({"name": "Intruder", "client_id": "intruder"})).await;
     let (access, refresh_token) = password_grant(&h.app, &owner).await;
@@ -1150,6 +1150,7 @@ async fn revoking_unknown_tokens_succeeds_and_foreign_or_unauthenticated_request
             .issuer("https://elsewhere.test")
             .store(MemoryStore::new())
             .build()
+            .await
             .expect("server");
         let other_app = app(&other);
         let c = register(&other_app, json!({"name": "x"})).await;
@@ -1214,7 +1215,7 @@ async fn revoking_unknown_tokens_succeeds_and_foreign_or_unauthenticated_request
 
 #[tokio::test]
 async fn introspecting_an_active_access_token() {
-    let h = harness();
+    let h = harness().await;
     let svc = register(
         &h.app,
         json!({"name": "Svc", "client_id": "svc", "scopes": ["read", "write"]}),
@@ -1267,7 +1268,8 @@ async fn revoked_expired_and_garbage_tokens_are_inactive() {
     let h = harness_with(|b| {
         b.access_token_lifetime("1s".parse().expect("lifetime"))
             .leeway(Duration::ZERO)
-    });
+    })
+    .await;
     let svc = register(&h.app, json!({"name": "Svc", "client_id": "svc"})).await;
     let revoked = client_credentials(&h.app, &svc).await;
     let expiring = client_credentials(&h.app, &svc).await;
@@ -1292,7 +1294,7 @@ async fn revoked_expired_and_garbage_tokens_are_inactive() {
 
 #[tokio::test]
 async fn refresh_tokens_are_active_only_for_their_own_client() {
-    let h = harness();
+    let h = harness().await;
     let app_client = password_client(&h.app, "app").await;
     let other = password_client(&h.app, "other").await;
     let (_, refresh_token) = password_grant(&h.app, &app_client).await;
@@ -1323,7 +1325,7 @@ async fn refresh_tokens_are_active_only_for_their_own_client() {
 
 #[tokio::test]
 async fn introspection_needs_client_authentication() {
-    let h = harness();
+    let h = harness().await;
     let svc = register(&h.app, json!({"name": "Svc", "client_id": "svc"})).await;
     let access = client_credentials(&h.app, &svc).await;
     let reply = introspect(&h.app, None, &[("token", &access)]).await;
@@ -1348,7 +1350,7 @@ async fn introspection_needs_client_authentication() {
 
 #[tokio::test]
 async fn authorization_code_flow_with_pkce() {
-    let h = harness();
+    let h = harness().await;
     let web = web_client(&h.app, "web").await;
     let (verifier, challenge) = pkce("flow");
 
@@ -1419,7 +1421,7 @@ async fn authorization_code_flow_with_pkce() {
 
 #[tokio::test]
 async fn authorization_errors_before_the_redirect_uri_is_trusted_are_not_redirected() {
-    let h = harness();
+    let h = harness().await;
     web_client(&h.app, "web").await;
     let (_, challenge) = pkce("direct");
     let mut cases: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
@@ -1456,7 +1458,7 @@ async fn authorization_errors_before_the_redirect_uri_is_trusted_are_not_redirec
 
 #[tokio::test]
 async fn authorization_errors_after_the_redirect_uri_is_trusted_are_redirected() {
-    let h = harness();
+    let h = harness().await;
     web_client(&h.app, "web").await;
     register(
         &h.app,
@@ -1554,7 +1556,7 @@ async fn authorization_errors_after_the_redirect_uri_is_trusted_are_redirected()
 
 #[tokio::test]
 async fn bad_code_redemptions_are_invalid_grant() {
-    let h = harness();
+    let h = harness().await;
     let web = web_client(&h.app, "web").await;
     let other = web_client(&h.app, "other").await;
     let (verifier, challenge) = pkce("bad");
@@ -1602,7 +1604,7 @@ async fn bad_code_redemptions_are_invalid_grant() {
 
 #[tokio::test]
 async fn expired_codes_are_invalid_grant() {
-    let h = harness_with(|b| b.authorization_code_lifetime(Duration::from_secs(1)));
+    let h = harness_with(|b| b.authorization_code_lifetime(Duration::from_secs(1))).await;
     let web = web_client(&h.app, "web").await;
     let (verifier, challenge) = pkce("expired");
     let code = get_code(&h.app, "web", &challenge).await;
@@ -1615,7 +1617,7 @@ async fn expired_codes_are_invalid_grant() {
 
 #[tokio::test]
 async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
-    let h = harness();
+    let h = harness().await;
     let web = web_client(&h.app, "web").await;
     let (verifier, challenge) = pkce("reuse");
     let code = get_code(&h.app, "web", &challenge).await;
@@ -1641,7 +1643,7 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_redemptions_of_one_code_yield_one_token() {
-    let h = harness();
+    let h = harness().await;
     let web = web_client(&h.app, "web").await;
     let (verifier, challenge) = pkce("race");
     let code = get_code(&h.app, "web", &challenge).await;
@@ -1702,7 +1704,7 @@ async fn metadata(app: &Router, path: &str) -> Reply {
 
 #[tokio::test]
 async fn metadata_document_describes_the_endpoints() {
-    let h = harness();
+    let h = harness().await;
     let reply = metadata(&h.app, "/.well-known/oauth-authorization-server").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.header(header::CACHE_CONTROL), "public, max-age=3600");
@@ -1734,6 +1736,7 @@ async fn metadata_document_describes_the_endpoints() {
         .endpoint_base("https://api.test/auth/")
         .store(MemoryStore::new())
         .build()
+        .await
         .expect("server");
     let reply = metadata(&app(&server), "/.well-known/oauth-authorization-server").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -1767,6 +1770,7 @@ async fn metadata_of_an_issuer_with_a_path_is_served_under_that_path() {
         .issuer("https://x.example/tenant/")
         .store(MemoryStore::new())
         .build()
+        .await
         .expect("server");
     assert_eq!(server.issuer(), "https://x.example/tenant");
     let app = app(&server);
@@ -1797,7 +1801,7 @@ async fn jwks(app: &Router) -> Reply {
 
 #[tokio::test]
 async fn jwks_publishes_the_public_keys_across_a_rotation() {
-    let h = harness();
+    let h = harness().await;
     let svc = register(&h.app, json!({"name": "Svc", "client_id": "svc"})).await;
     let old_kid = h.server.signing_key_id();
     let reply = jwks(&h.app).await;
@@ -1826,10 +1830,11 @@ async fn jwks_publishes_the_public_keys_across_a_rotation() {
     let new_kid = new_key.kid().to_owned();
     h.server
         .rotate_signing_key(new_key.clone())
+        .await
         .expect("rotate");
     assert_eq!(h.server.signing_key_id(), new_kid);
     assert!(
-        h.server.rotate_signing_key(new_key).is_err(),
+        h.server.rotate_signing_key(new_key).await.is_err(),
         "a key in use cannot come again"
     );
 
@@ -1866,21 +1871,46 @@ async fn jwks_publishes_the_public_keys_across_a_rotation() {
 }
 
 #[tokio::test]
-async fn a_retired_key_that_signed_nothing_is_dropped_from_the_jwks() {
-    let h = harness();
+async fn a_retired_key_is_dropped_once_its_tokens_can_have_expired() {
+    // Access tokens live 1 s and no leeway is allowed: a key retired now is needed ~2 s.
+    let h = harness_with(|b| {
+        b.access_token_lifetime("1s".parse().expect("lifetime"))
+            .leeway(Duration::ZERO)
+    })
+    .await;
     let old_kid = h.server.signing_key_id();
     h.server
         .rotate_signing_key(SigningKey::generate(Algorithm::ES256).expect("key"))
+        .await
         .expect("rotate");
-    let reply = jwks(&h.app).await;
-    let kids: Vec<&str> = reply.body["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid"))
-        .collect();
-    assert_eq!(kids, [h.server.signing_key_id().as_str()]);
-    assert_ne!(kids[0], old_kid);
+    let kids = |reply: &Reply| -> Vec<String> {
+        reply.body["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    };
+    let new_kid = h.server.signing_key_id();
+    assert_eq!(
+        kids(&jwks(&h.app).await),
+        [new_kid.clone(), old_kid.clone()]
+    );
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(kids(&jwks(&h.app).await), [new_kid]);
+    // A client with a longer lifetime keeps the next retired key around for longer.
+    register(
+        &h.app,
+        json!({"name": "long", "access_token_lifetime": "1h"}),
+    )
+    .await;
+    let before = h.server.signing_key_id();
+    h.server
+        .rotate_signing_key(SigningKey::generate(Algorithm::ES256).expect("key"))
+        .await
+        .expect("rotate");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert!(kids(&jwks(&h.app).await).contains(&before));
 }
 
 #[tokio::test]
@@ -1896,6 +1926,7 @@ async fn a_remote_authenticator_discovers_the_servers_keys_over_http() {
         .issuer(&issuer)
         .store(MemoryStore::new())
         .build()
+        .await
         .expect("server");
     let secret = "s".repeat(40);
     let mut registration = ClientRegistration::new("Remote");
@@ -1948,6 +1979,7 @@ async fn a_remote_authenticator_discovers_the_servers_keys_over_http() {
     // After a rotation, a refetch brings the new key; the old token stays valid.
     server
         .rotate_signing_key(SigningKey::generate(Algorithm::RS256).expect("key"))
+        .await
         .expect("rotate");
     let second = fetch_token().await;
     assert_eq!(
@@ -1980,6 +2012,7 @@ async fn token_signed_with(key: SigningKey) -> (AuthorizationServer, String) {
         .store(MemoryStore::new())
         .signing_key(key)
         .build()
+        .await
         .expect("server");
     let app = app(&server);
     let client = register(&app, json!({"name": "Svc", "client_id": "svc"})).await;
@@ -2248,30 +2281,26 @@ fn mismatched_public_only_and_malformed_keys_are_errors_not_panics() {
 // 8. Hardening: what a review of the server found
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn a_server_builds_outside_a_runtime_and_fetches_nothing() {
-    // Its authenticator uses the server's keys directly: no discovery, no runtime needed.
+#[tokio::test]
+async fn the_servers_own_authenticator_fetches_nothing() {
+    // Its authenticator uses the server's keys directly: no discovery of an issuer that
+    // does not resolve, no remote key source.
     let server = AuthorizationServer::builder()
         .issuer("https://nowhere.invalid")
         .store(MemoryStore::new())
         .build()
-        .expect("builds without a Tokio runtime");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let app = app(&server);
-        let client = register(&app, json!({"name": "svc"})).await;
-        let access = client_credentials(&app, &client).await;
-        assert_eq!(check(&server, &access), Ok(()));
-        assert!(server.authenticator().key_source_state().is_none());
-    });
+        .await
+        .expect("builds");
+    let app = app(&server);
+    let client = register(&app, json!({"name": "svc"})).await;
+    let access = client_credentials(&app, &client).await;
+    assert_eq!(check(&server, &access), Ok(()));
+    assert!(server.authenticator().key_source_state().is_none());
 }
 
 #[tokio::test]
 async fn another_clients_attempt_does_not_spoil_a_code() {
-    let h = harness();
+    let h = harness().await;
     let web = web_client(&h.app, "web").await;
     let thief = web_client(&h.app, "thief").await;
     let (verifier, challenge) = pkce("spoil");
@@ -2285,7 +2314,7 @@ async fn another_clients_attempt_does_not_spoil_a_code() {
 
 #[tokio::test]
 async fn introspection_allows_no_leeway_past_exp() {
-    let h = harness();
+    let h = harness().await;
     let client = register(
         &h.app,
         json!({"name": "short", "access_token_lifetime": "1s"}),
@@ -2304,15 +2333,16 @@ async fn revocations_reach_a_second_server_on_the_same_store() {
     // Two instances (or one restarted) sharing a store and a signing key.
     let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
     let key = SigningKey::generate(Algorithm::ES256).expect("key");
-    let build = || {
+    let build = || async {
         AuthorizationServer::builder()
             .issuer(ISSUER)
             .shared_store(Arc::clone(&store))
             .signing_key(key.clone())
             .build()
+            .await
             .expect("server")
     };
-    let (a, b) = (build(), build());
+    let (a, b) = (build().await, build().await);
     let app_a = app(&a);
     let client = register(&app_a, json!({"name": "svc"})).await;
     let access = client_credentials(&app_a, &client).await;
@@ -2326,7 +2356,7 @@ async fn revocations_reach_a_second_server_on_the_same_store() {
     assert_eq!(b.load_revocations().await, Ok(1));
     assert_eq!(check(&b, &access), Err(AuthErrorKind::Revoked));
     // A third instance started afterwards loads the denylist in the background at start.
-    let c = build();
+    let c = build().await;
     let mut waited = 0;
     while check(&c, &access) == Ok(()) && waited < 50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -2337,7 +2367,7 @@ async fn revocations_reach_a_second_server_on_the_same_store() {
 
 #[tokio::test]
 async fn overlong_client_ids_are_refused_without_a_lookup() {
-    let h = harness_with(|b| b.client_auth_rate_limit(1, Duration::from_secs(60)));
+    let h = harness_with(|b| b.client_auth_rate_limit(1, Duration::from_secs(60))).await;
     let client = register(&h.app, json!({"name": "svc", "client_id": "svc"})).await;
     let long = Client {
         id: "x".repeat(129),
@@ -2360,7 +2390,7 @@ async fn overlong_client_ids_are_refused_without_a_lookup() {
 
 #[tokio::test]
 async fn registration_needs_a_json_content_type() {
-    let h = harness();
+    let h = harness().await;
     let request = Request::post("/admin/clients")
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from(json!({"name": "csrf"}).to_string()))
@@ -2370,4 +2400,108 @@ async fn registration_needs_a_json_content_type() {
     assert_eq!(reply.error(), "invalid_request");
     let listed = admin(&h.app, Method::GET, "/clients", None).await;
     assert_eq!(listed.body["clients"], json!([]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Instances sharing a store: signing keys and revocations kept in step
+// ---------------------------------------------------------------------------------------------
+
+fn shared_instance(store: &Arc<dyn tower_oauth2::server::Store>) -> AuthorizationServerBuilder {
+    AuthorizationServer::builder()
+        .issuer(ISSUER)
+        .shared_store(Arc::clone(store))
+        .sync_interval(Duration::from_millis(100))
+}
+
+/// Polls `f` for up to 3 s.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..60 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn instances_on_one_store_share_keys_rotations_and_revocations() {
+    let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
+    let a = shared_instance(&store).build().await.expect("a");
+    let b = shared_instance(&store).build().await.expect("b");
+    assert_eq!(
+        a.signing_key_id(),
+        b.signing_key_id(),
+        "one key in the store"
+    );
+    let (app_a, app_b) = (app(&a), app(&b));
+    let client = register(&app_a, json!({"name": "svc"})).await;
+    let access = client_credentials(&app_a, &client).await;
+    assert_eq!(check(&b, &access), Ok(()));
+
+    // Revoked on A: B's authenticator refuses it within the sync interval, unprompted.
+    let reply = revoke(&app_a, Some(&client), &[("token", &access)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(eventually(|| check(&b, &access) == Err(AuthErrorKind::Revoked)).await);
+
+    // Rotated on B: A signs with the new key and publishes both.
+    let fresh = client_credentials(&app_a, &client).await;
+    b.rotate_signing_key(SigningKey::generate(Algorithm::EdDSA).expect("key"))
+        .await
+        .expect("rotate");
+    let new_kid = b.signing_key_id();
+    assert!(eventually(|| a.signing_key_id() == new_kid).await);
+    let after = client_credentials(&app_a, &client).await;
+    assert_eq!(jwt_header(&after)["kid"], new_kid.as_str());
+    assert_eq!(check(&b, &after), Ok(()));
+    assert_eq!(
+        check(&b, &fresh),
+        Ok(()),
+        "tokens of the retired key still verify"
+    );
+    let reply = jwks(&app_b).await;
+    assert_eq!(reply.body["keys"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn stored_signing_keys_are_sealed_with_the_key_encryption_secret() {
+    let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
+    let secret = [42u8; 32];
+    let a = shared_instance(&store)
+        .key_encryption_secret(secret)
+        .build()
+        .await
+        .expect("a");
+    let records = store.signing_keys().await.expect("keys");
+    assert_eq!(records.len(), 1);
+    assert!(records[0].encrypted);
+    assert_eq!(records[0].kid, a.signing_key_id());
+    assert!(!format!("{:?}", records[0]).contains("private_key"));
+    // The same secret opens it (a restart); another secret, or none, is a clear build error.
+    let again = shared_instance(&store)
+        .key_encryption_secret(secret)
+        .build()
+        .await
+        .expect("restart");
+    assert_eq!(again.signing_key_id(), a.signing_key_id());
+    let wrong = shared_instance(&store)
+        .key_encryption_secret([7u8; 32])
+        .build()
+        .await
+        .expect_err("wrong secret");
+    assert!(
+        wrong.to_string().contains("key_encryption_secret"),
+        "{wrong}"
+    );
+    let none = shared_instance(&store)
+        .build()
+        .await
+        .expect_err("no secret");
+    assert!(none.to_string().contains("key_encryption_secret"), "{none}");
+    let short = shared_instance(&store)
+        .key_encryption_secret([1u8; 16])
+        .build()
+        .await
+        .expect_err("short secret");
+    assert!(short.to_string().contains("32 bytes"), "{short}");
 }

@@ -361,7 +361,7 @@ fn assert_revoked(server: &AuthorizationServer, token: &str) {
 
 #[tokio::test]
 async fn client_credentials_with_basic_auth_issues_an_rfc9068_access_token() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     let client = register(&server, "svc-basic", |_| {}).await;
     let app = app(&server);
 
@@ -449,7 +449,7 @@ async fn client_credentials_with_basic_auth_issues_an_rfc9068_access_token() {
 
 #[tokio::test]
 async fn client_credentials_with_client_secret_post() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     let client = register(&server, "svc-post", |_| {}).await;
     let app = app(&server);
 
@@ -494,7 +494,7 @@ async fn client_credentials_with_client_secret_post() {
 
 #[tokio::test]
 async fn secrets_with_reserved_characters_work_with_both_methods() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     // RFC 6749 §2.3.1: Basic carries the form-urlencoded id and secret, so `:`, `+`, `%` and
     // spaces survive; the form carries them urlencoded as any parameter.
     let secret = "p@ss:word+with%25 spaces/and=signs&more-0123456789";
@@ -538,6 +538,7 @@ async fn the_first_configured_audience_is_the_aud_claim() {
         .audience("orders-api")
         .audience("billing-api")
         .build()
+        .await
         .expect("server");
     let client = register(&server, "svc-aud", |_| {}).await;
     let app = app(&server);
@@ -551,7 +552,11 @@ async fn the_first_configured_audience_is_the_aud_claim() {
 #[tokio::test]
 async fn eddsa_and_rs256_signing_keys() {
     for (alg, name) in [(Algorithm::EdDSA, "EdDSA"), (Algorithm::RS256, "RS256")] {
-        let server = builder().signing_algorithm(alg).build().expect("server");
+        let server = builder()
+            .signing_algorithm(alg)
+            .build()
+            .await
+            .expect("server");
         let client = register(&server, "svc-alg", |_| {}).await;
         let app = app(&server);
         let reply = client_credentials(&app, &client, Some("read")).await;
@@ -577,7 +582,7 @@ async fn eddsa_and_rs256_signing_keys() {
 
 #[tokio::test]
 async fn scopes_requested_allowed_disallowed_and_default() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     let client = register(&server, "svc-scopes", |r| {
         r.scopes = vec!["read".into(), "write".into(), "admin".into()];
         r.default_scopes = Some(vec!["read".into()]);
@@ -631,7 +636,11 @@ async fn scopes_requested_allowed_disallowed_and_default() {
 
 #[tokio::test]
 async fn grant_type_errors() {
-    let server = builder().password_verifier(Users).build().expect("server");
+    let server = builder()
+        .password_verifier(Users)
+        .build()
+        .await
+        .expect("server");
     let client = register(&server, "svc-grants", |_| {}).await;
     let app = app(&server);
 
@@ -686,7 +695,7 @@ async fn grant_type_errors() {
 
 #[tokio::test]
 async fn client_authentication_errors() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     let client = register(&server, "svc-auth", |_| {}).await;
     let app = app(&server);
     let cc = [("grant_type", "client_credentials")];
@@ -792,7 +801,7 @@ async fn client_authentication_errors() {
 
 #[tokio::test]
 async fn repeated_parameters_and_non_form_bodies_are_invalid_requests() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     let client = register(&server, "svc-form", |_| {}).await;
     let app = app(&server);
     let auth = basic(&client.id, &client.secret);
@@ -883,6 +892,7 @@ async fn a_pending_client_cannot_authenticate_until_approved() {
     let server = builder()
         .approval_policy(ApprovalPolicy::Manual)
         .build()
+        .await
         .expect("server");
     let client = register(&server, "svc-pending", |_| {}).await;
     let app = app(&server);
@@ -919,6 +929,7 @@ async fn failed_client_authentications_are_rate_limited_per_client_id() {
     let server = builder()
         .client_auth_rate_limit(3, Duration::from_secs(60))
         .build()
+        .await
         .expect("server");
     let client = register(&server, "svc-limited", |_| {}).await;
     let bystander = register(&server, "svc-bystander", |_| {}).await;
@@ -963,6 +974,7 @@ async fn access_token_lifetimes_per_server_and_per_client() {
     let server = builder()
         .access_token_lifetime("90s".parse().expect("lifetime"))
         .build()
+        .await
         .expect("server");
     let plain = register(&server, "svc-server-lifetime", |_| {}).await;
     let short = register(&server, "svc-client-lifetime", |r| {
@@ -1014,7 +1026,7 @@ async fn unlimited_access_tokens_need_the_server_to_allow_them() {
     let unlimited = |r: &mut ClientRegistration| r.access_token_lifetime = Some("unlimited".into());
 
     // Refused at registration when the server does not allow them, directly and over HTTP.
-    let strict = builder().build().expect("server");
+    let strict = builder().build().await.expect("server");
     let mut registration = ClientRegistration::new("forever");
     unlimited(&mut registration);
     match strict.register_client(registration).await {
@@ -1042,6 +1054,7 @@ async fn unlimited_access_tokens_need_the_server_to_allow_them() {
     let lenient = builder()
         .allow_unlimited_access_tokens(true)
         .build()
+        .await
         .expect("server");
     let forever = register(&lenient, "svc-forever", unlimited).await;
     let bounded = register(&lenient, "svc-bounded", |_| {}).await;
@@ -1068,6 +1081,7 @@ async fn unlimited_access_tokens_need_the_server_to_allow_them() {
     let error = builder()
         .access_token_lifetime(TokenLifetime::Unlimited)
         .build()
+        .await
         .expect_err("unlimited without allow_unlimited_access_tokens");
     assert!(
         error.to_string().contains("allow_unlimited_access_tokens"),
@@ -1077,6 +1091,7 @@ async fn unlimited_access_tokens_need_the_server_to_allow_them() {
         .access_token_lifetime("unlimited".parse().expect("lifetime"))
         .allow_unlimited_access_tokens(true)
         .build()
+        .await
         .expect("server");
     let client = register(&server, "svc-all-forever", |_| {}).await;
     let reply = client_credentials(&self::app(&server), &client, None).await;
@@ -1092,7 +1107,11 @@ async fn unlimited_access_tokens_need_the_server_to_allow_them() {
 // ---------------------------------------------------------------------------------------------
 
 async fn refresh_server() -> (AuthorizationServer, Router) {
-    let server = builder().password_verifier(Users).build().expect("server");
+    let server = builder()
+        .password_verifier(Users)
+        .build()
+        .await
+        .expect("server");
     let app = app(&server);
     (server, app)
 }
@@ -1261,6 +1280,7 @@ async fn refresh_tokens_expire_after_their_lifetime() {
         .password_verifier(Users)
         .refresh_token_lifetime("1h".parse().expect("lifetime"))
         .build()
+        .await
         .expect("server");
     let app = app(&server);
     let brief = register(&server, "app-brief", |r| {
@@ -1287,7 +1307,7 @@ async fn refresh_tokens_expire_after_their_lifetime() {
 
 #[tokio::test]
 async fn the_password_grant_is_off_without_a_verifier() {
-    let server = builder().build().expect("server");
+    let server = builder().build().await.expect("server");
     let client = register(&server, "svc-no-password", |_| {}).await;
     let app = app(&server);
 
@@ -1560,6 +1580,7 @@ async fn wrong_passwords_are_rate_limited_per_username() {
         .password_verifier(Users)
         .client_auth_rate_limit(3, Duration::from_secs(60))
         .build()
+        .await
         .expect("server");
     let app = app(&server);
     let client = refresh_client(&server, "app-guessing").await;

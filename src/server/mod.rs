@@ -10,7 +10,8 @@
 //!     .issuer("https://api.example.com")
 //!     .store(MemoryStore::new())
 //!     .access_token_lifetime("1h".parse()?)
-//!     .build()?;
+//!     .build()
+//!     .await?;
 //! let api = Router::new()
 //!     .route("/orders", get(|| async { "orders" }))
 //!     .layer(server.authenticator().layer()); // validates this server's tokens in process
@@ -57,6 +58,7 @@ mod introspect;
 mod lifetime;
 mod metadata;
 mod revoke;
+mod seal;
 mod secret;
 mod signing;
 pub mod store;
@@ -66,7 +68,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -132,7 +133,16 @@ pub(crate) struct ServerState {
     /// `jti` must stay on the denylist.
     pub(crate) leeway: u64,
     /// Serializes changes to the key ring (rotation, pruning); readers never take it.
-    ring_lock: std::sync::Mutex<()>,
+    ring_lock: tokio::sync::Mutex<()>,
+    /// Whether the signing keys live in the store (generated and shared by every instance)
+    /// rather than being given to the builder.
+    keys_in_store: bool,
+    /// Seals stored private keys, when the app configured a key-encryption secret.
+    sealer: Option<seal::Sealer>,
+    /// Where the denylist sync has read the store's revocation log up to.
+    revocation_cursor: tokio::sync::Mutex<u64>,
+    /// How often the store is polled for revocations and signing keys.
+    sync_interval: Duration,
 }
 
 impl AuthorizationServer {
@@ -202,19 +212,20 @@ impl AuthorizationServer {
     }
 
     /// Makes `key` the signing key. The previous key stays in the JWKS, and keeps verifying in
-    /// this server's authenticators, until the last token it signed has expired (forever if it
-    /// signed an unlimited token).
-    pub fn rotate_signing_key(&self, key: SigningKey) -> Result<(), ConfigError> {
-        self.state.rotate(key)
+    /// this server's authenticators, until every token it can have signed has expired: the
+    /// longest access-token lifetime of the server and its clients, plus the leeway (forever if
+    /// any is unlimited). With keys kept in the store, the rotation is stored, and other
+    /// instances pick it up within the sync interval.
+    pub async fn rotate_signing_key(&self, key: SigningKey) -> Result<(), StoreError> {
+        self.state.rotate(key).await
     }
 
-    /// Loads the store's revoked, unexpired access tokens into the denylist the server's
-    /// authenticators consult; returns how many. [`build`](AuthorizationServerBuilder::build)
-    /// does this in the background when it runs inside a Tokio runtime; call it yourself (and
-    /// await it before serving) when the server was built outside one, or after revoking
-    /// through [`store`](Self::store) directly.
+    /// Reads the revocations the store logged since the last sync into the denylist the
+    /// server's authenticators consult; returns how many were new to it. The server does this
+    /// every [`sync_interval`](AuthorizationServerBuilder::sync_interval) in the background;
+    /// call it to apply a revocation made through [`store`](Self::store) at once.
     pub async fn load_revocations(&self) -> Result<usize, StoreError> {
-        self.state.load_revocations().await
+        self.state.sync_revocations().await
     }
 
     /// Registers a client directly (as the admin API does), e.g. a demo client at start-up.
@@ -266,45 +277,117 @@ impl ServerState {
         claims: &serde_json::Value,
         exp: Option<u64>,
     ) -> Result<String, String> {
-        let ring = self.ring.load();
-        ring.active.note_expiry(exp);
-        ring.active.key.sign("at+jwt", claims)
+        let _ = exp;
+        self.ring.load().active.key.sign("at+jwt", claims)
     }
 
-    fn rotate(&self, key: SigningKey) -> Result<(), ConfigError> {
-        let verify = key.verification_key()?;
-        let _changing = self
-            .ring_lock
-            .lock()
-            .map_err(|_| ConfigError::new("key ring lock poisoned"))?;
+    /// Until when a key retired now must stay published: every access token it can have
+    /// signed has expired by then. `None`: forever.
+    async fn retire_until(&self, now: u64) -> Result<Option<u64>, StoreError> {
+        let mut longest = self.access_lifetime.duration();
+        for client in self.store.clients().await? {
+            match client.access_token_lifetime {
+                None => {}
+                Some(TokenLifetime::Unlimited) => longest = None,
+                Some(TokenLifetime::Limited(d)) => longest = longest.map(|l| l.max(d)),
+            }
+            if longest.is_none() {
+                break;
+            }
+        }
+        Ok(longest.map(|d| now + d.as_secs() + 1 + self.leeway))
+    }
+
+    async fn rotate(&self, key: SigningKey) -> Result<(), StoreError> {
+        let verify = key
+            .verification_key()
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let _changing = self.ring_lock.lock().await;
         let now = validate::now();
         let current = self.ring.load_full();
-        if current.active.key.kid() == key.kid()
-            || current.retired.iter().any(|r| r.key.kid() == key.kid())
-        {
-            return Err(ConfigError::new(format!(
+        if current.published().any(|k| k.kid() == key.kid()) {
+            return Err(StoreError::Conflict(format!(
                 "signing key {} is already in use",
                 key.kid()
             )));
         }
+        let until = self.retire_until(now).await?;
+        if self.keys_in_store {
+            let record = self.key_record(&key, now)?;
+            self.store.rotate_signing_key(record, until).await?;
+        }
         let mut retired: Vec<RingKey> = current
             .retired
             .iter()
-            .filter(|r| r.needed_at(now))
+            .filter(|r| r.needed_at(now, self.leeway))
             .cloned()
             .collect();
-        retired.push(current.active.clone());
-        let ring = KeyRing {
-            active: RingKey::new(key, verify),
+        let mut old = current.active.clone();
+        old.until = until.map_or(Until::Forever, Until::Time);
+        retired.push(old);
+        self.publish(KeyRing {
+            active: RingKey::new(key, verify, Until::Active),
             retired,
-        };
-        self.publish(ring);
+        });
         tracing::info!(
             target: "tower_oauth2::audit",
             outcome = "signing_key_rotated",
             kid = self.ring.load().active.key.kid(),
             "signing key rotated"
         );
+        Ok(())
+    }
+
+    /// A key as the store keeps it, sealed when a key-encryption secret is configured.
+    fn key_record(
+        &self,
+        key: &SigningKey,
+        now: u64,
+    ) -> Result<store::SigningKeyRecord, StoreError> {
+        let der = key.private_der();
+        let (private_key, encrypted) = match &self.sealer {
+            Some(sealer) => (
+                sealer
+                    .seal(key.kid(), der)
+                    .map_err(StoreError::Unavailable)?,
+                true,
+            ),
+            None => (der.to_vec(), false),
+        };
+        Ok(store::SigningKeyRecord {
+            kid: key.kid().to_owned(),
+            algorithm: signing::alg_name(key.algorithm()).to_owned(),
+            private_key,
+            encrypted,
+            created_at: now,
+            active: false,
+            retired_until: None,
+        })
+    }
+
+    /// Rebuilds the ring from the store's keys when they differ from the ring's.
+    async fn sync_keys(&self) -> Result<(), StoreError> {
+        let records = self.store.signing_keys().await?;
+        let ring = self.ring.load();
+        let same = records.iter().filter(|r| r.active).count() == 1
+            && records
+                .iter()
+                .any(|r| r.active && r.kid == ring.active.key.kid())
+            && records
+                .iter()
+                .filter(|r| !r.active)
+                .all(|r| ring.retired.iter().any(|k| k.key.kid() == r.kid));
+        if same {
+            return Ok(());
+        }
+        let _changing = self.ring_lock.lock().await;
+        match ring_from_records(&records, self.sealer.as_ref()) {
+            Ok(Some(ring)) => self.publish(ring),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(target: "tower_oauth2::server", %error, "stored signing keys are unusable");
+            }
+        }
         Ok(())
     }
 
@@ -322,10 +405,11 @@ impl ServerState {
     fn prune(&self, now: u64) {
         self.denylist.prune(now.saturating_sub(self.leeway));
         let ring = self.ring.load_full();
-        if !ring.retired.iter().any(|r| !r.needed_at(now)) {
+        if !ring.retired.iter().any(|r| !r.needed_at(now, self.leeway)) {
             return;
         }
-        let Ok(_changing) = self.ring_lock.lock() else {
+        // A rotation in progress will prune when it publishes; try again next time.
+        let Ok(_changing) = self.ring_lock.try_lock() else {
             return;
         };
         // Reloaded under the lock: a rotation may have landed in between.
@@ -333,7 +417,7 @@ impl ServerState {
         let retired = ring
             .retired
             .iter()
-            .filter(|r| r.needed_at(now))
+            .filter(|r| r.needed_at(now, self.leeway))
             .cloned()
             .collect();
         self.publish(KeyRing {
@@ -342,14 +426,14 @@ impl ServerState {
         });
     }
 
-    /// Puts the store's revoked, unexpired access tokens on the in-memory denylist.
-    pub(crate) async fn load_revocations(&self) -> Result<usize, StoreError> {
-        let revoked = self
-            .store
-            .revoked_access_tokens(validate::now().saturating_sub(self.leeway))
-            .await?;
-        self.denylist.extend(&revoked);
-        Ok(revoked.len())
+    /// Reads the store's revocation log since the last sync into the denylist.
+    pub(crate) async fn sync_revocations(&self) -> Result<usize, StoreError> {
+        let mut cursor = self.revocation_cursor.lock().await;
+        let (revoked, next) = self.store.revocations_since(*cursor).await?;
+        *cursor = next;
+        Ok(self
+            .denylist
+            .add(revoked.into_iter().map(|r| (r.jti, r.expires_at))))
     }
 }
 
@@ -366,39 +450,69 @@ impl KeyRing {
     }
 }
 
-/// A signing key with its verification key and the latest expiry of any token it signed.
+/// How long a key stays in the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// The active key.
+    Active,
+    /// Retired, published until this time (plus the leeway).
+    Time(u64),
+    /// Retired, but it may have signed a token that never expires.
+    Forever,
+}
+
+/// A signing key with its verification key and how long it stays published.
 #[derive(Clone)]
 pub(crate) struct RingKey {
     pub(crate) key: SigningKey,
     verify: crate::keys::Key,
-    /// The latest `exp` signed (`u64::MAX` once an unlimited token was signed).
-    last_exp: Arc<AtomicU64>,
+    until: Until,
 }
 
-/// Clock skew allowed for when deciding a retired key is no longer needed.
-const RETIRE_SLACK: u64 = 300;
-
 impl RingKey {
-    fn new(key: SigningKey, verify: crate::keys::Key) -> Self {
-        Self {
-            key,
-            verify,
-            last_exp: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn note_expiry(&self, exp: Option<u64>) {
-        self.last_exp
-            .fetch_max(exp.unwrap_or(u64::MAX), Ordering::AcqRel);
+    fn new(key: SigningKey, verify: crate::keys::Key, until: Until) -> Self {
+        Self { key, verify, until }
     }
 
     /// Whether a token this key signed may still be valid at `now`.
-    fn needed_at(&self, now: u64) -> bool {
-        self.last_exp
-            .load(Ordering::Acquire)
-            .saturating_add(RETIRE_SLACK)
-            > now
+    fn needed_at(&self, now: u64, leeway: u64) -> bool {
+        match self.until {
+            Until::Active | Until::Forever => true,
+            Until::Time(t) => t.saturating_add(leeway) > now,
+        }
     }
+}
+
+/// The ring the store's key records describe; `None` without an active key.
+fn ring_from_records(
+    records: &[store::SigningKeyRecord],
+    sealer: Option<&seal::Sealer>,
+) -> Result<Option<KeyRing>, ConfigError> {
+    let mut active = None;
+    let mut retired = Vec::new();
+    for record in records {
+        let der = match (record.encrypted, sealer) {
+            (false, _) => record.private_key.clone(),
+            (true, Some(sealer)) => sealer
+                .open(&record.kid, &record.private_key)
+                .map_err(ConfigError::new)?,
+            (true, None) => {
+                return Err(ConfigError::new(format!(
+                    "stored signing key {} is sealed: configure key_encryption_secret",
+                    record.kid
+                )));
+            }
+        };
+        let key = SigningKey::from_der(&record.algorithm, &der, &record.kid)?;
+        let verify = key.verification_key()?;
+        if record.active {
+            active = Some(RingKey::new(key, verify, Until::Active));
+        } else {
+            let until = record.retired_until.map_or(Until::Forever, Until::Time);
+            retired.push(RingKey::new(key, verify, until));
+        }
+    }
+    Ok(active.map(|active| KeyRing { active, retired }))
 }
 
 /// The `jti`s of revoked access tokens that have not expired, for the in-process
@@ -416,19 +530,30 @@ impl Denylist {
 
     /// Adds the access tokens among `tokens`.
     pub(crate) fn extend(&self, tokens: &[store::TokenRecord]) {
-        let access: Vec<_> = tokens
-            .iter()
-            .filter(|t| t.kind == store::TokenKind::Access)
-            .map(|t| (t.id.clone(), t.expires_at))
+        self.add(
+            tokens
+                .iter()
+                .filter(|t| t.kind == store::TokenKind::Access)
+                .map(|t| (t.id.clone(), t.expires_at)),
+        );
+    }
+
+    /// Adds `(jti, exp)` entries; returns how many were new.
+    pub(crate) fn add(&self, entries: impl IntoIterator<Item = (String, Option<u64>)>) -> usize {
+        let current = self.entries.load();
+        let new: Vec<_> = entries
+            .into_iter()
+            .filter(|(jti, _)| !current.contains_key(jti))
             .collect();
-        if access.is_empty() {
-            return;
+        if new.is_empty() {
+            return 0;
         }
         self.entries.rcu(|current| {
             let mut next = HashMap::clone(current);
-            next.extend(access.iter().cloned());
+            next.extend(new.iter().cloned());
             next
         });
+        new.len()
     }
 
     fn prune(&self, now: u64) {
@@ -477,6 +602,8 @@ pub struct AuthorizationServerBuilder {
     password: Option<Arc<dyn PasswordVerifier>>,
     auth_failures: (u32, Duration),
     leeway: Duration,
+    key_encryption_secret: Option<Vec<u8>>,
+    sync_interval: Duration,
 }
 
 impl Default for AuthorizationServerBuilder {
@@ -497,6 +624,8 @@ impl Default for AuthorizationServerBuilder {
             password: None,
             auth_failures: (10, Duration::from_secs(60)),
             leeway: Duration::from_secs(60),
+            key_encryption_secret: None,
+            sync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -601,15 +730,33 @@ impl AuthorizationServerBuilder {
         self
     }
 
+    /// Seals the signing keys the server keeps in its store with AES-256-GCM under a key
+    /// derived from `secret` (at least 32 bytes; keep it outside the database, like Hydra's
+    /// system secret). Without it, stored private keys are plain DER.
+    pub fn key_encryption_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.key_encryption_secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// How often revocations and signing keys are read from the store (default 1 s): the
+    /// longest a revocation made by another instance goes unnoticed by this one's
+    /// authenticators, and a rotation by its JWKS.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
     /// Clock skew the server's authenticator allows (default 60 s).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
 
-    /// Checks the configuration and builds the server. Inside a Tokio runtime, a background
-    /// task purges expired codes and tokens every 10 minutes while the server lives.
-    pub fn build(self) -> Result<AuthorizationServer, ConfigError> {
+    /// Checks the configuration, loads (or creates) the signing keys and the revocations from
+    /// the store, and builds the server. While the server lives, background tasks sync
+    /// revocations and signing keys from the store every
+    /// [`sync_interval`](Self::sync_interval) and purge expired rows every 10 minutes.
+    pub async fn build(self) -> Result<AuthorizationServer, ConfigError> {
         let issuer = self
             .issuer
             .ok_or_else(|| ConfigError::new("no issuer configured: call .issuer(..)"))?;
@@ -651,13 +798,59 @@ impl AuthorizationServerBuilder {
                 "client_auth_rate_limit needs at least one failure and a positive window",
             ));
         }
-        let key = match self.signing_key {
-            Some(key) => key,
-            None => SigningKey::generate(self.signing_algorithm)?,
+        if self.sync_interval.is_zero() {
+            return Err(ConfigError::new("sync_interval must be positive"));
+        }
+        let sealer = self
+            .key_encryption_secret
+            .as_deref()
+            .map(seal::Sealer::new)
+            .transpose()?;
+        let keys_in_store = self.signing_key.is_none();
+        let unreachable =
+            |e: StoreError| ConfigError::new(format!("the store could not be read: {e}"));
+        let ring = match self.signing_key {
+            Some(key) => {
+                let verify = key.verification_key()?;
+                KeyRing {
+                    active: RingKey::new(key, verify, Until::Active),
+                    retired: Vec::new(),
+                }
+            }
+            None => {
+                let stored = store.signing_keys().await.map_err(unreachable)?;
+                match ring_from_records(&stored, sealer.as_ref())? {
+                    Some(ring) => ring,
+                    None => {
+                        // The first instance creates the key; a racing one gets the winner's.
+                        let key = SigningKey::generate(self.signing_algorithm)?;
+                        let der = key.private_der();
+                        let (private_key, encrypted) = match &sealer {
+                            Some(sealer) => {
+                                (sealer.seal(key.kid(), der).map_err(ConfigError::new)?, true)
+                            }
+                            None => (der.to_vec(), false),
+                        };
+                        let record = store::SigningKeyRecord {
+                            kid: key.kid().to_owned(),
+                            algorithm: signing::alg_name(key.algorithm()).to_owned(),
+                            private_key,
+                            encrypted,
+                            created_at: validate::now(),
+                            active: true,
+                            retired_until: None,
+                        };
+                        let active = store.init_signing_key(record).await.map_err(unreachable)?;
+                        ring_from_records(&[active], sealer.as_ref())?
+                            .ok_or_else(|| ConfigError::new("the store kept no active key"))?
+                    }
+                }
+            }
         };
-        let verify = key.verification_key()?;
-        let active = RingKey::new(key, verify.clone());
-        let verify_keys = Arc::new(ArcSwap::from_pointee(KeySet::new([verify])));
+        let verify_keys = Arc::new(ArcSwap::from_pointee(KeySet::new(
+            std::iter::once(ring.active.verify.clone())
+                .chain(ring.retired.iter().map(|r| r.verify.clone())),
+        )));
         let denylist = Arc::new(Denylist::default());
 
         let issuer_trust = trust(
@@ -676,10 +869,7 @@ impl AuthorizationServerBuilder {
             endpoint_base,
             audiences,
             store,
-            ring: ArcSwap::from_pointee(KeyRing {
-                active,
-                retired: Vec::new(),
-            }),
+            ring: ArcSwap::from_pointee(ring),
             verify_keys,
             denylist,
             access_lifetime: self.access_lifetime,
@@ -692,11 +882,15 @@ impl AuthorizationServerBuilder {
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             authenticator,
             leeway: self.leeway.as_secs(),
-            ring_lock: std::sync::Mutex::new(()),
+            ring_lock: tokio::sync::Mutex::new(()),
+            keys_in_store,
+            sealer,
+            revocation_cursor: tokio::sync::Mutex::new(0),
+            sync_interval: self.sync_interval,
         });
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(housekeeping(Arc::downgrade(&state)));
-        }
+        state.sync_revocations().await.map_err(unreachable)?;
+        tokio::spawn(housekeeping(Arc::downgrade(&state)));
+        tokio::spawn(sync_loop(Arc::downgrade(&state)));
         Ok(AuthorizationServer { state })
     }
 }
@@ -775,26 +969,23 @@ fn check_url(url: &str, what: &str) -> Result<(), ConfigError> {
 /// Purges expired rows and retired keys while the server lives.
 async fn housekeeping(state: Weak<ServerState>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
-    let mut loaded = false;
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let Some(state) = state.upgrade() else {
             return;
         };
-        if !loaded {
-            match state.load_revocations().await {
-                Ok(_) => loaded = true,
-                Err(error) => tracing::warn!(
-                    target: "tower_oauth2::server",
-                    %error,
-                    "loading revoked tokens from the store failed; retrying"
-                ),
-            }
-        }
         let now = validate::now();
         state.prune(now);
-        match state.store.purge_expired(now).await {
+        let purged = async {
+            let rows = state.store.purge_expired(now).await?;
+            let keys = state
+                .store
+                .purge_signing_keys(now.saturating_sub(state.leeway))
+                .await?;
+            Ok::<_, StoreError>(rows + keys)
+        };
+        match purged.await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::debug!(target: "tower_oauth2::server", purged = n, "expired rows purged")
@@ -802,6 +993,52 @@ async fn housekeeping(state: Weak<ServerState>) {
             Err(error) => {
                 tracing::warn!(target: "tower_oauth2::server", %error, "purging expired rows failed")
             }
+        }
+    }
+}
+
+/// Keeps the denylist and the key ring in step with the store (other instances' revocations
+/// and rotations). While the store is unreachable the last synced state stays in force.
+async fn sync_loop(state: Weak<ServerState>) {
+    let interval = match state.upgrade() {
+        Some(state) => state.sync_interval,
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing_since: Option<std::time::Instant> = None;
+    loop {
+        ticker.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let result = async {
+            state.sync_revocations().await?;
+            if state.keys_in_store {
+                state.sync_keys().await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        match (result.await, failing_since) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(since)) => {
+                failing_since = None;
+                tracing::info!(
+                    target: "tower_oauth2::server",
+                    stale_for = ?since.elapsed(),
+                    "store reachable again; revocations and keys are in sync"
+                );
+            }
+            (Err(error), None) => {
+                failing_since = Some(std::time::Instant::now());
+                tracing::warn!(
+                    target: "tower_oauth2::server",
+                    %error,
+                    "store unreachable: validating with the last synced denylist and keys, \
+                     which may be stale"
+                );
+            }
+            (Err(_), Some(_)) => {}
         }
     }
 }

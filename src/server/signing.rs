@@ -194,6 +194,27 @@ impl SigningKey {
         Value::Object(jwk)
     }
 
+    /// The private key's DER (PKCS#8 for EC and Ed25519, PKCS#1 for RSA), for a store.
+    pub(crate) fn private_der(&self) -> &[u8] {
+        self.encoding.as_bytes()
+    }
+
+    /// A key read back from a store: `alg` as [`alg_name`] spells it, DER as
+    /// [`private_der`](Self::private_der) wrote it.
+    pub(crate) fn from_der(alg: &str, der: &[u8], kid: &str) -> Result<Self, ConfigError> {
+        let (alg, encoding) = match alg {
+            "ES256" => (Algorithm::ES256, EncodingKey::from_ec_der(der)),
+            "EdDSA" => (Algorithm::EdDSA, EncodingKey::from_ed_der(der)),
+            "RS256" => (Algorithm::RS256, EncodingKey::from_rsa_der(der)),
+            other => {
+                return Err(ConfigError::new(format!(
+                    "stored signing key {kid}: unknown algorithm {other:?}"
+                )));
+            }
+        };
+        Ok(Self::new(alg, encoding)?.with_kid(kid))
+    }
+
     /// The verification key for tokens this key signed.
     pub(crate) fn verification_key(&self) -> Result<Key, ConfigError> {
         parse_jwk(&self.public_jwk(), false)

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    ClientRecord, CodeRecord, Store, StoreError, StoreFuture, TokenHash, TokenKind, TokenRecord,
-    TokenState,
+    ClientRecord, CodeRecord, RevokedAccess, SigningKeyRecord, Store, StoreError, StoreFuture,
+    TokenHash, TokenKind, TokenRecord, TokenState,
 };
 
 /// A [`Store`] in process memory. Every operation takes one lock, so each is atomic; nothing
@@ -24,6 +24,9 @@ struct Inner {
     refresh_by_hash: HashMap<TokenHash, String>,
     /// Revoked families, kept until nothing could join them any more (`None`: forever).
     revoked_families: HashMap<String, Option<u64>>,
+    /// Every access-token revocation, in order: position `i` is cursor `i + 1`.
+    revocation_log: Vec<RevokedAccess>,
+    signing_keys: Vec<SigningKeyRecord>,
 }
 
 impl MemoryStore {
@@ -70,7 +73,20 @@ impl Inner {
                 revoked.push(token.clone());
             }
         }
+        self.log_revocations(&revoked);
         revoked
+    }
+
+    fn log_revocations(&mut self, tokens: &[TokenRecord]) {
+        self.revocation_log.extend(
+            tokens
+                .iter()
+                .filter(|t| t.kind == TokenKind::Access && t.state == TokenState::Revoked)
+                .map(|t| RevokedAccess {
+                    jti: t.id.clone(),
+                    expires_at: t.expires_at,
+                }),
+        );
     }
 }
 
@@ -172,6 +188,7 @@ impl Store for MemoryStore {
                 {
                     token.state = TokenState::Revoked;
                     live = false;
+                    inner.log_revocations(std::slice::from_ref(&token));
                 }
                 inner.insert_token(token)?;
             }
@@ -273,6 +290,70 @@ impl Store for MemoryStore {
                 })
                 .cloned()
                 .collect())
+        })
+    }
+
+    fn revocations_since(&self, cursor: u64) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)> {
+        self.with(move |inner| {
+            let start = usize::try_from(cursor)
+                .unwrap_or(usize::MAX)
+                .min(inner.revocation_log.len());
+            let next = inner.revocation_log.len() as u64;
+            Ok((inner.revocation_log[start..].to_vec(), next))
+        })
+    }
+
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
+        self.with(|inner| Ok(inner.signing_keys.clone()))
+    }
+
+    fn init_signing_key(&self, key: SigningKeyRecord) -> StoreFuture<'_, SigningKeyRecord> {
+        self.with(move |inner| {
+            if let Some(active) = inner.signing_keys.iter().find(|k| k.active) {
+                return Ok(active.clone());
+            }
+            let key = SigningKeyRecord {
+                active: true,
+                retired_until: None,
+                ..key
+            };
+            inner.signing_keys.push(key.clone());
+            Ok(key)
+        })
+    }
+
+    fn rotate_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        retired_until: Option<u64>,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |inner| {
+            if inner.signing_keys.iter().any(|k| k.kid == key.kid) {
+                return Err(StoreError::Conflict(format!(
+                    "signing key {} exists",
+                    key.kid
+                )));
+            }
+            for old in inner.signing_keys.iter_mut().filter(|k| k.active) {
+                old.active = false;
+                old.retired_until = retired_until;
+            }
+            inner.signing_keys.push(SigningKeyRecord {
+                active: true,
+                retired_until: None,
+                ..key
+            });
+            Ok(())
+        })
+    }
+
+    fn purge_signing_keys(&self, now: u64) -> StoreFuture<'_, u64> {
+        self.with(move |inner| {
+            let before = inner.signing_keys.len();
+            inner
+                .signing_keys
+                .retain(|k| k.active || k.retired_until.is_none_or(|until| until > now));
+            Ok((before - inner.signing_keys.len()) as u64)
         })
     }
 

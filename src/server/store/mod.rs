@@ -88,8 +88,69 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<TokenRecord>>;
     /// The access tokens that are revoked and not yet expired at `now`: the denylist.
     fn revoked_access_tokens(&self, now: u64) -> StoreFuture<'_, Vec<TokenRecord>>;
+    /// The access tokens revoked after `cursor` (a position this store hands out, starting
+    /// from 0), and the cursor to ask with next time. Instances poll this to keep their
+    /// in-memory denylists in sync; entries may repeat, and expired ones may be left out.
+    fn revocations_since(&self, cursor: u64) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)>;
     /// Deletes codes and tokens that expired before `now`; returns how many.
     fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64>;
+
+    /// The stored signing keys: the active one and the retired ones, oldest first.
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>>;
+    /// Makes `key` the active signing key if there is none yet, in one atomic step, and
+    /// returns the active key — `key`, or the one another instance installed first.
+    fn init_signing_key(&self, key: SigningKeyRecord) -> StoreFuture<'_, SigningKeyRecord>;
+    /// Rotation, in one atomic step: the active key becomes retired with `retired_until`
+    /// (`None`: kept forever) and `key` becomes active.
+    fn rotate_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        retired_until: Option<u64>,
+    ) -> StoreFuture<'_, ()>;
+    /// Deletes retired keys whose `retired_until` is before `now`; returns how many.
+    fn purge_signing_keys(&self, now: u64) -> StoreFuture<'_, u64>;
+}
+
+/// A revoked access token, as instances sync it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedAccess {
+    /// The token's `jti`.
+    pub jti: String,
+    /// When it would have expired (`None`: never).
+    pub expires_at: Option<u64>,
+}
+
+/// A signing key as stored. `private_key` is the DER of the private key (PKCS#8 for EC and
+/// Ed25519, PKCS#1 for RSA), sealed with AES-256-GCM when the server has a key-encryption
+/// secret (`encrypted`). `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// The key id.
+    pub kid: String,
+    /// `ES256`, `EdDSA` or `RS256`.
+    pub algorithm: String,
+    /// The private key, DER, perhaps sealed.
+    pub private_key: Vec<u8>,
+    /// Whether `private_key` is sealed with the server's key-encryption secret.
+    pub encrypted: bool,
+    /// When it was created, seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Whether new tokens are signed with it (exactly one key is active).
+    pub active: bool,
+    /// For a retired key, until when it stays published (`None`: forever, or active).
+    pub retired_until: Option<u64>,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("encrypted", &self.encrypted)
+            .field("active", &self.active)
+            .field("retired_until", &self.retired_until)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A store operation failed: the backend is unreachable or refused, or a record conflicts.

@@ -7,11 +7,12 @@
 //! /public, /me, /events, /events/{id}                           the events API
 //! ```
 //!
-//! At start it registers a demo client, turns on the password grant for one demo user, and prints
-//! a curl walkthrough: get a token, call the API, introspect, revoke, use the admin API, refresh.
+//! At start it registers a demo client (or finds it in the database), turns on the password grant
+//! for one demo user, and prints a curl walkthrough: get a token, call the API, introspect,
+//! revoke, use the admin API, refresh.
 //!
 //! ```sh
-//! cargo run --example demo --features server
+//! cargo run --example demo --features sqlite
 //! ```
 //!
 //! Configuration comes from the environment, all optional:
@@ -21,12 +22,23 @@
 //! | `BIND` | address to listen on (default `127.0.0.1:3000`) |
 //! | `DEMO_ISSUER` | the issuer (default `http://` + the address listened on; `https://…` when clients reach the server through another name) |
 //! | `DEMO_CLIENT_ID` | the demo client's id (default `demo-client`) |
-//! | `DEMO_CLIENT_SECRET` | its secret, at least 32 characters (default: generated and printed) |
+//! | `DEMO_CLIENT_SECRET` | its secret, at least 32 characters (default: generated and printed when the client is created) |
 //! | `DEMO_USER_PASSWORD` | the password of user `demo` for the password grant (default: generated and printed) |
+//! | `DEMO_DB` | the SQLite database the server keeps its state in (default `./tower-oauth2-demo.db`, created if missing) |
+//! | `DEMO_KEY_SECRET` | at least 32 bytes: seals the signing keys stored in `DEMO_DB` (default: stored unsealed) |
 //! | `RUST_LOG` | log filter (default `info`; the audit events have target `tower_oauth2::audit`) |
 //!
-//! A configuration mistake exits with code 2 before anything is served. Everything is kept in
-//! memory: clients, tokens and the signing key are gone when the process stops.
+//! A configuration mistake, or a `DEMO_DB` that cannot be opened, exits with code 2 before
+//! anything is served.
+//!
+//! The server's state is in `DEMO_DB`: a restart (even after a crash) keeps the clients, the
+//! tokens, the revocations and the signing keys, so tokens issued before it still verify —
+//! as long as the issuer stays the same (the same `BIND`, or `DEMO_ISSUER`). On a restart the
+//! demo client is found in the database: with `DEMO_CLIENT_SECRET` set, its stored secret is
+//! replaced by that one if it differs; without it, the stored secret is kept (it was printed
+//! when the client was created; set `DEMO_CLIENT_SECRET` or delete `DEMO_DB` for a new one).
+//! Sealed keys need the same `DEMO_KEY_SECRET` on every start. The events themselves are kept
+//! in memory only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -38,9 +50,10 @@ use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tower_oauth2::RequireScope;
+use tower_oauth2::server::store::{ClientRecord, ClientStatus, SqliteStore};
 use tower_oauth2::server::{
-    AuthorizationServer, ClientRegistration, ClientSecret, HookFuture, MemoryStore,
-    PasswordVerifier, RegistrationError,
+    AuthorizationServer, ClientRegistration, ClientSecret, HookFuture, PasswordVerifier,
+    RegistrationError, SecretHash, StoreError,
 };
 
 #[path = "shared/events.rs"]
@@ -48,6 +61,9 @@ mod events;
 
 const DEFAULT_BIND: &str = "127.0.0.1:3000";
 const DEFAULT_CLIENT_ID: &str = "demo-client";
+const DEFAULT_DB: &str = "./tower-oauth2-demo.db";
+/// The least a key-encryption secret may have, in bytes.
+const KEY_SECRET_MIN: usize = 32;
 const DEMO_USER: &str = "demo";
 const GRANT_TYPES: [&str; 3] = ["client_credentials", "password", "refresh_token"];
 const SCOPES: [&str; 3] = ["events:read", "events:write", "admin"];
@@ -63,6 +79,10 @@ struct Config {
     client_secret: Option<ClientSecret>,
     user_password: String,
     user_password_generated: bool,
+    /// The SQLite database file.
+    db: String,
+    /// Seals the stored signing keys.
+    key_secret: Option<String>,
 }
 
 /// A variable's value; unset and empty are the same; not UTF-8 is a mistake.
@@ -87,6 +107,14 @@ fn config() -> Result<Config, String> {
         Some(password) => (password, false),
         None => (random_text(12)?, true),
     };
+    let key_secret = env("DEMO_KEY_SECRET")?;
+    if let Some(secret) = key_secret.as_ref().filter(|s| s.len() < KEY_SECRET_MIN) {
+        return Err(format!(
+            "DEMO_KEY_SECRET: needs at least {KEY_SECRET_MIN} bytes, it has {} (unset it to \
+             store the signing keys unsealed)",
+            secret.len()
+        ));
+    }
     Ok(Config {
         bind: env("BIND")?.unwrap_or_else(|| DEFAULT_BIND.into()),
         issuer: env("DEMO_ISSUER")?,
@@ -94,6 +122,8 @@ fn config() -> Result<Config, String> {
         client_secret,
         user_password,
         user_password_generated,
+        db: env("DEMO_DB")?.unwrap_or_else(|| DEFAULT_DB.into()),
+        key_secret,
     })
 }
 
@@ -165,54 +195,50 @@ async fn run() -> Result<(), Failure> {
     let base = format!("http://{}", reachable(local));
     let issuer = config.issuer.clone().unwrap_or_else(|| base.clone());
 
-    let server = AuthorizationServer::builder()
+    let store = SqliteStore::open(&config.db).await.map_err(|e| {
+        Failure::Config(format!(
+            "DEMO_DB: cannot open the SQLite database {}: {e}",
+            config.db
+        ))
+    })?;
+    let mut builder = AuthorizationServer::builder()
         .issuer(issuer.as_str())
-        .store(MemoryStore::new())
+        .store(store)
         .password_verifier(DemoUser {
             password_digest: digest(&SHA256, config.user_password.as_bytes())
                 .as_ref()
                 .to_vec(),
-        })
-        .build()
-        .await
-        .map_err(|e| {
-            let hint = if config.issuer.is_some() {
-                "check DEMO_ISSUER"
-            } else {
-                "on an address other than loopback, set DEMO_ISSUER to the https URL clients reach \
-                 this server at"
-            };
-            Failure::Config(format!("{e} ({hint})"))
-        })?;
+        });
+    if let Some(secret) = &config.key_secret {
+        builder = builder.key_encryption_secret(secret.as_bytes());
+    }
+    let server = builder.build().await.map_err(|e| {
+        let message = e.to_string();
+        let hint = if message.contains("key_encryption_secret") || message.contains("sealed") {
+            "the signing keys in DEMO_DB are sealed: set DEMO_KEY_SECRET to the secret they were \
+             sealed with, or delete DEMO_DB to start over"
+        } else if message.contains("store") {
+            "check DEMO_DB"
+        } else if config.issuer.is_some() {
+            "check DEMO_ISSUER"
+        } else {
+            "on an address other than loopback, set DEMO_ISSUER to the https URL clients reach \
+             this server at"
+        };
+        Failure::Config(format!("{message} ({hint})"))
+    })?;
     // As the server normalized it (no trailing slash).
     let issuer = server.issuer().to_owned();
 
-    let mut registration = ClientRegistration::new("demo client");
-    registration.client_id = Some(config.client_id.clone());
-    registration.grant_types = Some(GRANT_TYPES.map(String::from).to_vec());
-    registration.scopes = SCOPES.map(String::from).to_vec();
-    registration.default_scopes = Some(DEFAULT_SCOPES.map(String::from).to_vec());
-    let chosen_secret = config.client_secret.clone();
-    registration.secret = config.client_secret;
-    let (client, generated) = server
-        .register_client(registration)
+    let (client, secret, client_found) = demo_client(&server, &config).await?;
+    // What the database holds, whatever this start was told: a key created unsealed stays so.
+    let keys_sealed = server
+        .store()
+        .signing_keys()
         .await
-        .map_err(|e| match e {
-            RegistrationError::Invalid {
-                field: "client_id",
-                message,
-            } => Failure::Config(format!("DEMO_CLIENT_ID: {message}")),
-            other => Failure::Runtime(format!("cannot register the demo client: {other}")),
-        })?;
-    let (secret, secret_generated) = match (generated, chosen_secret) {
-        (Some(secret), _) => (secret, true),
-        (None, Some(secret)) => (secret, false),
-        (None, None) => {
-            return Err(Failure::Runtime(
-                "the server returned no secret for the demo client".into(),
-            ));
-        }
-    };
+        .map_err(|e| Failure::Runtime(format!("DEMO_DB: cannot read the signing keys: {e}")))?
+        .iter()
+        .any(|key| key.active && key.encrypted);
 
     let auth = server.authenticator();
     let admin = server
@@ -230,9 +256,18 @@ async fn run() -> Result<(), Failure> {
         walkthrough(&Walkthrough {
             base: &base,
             issuer: &issuer,
+            db: &config.db,
+            keys_sealed,
             client_id: &client.client_id,
-            secret: secret.expose(),
-            secret_generated,
+            client_found,
+            client_status: client.status,
+            secret: match &secret {
+                DemoSecret::Generated(secret) => Secret::Generated(secret.expose()),
+                DemoSecret::FromEnv { replaced } => Secret::FromEnv {
+                    replaced: *replaced,
+                },
+                DemoSecret::Stored => Secret::Stored,
+            },
             password: &config.user_password,
             password_generated: config.user_password_generated,
         })
@@ -248,6 +283,89 @@ async fn run() -> Result<(), Failure> {
     .with_graceful_shutdown(shutdown)
     .await
     .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+/// Where the demo client's secret comes from this time.
+enum DemoSecret {
+    /// The client was created now, with this generated secret.
+    Generated(ClientSecret),
+    /// `DEMO_CLIENT_SECRET`; `replaced`: the client was in the database with another secret.
+    FromEnv { replaced: bool },
+    /// The client was in the database and keeps the secret it has there.
+    Stored,
+}
+
+/// Registers the demo client, or finds it in the store on a restart and makes its secret the
+/// one `DEMO_CLIENT_SECRET` names (when set). The `bool`: found in the store.
+async fn demo_client(
+    server: &AuthorizationServer,
+    config: &Config,
+) -> Result<(ClientRecord, DemoSecret, bool), Failure> {
+    let store = server.store();
+    let unreadable =
+        |e: StoreError| Failure::Runtime(format!("DEMO_DB: cannot read the demo client: {e}"));
+    let existing = store.client(&config.client_id).await.map_err(unreadable)?;
+    let existing = match existing {
+        Some(client) => client,
+        None => {
+            let mut registration = ClientRegistration::new("demo client");
+            registration.client_id = Some(config.client_id.clone());
+            registration.grant_types = Some(GRANT_TYPES.map(String::from).to_vec());
+            registration.scopes = SCOPES.map(String::from).to_vec();
+            registration.default_scopes = Some(DEFAULT_SCOPES.map(String::from).to_vec());
+            registration.secret = config.client_secret.clone();
+            match server.register_client(registration).await {
+                Ok((client, Some(generated))) => {
+                    return Ok((client, DemoSecret::Generated(generated), false));
+                }
+                Ok((client, None)) if config.client_secret.is_some() => {
+                    return Ok((client, DemoSecret::FromEnv { replaced: false }, false));
+                }
+                Ok((_, None)) => {
+                    return Err(Failure::Runtime(
+                        "the server returned no secret for the demo client".into(),
+                    ));
+                }
+                Err(RegistrationError::Invalid {
+                    field: "client_id",
+                    message,
+                }) => return Err(Failure::Config(format!("DEMO_CLIENT_ID: {message}"))),
+                // Another process sharing DEMO_DB registered it just now: use that one.
+                Err(RegistrationError::Store(StoreError::Conflict(_))) => store
+                    .client(&config.client_id)
+                    .await
+                    .map_err(unreadable)?
+                    .ok_or_else(|| {
+                        Failure::Runtime("the demo client vanished while registering it".into())
+                    })?,
+                Err(other) => {
+                    return Err(Failure::Runtime(format!(
+                        "cannot register the demo client: {other}"
+                    )));
+                }
+            }
+        }
+    };
+    // A restart: the client is in the database.
+    let Some(secret) = &config.client_secret else {
+        return Ok((existing, DemoSecret::Stored, true));
+    };
+    if existing.secret_hash.verify(secret.expose()) {
+        return Ok((existing, DemoSecret::FromEnv { replaced: false }, true));
+    }
+    let mut client = existing;
+    client.secret_hash = SecretHash::of(secret.expose());
+    let updated = store.update_client(client.clone()).await.map_err(|e| {
+        Failure::Runtime(format!(
+            "DEMO_DB: cannot store DEMO_CLIENT_SECRET as the demo client's secret: {e}"
+        ))
+    })?;
+    if !updated {
+        return Err(Failure::Runtime(
+            "the demo client vanished from DEMO_DB while its secret was being replaced".into(),
+        ));
+    }
+    Ok((client, DemoSecret::FromEnv { replaced: true }, true))
 }
 
 /// The address to reach `local` at: loopback in place of an unspecified address.
@@ -266,11 +384,25 @@ fn reachable(local: SocketAddr) -> SocketAddr {
 struct Walkthrough<'a> {
     base: &'a str,
     issuer: &'a str,
+    db: &'a str,
+    keys_sealed: bool,
     client_id: &'a str,
-    secret: &'a str,
-    secret_generated: bool,
+    /// Found in the database rather than registered now.
+    client_found: bool,
+    client_status: ClientStatus,
+    secret: Secret<'a>,
     password: &'a str,
     password_generated: bool,
+}
+
+/// The demo client's secret, as the walkthrough shows it.
+enum Secret<'a> {
+    /// Generated now: printed.
+    Generated(&'a str),
+    /// From `DEMO_CLIENT_SECRET`: not echoed. `replaced`: it replaced the stored one.
+    FromEnv { replaced: bool },
+    /// Kept from the database: unknown here.
+    Stored,
 }
 
 /// A word for a POSIX shell, single-quoted.
@@ -314,23 +446,59 @@ fn walkthrough(w: &Walkthrough<'_>) -> String {
     let scopes = SCOPES.join(" ");
     let default_scopes = DEFAULT_SCOPES.join(" ");
     // Values chosen in the environment are not echoed: the lines below read the variables.
-    let (secret, client) = if w.secret_generated {
-        let client = format!("{}:{}", form_encode(client_id), form_encode(w.secret));
-        (
-            format!(
-                "{}   (generated now: set DEMO_CLIENT_SECRET to choose one)",
-                w.secret
-            ),
-            shell_quote(&client),
+    let from_variable = |note: &str| {
+        format!(
+            "\"{}:$DEMO_CLIENT_SECRET\"   # {note}",
+            form_encode(client_id)
         )
+    };
+    let (secret, client) = match w.secret {
+        Secret::Generated(secret) => (
+            format!(
+                "{secret}   (generated now and stored hashed in DEMO_DB: note it, it is not \
+                 shown again; set DEMO_CLIENT_SECRET to choose one)"
+            ),
+            shell_quote(&format!(
+                "{}:{}",
+                form_encode(client_id),
+                form_encode(secret)
+            )),
+        ),
+        Secret::FromEnv { replaced } => (
+            if replaced {
+                "from DEMO_CLIENT_SECRET (not shown; it replaced the secret stored in DEMO_DB)"
+                    .to_owned()
+            } else {
+                "from DEMO_CLIENT_SECRET (not shown)".to_owned()
+            },
+            from_variable("export DEMO_CLIENT_SECRET in this shell"),
+        ),
+        Secret::Stored => (
+            "the one stored in DEMO_DB, shown when the client was created (not known now: set \
+             DEMO_CLIENT_SECRET to replace it, or delete DEMO_DB to start over with a new one)"
+                .to_owned(),
+            from_variable(
+                "export DEMO_CLIENT_SECRET=<the secret shown when the client was created>",
+            ),
+        ),
+    };
+    let status = match w.client_status {
+        ClientStatus::Approved => String::new(),
+        other => format!(
+            "\n  status         {}   (it cannot get tokens: delete DEMO_DB to start over)",
+            other.as_str()
+        ),
+    };
+    let keys = if w.keys_sealed {
+        "sealed with DEMO_KEY_SECRET (which every start needs)"
     } else {
-        (
-            "from DEMO_CLIENT_SECRET (not shown)".to_owned(),
-            format!(
-                "\"{}:$DEMO_CLIENT_SECRET\"   # export DEMO_CLIENT_SECRET in this shell",
-                form_encode(client_id)
-            ),
-        )
+        "stored unsealed (DEMO_KEY_SECRET set on a new DEMO_DB seals them)"
+    };
+    let db = w.db;
+    let found = if w.client_found {
+        "found in DEMO_DB: registered by an earlier run"
+    } else {
+        "registered now"
     };
     let (user_password, password) = if w.password_generated {
         (
@@ -356,10 +524,13 @@ fn walkthrough(w: &Walkthrough<'_>) -> String {
          \n  metadata     {metadata}\
          \n  endpoints    {base}/oauth2/token  /oauth2/revoke  /oauth2/introspect  /oauth2/jwks.json\
          \n  events API   {base}/public  /me  /events (POST, events:write)  /events/{{id}} (events:read)\
-         \n  admin API    {base}/admin/clients  (a token with scope admin)\n\
+         \n  admin API    {base}/admin/clients  (a token with scope admin)\
+         \n  state        {db}   (DEMO_DB, SQLite: a restart keeps clients, tokens, revocations \
+         and signing keys)\
+         \n  signing keys {keys}\n\
          \nDemo client (client_secret_basic or client_secret_post):\
-         \n  client_id      {client_id}\
-         \n  client_secret  {secret}\
+         \n  client_id      {client_id}   ({found})\
+         \n  client_secret  {secret}{status}\
          \n  grant types    {grants}\
          \n  scopes         {scopes}  (without a scope parameter: {default_scopes})\
          \nDemo user for the password grant: {DEMO_USER} / {user_password}\n\

@@ -11,9 +11,11 @@ drives it with:
 - requests-oauthlib's OAuth2Session with oauthlib's BackendApplicationClient
   (client_credentials), including the admin API's scope check;
 - the metadata document, whose endpoints must be the ones the clients used.
-It also starts the demo as the README does (nothing configured), runs the curl walkthrough it
-prints (when curl is installed) and uses the printed credentials, and checks that
-configuration mistakes exit with code 2.
+It also starts the demo as the README does (nothing configured, in a temporary directory where
+it creates its default DEMO_DB), runs the curl walkthrough it prints (when curl is installed)
+and uses the printed credentials, and checks that configuration mistakes exit with code 2.
+Every other start of the demo gets a fresh DEMO_DB in a temporary directory, so runs are
+independent of each other and of any database left in the working directory.
 
 Run through scripts/interop_authlib.sh, which sets up the venv and builds the binary; or directly:
     python scripts/interop_authlib.py --binary target/debug/examples/demo
@@ -76,8 +78,21 @@ METADATA_PATH = "/.well-known/oauth-authorization-server"
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def clean_env(**extra: str) -> dict:
-    """The environment for a demo process: no DEMO_* or BIND from outside, no proxies."""
+# Where the demo's databases go: one directory for the whole run, removed at the end.
+DB_DIR = tempfile.TemporaryDirectory(prefix="interop-authlib-db-")
+
+
+def fresh_db() -> str:
+    """A path for a new, empty DEMO_DB (the demo creates the file)."""
+    fd, path = tempfile.mkstemp(prefix="demo-", suffix=".db", dir=DB_DIR.name)
+    os.close(fd)
+    os.unlink(path)
+    return path
+
+
+def clean_env(**extra: str | None) -> dict:
+    """The environment for a demo process: no DEMO_* or BIND from outside, no proxies, and a
+    fresh DEMO_DB unless `extra` names one (`DEMO_DB=None`: unset, the demo's default)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -86,7 +101,12 @@ def clean_env(**extra: str) -> dict:
         and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }
     env["NO_COLOR"] = "1"
-    env.update(extra)
+    env["DEMO_DB"] = fresh_db()
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
@@ -159,6 +179,13 @@ class Validator(JWTBearerTokenValidator):
 # --- configuration mistakes ------------------------------------------------------------------
 
 
+def not_a_database() -> str:
+    """A DEMO_DB path holding a text file."""
+    path = fresh_db()
+    Path(path).write_text("not an SQLite database\n" * 200)
+    return path
+
+
 def check_config_errors(binary: str) -> None:
     cases = [
         ("DEMO_CLIENT_SECRET shorter than 32 characters",
@@ -167,6 +194,12 @@ def check_config_errors(binary: str) -> None:
         ("a DEMO_CLIENT_ID with a slash", {"DEMO_CLIENT_ID": "bad/id"}, "DEMO_CLIENT_ID"),
         ("an http DEMO_ISSUER on a public host",
          {"DEMO_ISSUER": "http://example.com"}, "https"),
+        ("a DEMO_DB in a directory that does not exist",
+         {"DEMO_DB": str(Path(DB_DIR.name) / "missing" / "demo.db")}, "DEMO_DB"),
+        ("a DEMO_DB that is a directory", {"DEMO_DB": DB_DIR.name}, "DEMO_DB"),
+        ("a DEMO_DB that is not an SQLite database", {"DEMO_DB": not_a_database()}, "DEMO_DB"),
+        ("a DEMO_KEY_SECRET shorter than 32 bytes",
+         {"DEMO_KEY_SECRET": "too-short"}, "DEMO_KEY_SECRET"),
     ]
     for what, extra, named in cases:
         env = clean_env(**{"BIND": "127.0.0.1:0", **extra})
@@ -205,9 +238,13 @@ WALKTHROUGH_EXPECTED = [
 
 
 def check_readme_demo(binary: str) -> None:
-    """`cargo run --example demo --features server` with nothing set: what it prints works."""
-    proc = subprocess.Popen([binary], env=clean_env(BIND="127.0.0.1:0", RUST_LOG="warn"),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    """`cargo run --example demo --features sqlite` with nothing set: what it prints works.
+
+    It runs in an empty temporary directory, where the demo creates its default DEMO_DB."""
+    workdir = tempfile.mkdtemp(prefix="readme-", dir=DB_DIR.name)
+    proc = subprocess.Popen([binary],
+                            env=clean_env(BIND="127.0.0.1:0", RUST_LOG="warn", DEMO_DB=None),
+                            cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     printed = threading.Event()
@@ -237,6 +274,10 @@ def check_readme_demo(binary: str) -> None:
         secret = urllib.parse.unquote(creds.group(2))
         check("the default client id is demo-client and the generated secret has >= 43 chars",
               client_id == "demo-client" and len(secret) >= 43, text)
+        default_db = Path(workdir) / "tower-oauth2-demo.db"
+        check("with DEMO_DB unset the demo keeps its state in ./tower-oauth2-demo.db",
+              default_db.is_file() and "./tower-oauth2-demo.db" in text,
+              f"files in {workdir}: {sorted(p.name for p in Path(workdir).iterdir())}\n{text}")
 
         session = OAuth2Session(client_id, secret)
         session.trust_env = False

@@ -3,9 +3,10 @@
 # OAuth clients: authlib's OAuth2Session and RFC 9068 validator, and requests-oauthlib.
 #
 # Creates (or reuses) a venv under target/interop-authlib-venv with pinned authlib, requests,
-# oauthlib and requests-oauthlib, builds `cargo build --example demo --features server`, then
-# runs scripts/interop_authlib.py, which starts the demo on a free loopback port and whose exit
-# code is this script's result. Works from any directory.
+# oauthlib and requests-oauthlib, builds `cargo build --example demo --features sqlite`, then
+# runs scripts/interop_authlib.py, which starts the demo on a free loopback port (each start on a
+# fresh temporary DEMO_DB) and whose exit code is this script's result. Works from any
+# directory.
 #
 # Environment:
 #   CARGO_TARGET_DIR  where cargo puts the build (default: target/ in the repository)
@@ -62,7 +63,7 @@ else
 fi
 
 example=demo
-example_features=server
+example_features=sqlite
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

@@ -60,6 +60,8 @@
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
 //! | `server` | the authorization server ([`server`]): token, revocation, introspection, metadata, JWKS and admin endpoints | no |
+//! | `sqlite` | `server::store::SqliteStore`: the server's store in an SQLite file (sqlx, SQLite bundled); implies `server` | no |
+//! | `postgres` | `server::store::PostgresStore`: the server's store in PostgreSQL (sqlx, rustls), shared by any number of instances; implies `server` | no |
 //!
 //! Exactly one crypto backend must be enabled; neither or both is a compile error (for a
 //! pure-Rust build: `default-features = false, features = ["rust-crypto", "axum"]`).

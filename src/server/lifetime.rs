@@ -178,16 +178,21 @@ impl FromStr for TokenLifetime {
 }
 
 impl fmt::Display for TokenLifetime {
-    /// The canonical form: the largest units first, whole seconds (`1d 2h`), or `unlimited`.
+    /// The canonical form: the largest units first (`1d 2h`), seconds with their fraction when
+    /// there is one (`1h 0.25s`), or `unlimited`. It parses back to the same lifetime.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let TokenLifetime::Limited(duration) = self else {
             return f.write_str("unlimited");
         };
         let mut rest = duration.as_secs();
+        let nanos = duration.subsec_nanos();
         let mut first = true;
         for (name, seconds) in UNITS {
             // Each unit's length is a whole number of seconds.
             let seconds = seconds as u64;
+            if seconds == 1 {
+                break;
+            }
             if rest >= seconds {
                 if !first {
                     f.write_str(" ")?;
@@ -197,8 +202,16 @@ impl fmt::Display for TokenLifetime {
                 first = false;
             }
         }
-        if first {
-            f.write_str("0s")?;
+        if rest > 0 || nanos > 0 || first {
+            if !first {
+                f.write_str(" ")?;
+            }
+            write!(f, "{rest}")?;
+            if nanos > 0 {
+                let fraction = format!("{nanos:09}");
+                write!(f, ".{}", fraction.trim_end_matches('0'))?;
+            }
+            f.write_str("s")?;
         }
         Ok(())
     }
@@ -210,6 +223,21 @@ mod tests {
 
     fn secs(n: u64) -> Result<TokenLifetime, LifetimeError> {
         Ok(TokenLifetime::Limited(Duration::from_secs(n)))
+    }
+
+    #[test]
+    fn fractions_of_a_second_display_and_parse_back() {
+        for (text, shown) in [
+            ("1.5s", "1.5s"),
+            ("1h 0.25s", "1h 0.25s"),
+            ("2.125s", "2.125s"),
+            ("1.5h", "1h 30min"),
+            ("1d 0.5s", "1d 0.5s"),
+        ] {
+            let lifetime: TokenLifetime = text.parse().expect(text);
+            assert_eq!(lifetime.to_string(), shown, "{text}");
+            assert_eq!(shown.parse::<TokenLifetime>(), Ok(lifetime), "{shown}");
+        }
     }
 
     #[test]

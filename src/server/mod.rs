@@ -87,6 +87,12 @@ pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use lifetime::{LifetimeError, TokenLifetime};
 pub use secret::{ClientSecret, SecretError, SecretHash};
 pub use signing::SigningKey;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
 pub use store::{MemoryStore, Store, StoreError};
 pub use token::PasswordVerifier;
 
@@ -1006,9 +1012,27 @@ async fn sync_loop(state: Weak<ServerState>) {
     };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut signal = state
+        .upgrade()
+        .and_then(|state| state.store.revocation_signal());
     let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        ticker.tick().await;
+        match &mut signal {
+            Some(receiver) => {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    changed = receiver.changed() => {
+                        if changed.is_err() {
+                            // The store stopped pushing: polling goes on.
+                            signal = None;
+                        }
+                    }
+                }
+            }
+            None => {
+                ticker.tick().await;
+            }
+        }
         let Some(state) = state.upgrade() else {
             return;
         };

@@ -8,8 +8,19 @@
 //!
 //! Token values are never stored: codes and refresh tokens are kept as the SHA-256
 //! [`TokenHash`] of their value, access tokens (self-contained JWTs) by their `jti`.
+//!
+//! Three stores come with the crate: [`MemoryStore`] (in process memory, for tests and demos),
+//! `SqliteStore` (feature `sqlite`: an SQLite file, for one instance or a few processes on
+//! one host) and `PostgresStore` (feature `postgres`: shared by any number of instances). The
+//! SQL stores create and migrate their tables (`oauth2_*`) when they open.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::fmt;
 use std::future::Future;
@@ -20,6 +31,12 @@ use sha2::{Digest, Sha256};
 use super::{SecretHash, TokenLifetime};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteStore;
 
 /// The future every [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -109,6 +126,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, ()>;
     /// Deletes retired keys whose `retired_until` is before `now`; returns how many.
     fn purge_signing_keys(&self, now: u64) -> StoreFuture<'_, u64>;
+
+    /// A push channel for the revocation sync: a store that can announce new revocations
+    /// (PostgreSQL `LISTEN/NOTIFY`) returns a receiver whose value changes when any instance
+    /// logs one, and the server syncs at once instead of at its next poll. `None` (the
+    /// default): polling only.
+    fn revocation_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// A revoked access token, as instances sync it.

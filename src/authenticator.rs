@@ -251,7 +251,7 @@ impl AuthenticatorBuilder {
     /// [`dangerous`](crate::dangerous)). With the feature `remote` and no keys configured, the
     /// keys are discovered from it: its metadata (`/.well-known/openid-configuration`, else
     /// `/.well-known/oauth-authorization-server`) must name this exact issuer, and its
-    /// `jwks_uri` becomes the [`jwks_url`](Self::jwks_url).
+    /// `jwks_uri` becomes the `jwks_url`.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.primary.issuer = Some(issuer.into());
         self

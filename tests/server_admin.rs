@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_oauth2::server::{
     ApprovalPolicy, AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder,
-    ClientRegistration, ClientSecret, ConsentDecision, ConsentHandler, HookFuture, MemoryStore,
-    PasswordVerifier, SecretHash, SigningKey,
+    ClientRegistration, ConsentDecision, ConsentHandler, HookFuture, MemoryStore, PasswordVerifier,
+    SecretHash, SigningKey,
 };
 use tower_oauth2::{Algorithm, AuthErrorKind, Authenticator, Key, KeySet, VerifiedToken};
 
@@ -1913,6 +1913,7 @@ async fn a_retired_key_is_dropped_once_its_tokens_can_have_expired() {
     assert!(kids(&jwks(&h.app).await).contains(&before));
 }
 
+#[cfg(feature = "remote")]
 #[tokio::test]
 async fn a_remote_authenticator_discovers_the_servers_keys_over_http() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1931,7 +1932,8 @@ async fn a_remote_authenticator_discovers_the_servers_keys_over_http() {
     let secret = "s".repeat(40);
     let mut registration = ClientRegistration::new("Remote");
     registration.client_id = Some("remote".into());
-    registration.secret = Some(ClientSecret::from_value(secret.clone()).expect("secret"));
+    registration.secret =
+        Some(tower_oauth2::server::ClientSecret::from_value(secret.clone()).expect("secret"));
     let (record, shown) = server
         .register_client(registration)
         .await
@@ -2281,6 +2283,7 @@ fn mismatched_public_only_and_malformed_keys_are_errors_not_panics() {
 // 8. Hardening: what a review of the server found
 // ---------------------------------------------------------------------------------------------
 
+#[cfg(feature = "remote")]
 #[tokio::test]
 async fn the_servers_own_authenticator_fetches_nothing() {
     // Its authenticator uses the server's keys directly: no discovery of an issuer that

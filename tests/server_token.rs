@@ -1611,3 +1611,18 @@ async fn wrong_passwords_are_rate_limited_per_username() {
     let other = register(&server, "app-cc", |_| {}).await;
     assert_issued(&client_credentials(&app, &other, None).await);
 }
+
+#[tokio::test]
+async fn client_ids_no_client_could_have_are_refused_before_any_lookup() {
+    let server = builder().build().await.expect("server");
+    let app = app(&server);
+    for id in ["a%00b", "caf%C3%A9", "has%20space"] {
+        let reply = raw_token_request(
+            &app,
+            &[("content-type", FORM)],
+            format!("grant_type=client_credentials&client_id={id}&client_secret=x"),
+        )
+        .await;
+        assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+}

@@ -165,6 +165,9 @@ async fn authorize(
     };
     // Until client and redirect URI check out, errors go to the user agent, never to a URI.
     let client_id = params.require("client_id")?;
+    if !super::client_auth::valid_client_id(client_id) {
+        return Err(OAuthError::invalid_request("unknown or inactive client_id").into());
+    }
     let client = state
         .store
         .client(client_id)

@@ -87,6 +87,15 @@ fn presented(headers: &HeaderMap, params: &mut Params) -> Result<Presented, OAut
     }
 }
 
+/// Whether `id` could be a registered client id (1–128 characters of `[A-Za-z0-9-._~]`, as
+/// registration requires): anything else is refused before it reaches the store.
+pub(crate) fn valid_client_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
 /// The peer's address, when the app serves with `into_make_service_with_connect_info`.
 pub(crate) fn peer(extensions: &Extensions) -> Option<IpAddr> {
     extensions
@@ -107,7 +116,7 @@ pub(crate) async fn authenticate(
     let presented = presented(headers, params)?;
     // No registered id is longer (admin registration caps it), and long ones would only bloat
     // the rate limiter.
-    if presented.client_id.is_empty() || presented.client_id.len() > 128 {
+    if !valid_client_id(&presented.client_id) {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
     let peer = peer(extensions);

@@ -498,7 +498,16 @@ fn ring_from_records(
     let mut retired = Vec::new();
     for record in records {
         let der = match (record.encrypted, sealer) {
-            (false, _) => record.private_key.clone(),
+            (false, Some(_)) => {
+                tracing::warn!(
+                    target: "tower_oauth2::server",
+                    kid = %record.kid,
+                    "stored signing key is not sealed (it predates key_encryption_secret); \
+                     rotate the signing key to replace it with a sealed one"
+                );
+                record.private_key.clone()
+            }
+            (false, None) => record.private_key.clone(),
             (true, Some(sealer)) => sealer
                 .open(&record.kid, &record.private_key)
                 .map_err(ConfigError::new)?,
@@ -984,7 +993,11 @@ async fn housekeeping(state: Weak<ServerState>) {
         let now = validate::now();
         state.prune(now);
         let purged = async {
-            let rows = state.store.purge_expired(now).await?;
+            // Revocations stay in the log while validators may still accept the token.
+            let rows = state
+                .store
+                .purge_expired(now.saturating_sub(state.leeway))
+                .await?;
             let keys = state
                 .store
                 .purge_signing_keys(now.saturating_sub(state.leeway))

@@ -105,7 +105,7 @@ impl PostgresStore {
                 .map_err(db_error)?;
         if !exists {
             // An identifier cannot be bound; the name was checked above to be a plain one.
-            let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
             // `query`, not `raw_sql`: the latter's future is not `Send` for every lifetime,
             // so an app could not await this inside `tokio::spawn`.
             match sqlx::query(&create).execute(&mut conn).await {
@@ -152,8 +152,14 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Every transaction is READ COMMITTED whatever the database's default: the advisory
+    /// locks taken first only order transactions if each statement sees what committed while
+    /// it waited (under REPEATABLE READ the snapshot predates the wait).
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        self.pool.begin().await.map_err(db_error)
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(db_error)
     }
 }
 
@@ -226,12 +232,14 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && schema.len() <= 63;
+        && schema.len() <= 63
+        && !schema.starts_with("pg_");
     if plain {
         Ok(())
     } else {
         Err(StoreError::Unavailable(format!(
-            "schema name {schema:?} must match [a-z_][a-z0-9_]* and be at most 63 bytes"
+            "schema name {schema:?} must match [a-z_][a-z0-9_]*, be at most 63 bytes and not \
+             start with pg_"
         )))
     }
 }
@@ -751,17 +759,18 @@ impl PostgresStore {
         }
         let next = match next {
             Some(next) => next,
-            // Nothing new: the newest position at or before the cursor (the cursor itself,
-            // unless it is not one this database handed out).
-            None => sql::cursor_from_i64(
-                sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log WHERE seq <= $1",
-                )
-                .bind(clamp_i64(cursor))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_error)?,
-            )?,
+            // Nothing new. If the log ends before the cursor, this is not the database that
+            // handed it out (restored, replaced, or its newest rows purged): start over, since
+            // entries may repeat but must never be skipped.
+            None => {
+                let newest = sql::cursor_from_i64(
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db_error)?,
+                )?;
+                if newest < cursor { 0 } else { cursor }
+            }
         };
         Ok((entries, next))
     }
@@ -1044,7 +1053,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::server::store::sql::tests::{exercise, family_races, out_of_range, race};
+    use crate::server::store::sql::tests::{
+        exercise, family_races, foreign_cursor, out_of_range, race,
+    };
 
     const URL_VAR: &str = "TOWER_OAUTH2_TEST_POSTGRES_URL";
 
@@ -1088,6 +1099,25 @@ mod tests {
         race(&stores).await;
         family_races(&stores).await;
         drop_schema(&store, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn a_foreign_cursor_starts_the_log_over() {
+        let Some(url) = url() else { return };
+        let schema = fresh_schema("cursor");
+        let store = PostgresStore::connect_with_schema(&url, &schema)
+            .await
+            .expect("connect");
+        foreign_cursor(&store).await;
+        drop_schema(&store, &schema).await;
+    }
+
+    #[test]
+    fn schema_names_are_plain_and_not_reserved() {
+        assert!(validate_schema("tenant_1").is_ok());
+        for bad in ["", "Upper", "1st", "a-b", "pg_temp", "x\"; DROP"] {
+            assert!(validate_schema(bad).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -396,6 +396,24 @@ pub(super) mod tests {
         }
     }
 
+    /// A cursor this database did not hand out (it was restored or replaced) starts the log
+    /// over instead of skipping what was logged since.
+    pub(crate) async fn foreign_cursor(store: &dyn Store) {
+        store
+            .insert_tokens(vec![token("fc-a", TokenKind::Access, None, None)])
+            .await
+            .expect("insert");
+        store.revoke_token("fc-a").await.expect("revoke");
+        let (entries, next) = store.revocations_since(1_000_000).await.expect("since");
+        assert!(entries.is_empty());
+        assert_eq!(next, 0, "start over");
+        let (entries, next) = store.revocations_since(next).await.expect("since");
+        assert!(entries.iter().any(|e| e.jti == "fc-a"));
+        let (again, same) = store.revocations_since(next).await.expect("since");
+        assert!(again.is_empty());
+        assert_eq!(same, next, "an up-to-date cursor stays");
+    }
+
     fn key(kid: &str) -> SigningKeyRecord {
         SigningKeyRecord {
             kid: kid.into(),

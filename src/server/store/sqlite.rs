@@ -94,7 +94,20 @@ impl SqliteStore {
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         // Versions applied by someone else's migrations are no reason to refuse to start.
         migrator.set_ignore_missing(true);
-        migrator.run(&pool).await.map_err(sql::migrate_error)?;
+        // sqlx takes no lock around SQLite migrations: a second process opening a new file at
+        // the same moment fails on the tables the first just created. Running again finds the
+        // migrations applied.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => return Err(sql::migrate_error(error)),
+            }
+        }
         Ok(Self { pool })
     }
 
@@ -551,17 +564,18 @@ impl SqliteStore {
         }
         let next = match next {
             Some(next) => next,
-            // Nothing new: the newest position at or before the cursor (the cursor itself,
-            // unless it is not one this database handed out).
-            None => sql::cursor_from_i64(
-                sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log WHERE seq <= $1",
-                )
-                .bind(clamp_i64(cursor))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_error)?,
-            )?,
+            // Nothing new. If the log ends before the cursor, this is not the database that
+            // handed it out (restored, replaced, or its newest rows purged): start over, since
+            // entries may repeat but must never be skipped.
+            None => {
+                let newest = sql::cursor_from_i64(
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db_error)?,
+                )?;
+                if newest < cursor { 0 } else { cursor }
+            }
         };
         Ok((entries, next))
     }
@@ -812,7 +826,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::server::store::sql::tests::{exercise, family_races, out_of_range, race};
+    use crate::server::store::sql::tests::{
+        exercise, family_races, foreign_cursor, out_of_range, race,
+    };
 
     /// A fresh database file path, removed (with its WAL files) on drop.
     struct TempDb(std::path::PathBuf);
@@ -884,5 +900,11 @@ mod tests {
             matches!(&error, StoreError::Unavailable(m) if m.starts_with("corrupt row")),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_foreign_cursor_starts_the_log_over() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        foreign_cursor(&store).await;
     }
 }

@@ -136,6 +136,13 @@ impl PostgresStore {
         Self::migrated(pool).await
     }
 
+    /// A store on a pool the application configured itself (sizes, timeouts — how long a
+    /// request waits for a connection while the database is down —, TLS, `search_path`);
+    /// brings the store's tables up to date in the pool's schema.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        Self::migrated(pool).await
+    }
+
     async fn migrated(pool: PgPool) -> Result<Self, StoreError> {
         let mut migrator = sqlx::migrate!("migrations/postgres");
         // Versions applied by someone else's migrations are no reason to refuse to start.
@@ -1109,6 +1116,12 @@ mod tests {
             .await
             .expect("connect");
         foreign_cursor(&store).await;
+        // The same tables through a pool handed in by the application.
+        let adopted = PostgresStore::from_pool(store.pool().clone())
+            .await
+            .expect("from_pool");
+        let (entries, _) = adopted.revocations_since(0).await.expect("since");
+        assert!(entries.iter().any(|e| e.jti == "fc-a"));
         drop_schema(&store, &schema).await;
     }
 

@@ -90,6 +90,12 @@ impl SqliteStore {
         Self::migrated(pool).await
     }
 
+    /// A store on a pool the application configured itself (sizes, timeouts, pragmas; WAL
+    /// mode and a busy timeout are recommended); brings its schema up to date.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        Self::migrated(pool).await
+    }
+
     async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         // Versions applied by someone else's migrations are no reason to refuse to start.
@@ -906,5 +912,21 @@ mod tests {
     async fn a_foreign_cursor_starts_the_log_over() {
         let store = SqliteStore::open_in_memory().await.expect("open");
         foreign_cursor(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_store_on_the_apps_own_pool() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_millis(200))
+            .connect("sqlite::memory:")
+            .await
+            .expect("pool");
+        let store = SqliteStore::from_pool(pool).await.expect("migrated");
+        foreign_cursor(&store).await;
+        // Opening the same pool again finds the schema up to date.
+        SqliteStore::from_pool(store.pool().clone())
+            .await
+            .expect("re-open");
     }
 }

@@ -1,7 +1,8 @@
 //! The authorization server and the API it protects, in one process:
 //!
 //! ```text
-//! /oauth2/token, /revoke, /introspect, /authorize, /jwks.json   the authorization server
+//! /oauth2/token, /revoke, /introspect, /jwks.json               the authorization server
+//!   (/authorize is mounted but off: the demo has no consent handler)
 //! /.well-known/oauth-authorization-server                       its metadata (RFC 8414)
 //! /admin/clients…                                               its admin API: scope admin
 //! /public, /me, /events, /events/{id}                           the events API

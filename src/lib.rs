@@ -59,7 +59,7 @@
 //! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
-//! | `server` | the authorization server ([`server`]): token, revocation, introspection, metadata, JWKS and admin endpoints | no |
+//! | `server` | the authorization server ([`server`]): token, authorization, revocation, introspection, metadata, JWKS and admin endpoints | no |
 //! | `sqlite` | `server::store::SqliteStore`: the server's store in an SQLite file (sqlx, SQLite bundled); implies `server` | no |
 //! | `postgres` | `server::store::PostgresStore`: the server's store in PostgreSQL (sqlx, rustls), shared by any number of instances; implies `server` | no |
 //!

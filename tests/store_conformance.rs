@@ -2400,9 +2400,7 @@ async fn postgres_store() {
     };
     // A fresh schema for this run, dropped at the end whatever the outcome.
     let schema = unique_name("conf");
-    // Connected here, not in the guarded task: the future of `connect_with_schema` is not
-    // `Send` for `tokio::spawn` (sqlx's `Executor` for `&mut PgConnection` is not general
-    // enough).
+    // Connected here, outside the guarded task, so a failing connect is reported as such.
     let instances = async {
         let first = PostgresStore::connect_with_schema(&url, &schema).await?;
         // A second server instance on the same schema (its migrations find the tables).

@@ -277,13 +277,8 @@ impl ServerState {
         )
     }
 
-    /// Signs an access token's claims with the active key and notes its expiry on the key.
-    pub(crate) fn sign(
-        &self,
-        claims: &serde_json::Value,
-        exp: Option<u64>,
-    ) -> Result<String, String> {
-        let _ = exp;
+    /// Signs an access token's claims with the active key.
+    pub(crate) fn sign(&self, claims: &serde_json::Value) -> Result<String, String> {
         self.ring.load().active.key.sign("at+jwt", claims)
     }
 
@@ -679,9 +674,9 @@ impl AuthorizationServerBuilder {
         self
     }
 
-    /// The key to sign with. Without one, a key for
-    /// [`signing_algorithm`](Self::signing_algorithm) is generated at build (and lost on
-    /// restart: tokens issued before it no longer verify).
+    /// The key to sign with, managed by the application (it is not stored). Without one, the
+    /// store's keys are used, or a key for [`signing_algorithm`](Self::signing_algorithm) is
+    /// generated and saved there at build (lost on restart only with [`MemoryStore`]).
     pub fn signing_key(mut self, key: SigningKey) -> Self {
         self.signing_key = Some(key);
         self

@@ -368,7 +368,7 @@ async fn issue(
         claims.insert("scope".into(), scope.clone().into());
     }
     let access_token = state
-        .sign(&Value::Object(claims), exp)
+        .sign(&Value::Object(claims))
         .map_err(OAuthError::server_error)?;
     let access = TokenRecord {
         id: jti,

@@ -1,4 +1,5 @@
-//! Where the authorization server keeps its clients, authorization codes and tokens.
+//! Where the authorization server keeps its clients, authorization codes, tokens, revocation
+//! log and signing keys.
 //!
 //! The [`Store`] trait is small on purpose: every operation is one atomic step, so a store backed
 //! by a database implements each as one statement or transaction. The two that decide races are

@@ -42,6 +42,8 @@ pub struct Authenticator {
 struct Shared {
     /// One per trusted issuer; the token's `iss` picks one.
     issuers: Vec<Trusted>,
+    /// Tokens verified before (see [`TokenCache`](crate::TokenCache)).
+    cache: Option<crate::cache::Cache>,
     sources: Sources,
     rejection: Arc<dyn Rejection>,
 }
@@ -63,7 +65,41 @@ impl Authenticator {
     /// the layer fetched it). For code outside tower (a WebSocket
     /// handshake, a message consumer) that has the token in hand.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        validate::verify(token, &self.shared.issuers, validate::now())
+        let now = validate::now();
+        let issuers = &self.shared.issuers;
+        let Some(cache) = &self.shared.cache else {
+            return validate::verify(token, issuers, now);
+        };
+        let key = crate::cache::Cache::key(token);
+        if let Some(entry) = cache.get(&key) {
+            let trusted = &issuers[entry.issuer];
+            // The very key set that verified it; after any change, verify again.
+            if trusted.keys.snapshot().is(entry.keys.as_ref()) {
+                validate::recheck(&entry.token, trusted, now)?;
+                return Ok(entry.token.clone());
+            }
+            cache.remove(&key);
+        }
+        let verified = validate::verify_detailed(token, issuers, now)?;
+        let leeway = issuers[verified.issuer].policy.leeway;
+        cache.insert(
+            key,
+            verified.token.clone(),
+            verified.issuer,
+            verified.keys,
+            leeway,
+            now,
+        );
+        Ok(verified.token)
+    }
+
+    /// How many verified tokens the cache holds, and their approximate size in bytes (for
+    /// metrics); `None` with the cache off.
+    pub fn token_cache_stats(&self) -> Option<(u64, u64)> {
+        self.shared
+            .cache
+            .as_ref()
+            .map(|cache| (cache.len(), cache.weighted_size()))
     }
 
     /// Takes the token from a request's headers and URI (per the configured token sources) and
@@ -214,6 +250,7 @@ pub struct AuthenticatorBuilder {
     pub(crate) any_issuer: bool,
     pub(crate) any_audience: bool,
     pub(crate) allow_missing_exp: bool,
+    token_cache: crate::TokenCache,
 }
 
 impl Default for AuthenticatorBuilder {
@@ -233,6 +270,7 @@ impl Default for AuthenticatorBuilder {
             any_issuer: false,
             any_audience: false,
             allow_missing_exp: false,
+            token_cache: crate::TokenCache::new(),
         }
     }
 }
@@ -262,6 +300,15 @@ impl AuthenticatorBuilder {
     /// (unless waived through [`dangerous`](crate::dangerous)).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.primary = self.primary.audience(audience);
+        self
+    }
+
+    /// The verified-token cache (on by default, [`TokenCache::new`](crate::TokenCache::new)):
+    /// a token seen before skips signature verification and claim parsing, while `exp`, `nbf`,
+    /// the revocation check and the key set are checked again on every request.
+    /// [`TokenCache::disabled`](crate::TokenCache::disabled) turns it off.
+    pub fn token_cache(mut self, cache: crate::TokenCache) -> Self {
+        self.token_cache = cache;
         self
     }
 
@@ -486,6 +533,7 @@ impl AuthenticatorBuilder {
             .unwrap_or_else(|| Arc::new(DefaultRejection::new(self.realm.into_owned())));
         Ok(Authenticator {
             shared: Arc::new(Shared {
+                cache: crate::cache::Cache::new(self.token_cache),
                 issuers,
                 sources: Sources::new(self.sources),
                 rejection,

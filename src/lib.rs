@@ -95,6 +95,7 @@
 mod audit;
 mod authenticator;
 mod backend;
+mod cache;
 pub mod dangerous;
 mod error;
 #[cfg(feature = "axum")]
@@ -111,6 +112,7 @@ mod token_source;
 mod validate;
 
 pub use authenticator::{Authenticator, AuthenticatorBuilder};
+pub use cache::TokenCache;
 pub use error::{AuthError, AuthErrorKind, ConfigError, DefaultRejection, Rejection};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -721,3 +721,23 @@ async fn oversized_or_overfull_key_sets_are_refused_and_the_old_keys_kept() {
     assert!(err.contains("at most 100"), "{err}");
     assert_eq!(auth.key_source_state().unwrap().key_ids, vec!["ec-1"]);
 }
+
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_invalidates_the_tokens_it_verified() {
+    let (idp, url) = idp(&["ec-1", "rsa-1"]).await;
+    let auth = remote(&url).build().unwrap();
+    auth.refresh_keys().await.unwrap();
+    let ec = token_for(Algorithm::ES256);
+    let rsa = token_for(Algorithm::RS256);
+    auth.verify(&ec).unwrap();
+    auth.verify(&rsa).unwrap();
+    assert_eq!(auth.token_cache_stats().unwrap().0, 2, "both cached");
+    idp.keys(&["rsa-1"]);
+    auth.refresh_keys().await.unwrap();
+    assert_eq!(
+        auth.verify(&ec).unwrap_err().kind(),
+        tower_oauth2::AuthErrorKind::UnknownKey
+    );
+    // A token whose key is still there verifies (again) after the set changed.
+    auth.verify(&rsa).unwrap();
+}

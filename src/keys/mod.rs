@@ -73,6 +73,27 @@ pub(crate) enum Snapshot<'a> {
     Shared(arc_swap::Guard<std::sync::Arc<KeySet>>),
 }
 
+impl Snapshot<'_> {
+    /// The shared set itself, for a source whose keys change (`None`: they never do).
+    pub(crate) fn identity(&self) -> Option<std::sync::Arc<KeySet>> {
+        match self {
+            Snapshot::Borrowed(_) => None,
+            #[cfg(any(feature = "remote", feature = "server"))]
+            Snapshot::Shared(set) => Some(std::sync::Arc::clone(set)),
+        }
+    }
+
+    /// Whether this is the set `identity` returned earlier.
+    pub(crate) fn is(&self, identity: Option<&std::sync::Arc<KeySet>>) -> bool {
+        match (self, identity) {
+            (Snapshot::Borrowed(_), None) => true,
+            #[cfg(any(feature = "remote", feature = "server"))]
+            (Snapshot::Shared(set), Some(held)) => std::sync::Arc::ptr_eq(set, held),
+            _ => false,
+        }
+    }
+}
+
 impl std::ops::Deref for Snapshot<'_> {
     type Target = KeySet;
 

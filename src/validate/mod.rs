@@ -152,6 +152,14 @@ impl VerifiedToken {
         self.inner.claims.exp
     }
 
+    /// Roughly the heap bytes this token holds, for the cache's memory bound.
+    pub(crate) fn weight(&self) -> usize {
+        let inner = &self.inner;
+        inner.payload.len() * 2
+            + inner.kid.as_ref().map_or(0, String::len)
+            + inner.scopes.iter().map(|s| s.len() + 16).sum::<usize>()
+    }
+
     /// `iat` in seconds since the Unix epoch.
     pub fn issued_at(&self) -> Option<u64> {
         self.inner.claims.iat
@@ -217,6 +225,24 @@ pub(crate) fn verify(
     issuers: &[Trusted],
     now: u64,
 ) -> Result<VerifiedToken, AuthError> {
+    verify_detailed(token, issuers, now).map(|v| v.token)
+}
+
+/// A verified token with what verified it, for the token cache.
+pub(crate) struct Verified {
+    pub(crate) token: VerifiedToken,
+    /// Index of the issuer in the list.
+    pub(crate) issuer: usize,
+    /// The key set that verified it, when the issuer's keys can change.
+    pub(crate) keys: Option<Arc<KeySet>>,
+}
+
+/// [`verify`], also saying which issuer and key set verified the token.
+pub(crate) fn verify_detailed(
+    token: &str,
+    issuers: &[Trusted],
+    now: u64,
+) -> Result<Verified, AuthError> {
     // Size limit and capture list are the same for every issuer.
     let Some(first) = issuers.first() else {
         return Err(AuthError::new(
@@ -236,10 +262,11 @@ pub(crate) fn verify(
     let payload = b64url(parts.payload, "payload").map_err(|e| e.with_claimed(kid, None))?;
     let mut claims =
         claims::parse(&payload, &first.policy.capture).map_err(|e| e.with_claimed(kid, None))?;
-    let trusted = select_issuer(issuers, claims.iss.as_deref())
+    let (index, trusted) = select_issuer(issuers, claims.iss.as_deref())
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
     let policy = &trusted.policy;
     let keys = trusted.keys.snapshot();
+    let key_set = keys.identity();
     check_token(&parts, &header, &claims, policy, &keys, now)
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
 
@@ -260,25 +287,64 @@ pub(crate) fn verify(
             payload: payload.into_boxed_slice(),
         }),
     };
-    if let Some(revocation) = &trusted.revocation
-        && revocation.is_revoked(&verified)
-    {
-        return Err(
-            AuthError::new(AuthErrorKind::Revoked, "token has been revoked")
-                .with_claimed(verified.key_id(), verified.issuer()),
-        );
+    check_revocation(trusted, &verified)?;
+    Ok(Verified {
+        token: verified,
+        issuer: index,
+        keys: key_set,
+    })
+}
+
+fn check_revocation(trusted: &Trusted, token: &VerifiedToken) -> Result<(), AuthError> {
+    match &trusted.revocation {
+        Some(revocation) if revocation.is_revoked(token) => Err(AuthError::new(
+            AuthErrorKind::Revoked,
+            "token has been revoked",
+        )
+        .with_claimed(token.key_id(), token.issuer())),
+        _ => Ok(()),
     }
-    Ok(verified)
+}
+
+/// The checks a cached token goes through again on every use: `exp` and `nbf` against the
+/// clock, and the issuer's revocation check.
+pub(crate) fn recheck(token: &VerifiedToken, trusted: &Trusted, now: u64) -> Result<(), AuthError> {
+    let claims = &token.inner.claims;
+    let leeway = trusted.policy.leeway;
+    let claimed = |e: AuthError| e.with_claimed(token.key_id(), token.issuer());
+    if let Some(exp) = claims.exp
+        && now >= exp.saturating_add(leeway)
+    {
+        return Err(claimed(AuthError::new(
+            AuthErrorKind::Expired,
+            "token has expired (exp)",
+        )));
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(claimed(AuthError::new(
+            AuthErrorKind::NotYetValid,
+            "token is not yet valid (nbf)",
+        )));
+    }
+    check_revocation(trusted, token)
 }
 
 /// The checks that need the claims: issuer, then the key and signature, then the rest.
 /// The issuer whose `iss` the token names, before any key is looked up.
-fn select_issuer<'a>(issuers: &'a [Trusted], iss: Option<&str>) -> Result<&'a Trusted, AuthError> {
-    let found = issuers.iter().find(|t| match (&t.policy.issuer, iss) {
-        (None, _) => true,
-        (Some(configured), Some(iss)) => configured == iss,
-        (Some(_), None) => false,
-    });
+fn select_issuer<'a>(
+    issuers: &'a [Trusted],
+    iss: Option<&str>,
+) -> Result<(usize, &'a Trusted), AuthError> {
+    let found = issuers
+        .iter()
+        .enumerate()
+        .find(|(_, t)| match (&t.policy.issuer, iss) {
+            (None, _) => true,
+            (Some(configured), Some(iss)) => configured == iss,
+            (Some(_), None) => false,
+        });
     found.ok_or_else(|| {
         let description = match iss {
             None => "token has no issuer (iss)",

@@ -1,15 +1,18 @@
 //! Per-request cost of the whole bearer-token layer, side by side with a bare
 //! `jsonwebtoken::decode` of the same token, for RS256, ES256, EdDSA and HS256.
 //!
-//! Run with `cargo bench --bench validation`. Each group `validation/<ALG>` has two functions:
+//! Run with `cargo bench --bench validation`. Each group `validation/<ALG>` has three functions:
 //!
 //! - `layer`: an `http::Request` with `Authorization: Bearer <token>` driven through
-//!   `BearerAuth` (from `Authenticator::layer`) around a trivial inner service, to completion.
+//!   `BearerAuth` (from `Authenticator::layer`, verified-token cache off) around a trivial
+//!   inner service, to completion.
 //!   The request is built outside the measurement (`iter_batched`); the future is ready at once
 //!   and is polled with a no-op waker, so no async runtime is measured.
 //! - `bare_decode`: `jsonwebtoken::decode` with an equivalent `Validation` (algorithm fixed,
 //!   `iss`, `aud`, `exp` required, leeway 60 s) and the same verification key, taken from the
 //!   same JWKS entry as the layer's.
+//! - `layer_cached`: `layer` with the verified-token cache on (the default) and the same token
+//!   every time: the cost of a cache hit (hash, lookup, `exp`/`nbf`/revocation re-checks).
 //!
 //! A second group, `cached_key/ES256`, compares a request whose key is cached with a remote JWKS
 //! (feature `remote`, served from loopback) and with static keys.
@@ -33,7 +36,7 @@ mod bench {
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
     use serde::{Deserialize, Serialize};
     use tower::{Layer, Service, ServiceExt};
-    use tower_oauth2::{Authenticator, Key, KeySet, VerifiedToken};
+    use tower_oauth2::{Authenticator, Key, KeySet, TokenCache, VerifiedToken};
 
     const ISSUER: &str = "https://idp.example.com/realms/acme";
     const AUDIENCE: &str = "events-api";
@@ -119,7 +122,7 @@ mod bench {
         validation
     }
 
-    fn authenticator() -> Authenticator {
+    fn authenticator(cache: TokenCache) -> Authenticator {
         let hmac = Key::hmac(HMAC_SECRET, Algorithm::HS256)
             .expect("HMAC key")
             .with_kid("hmac-1");
@@ -128,19 +131,22 @@ mod bench {
             .audience(AUDIENCE)
             .keys(KeySet::from_jwks_json(JWKS).expect("jwks.json"))
             .key(hmac)
+            .token_cache(cache)
             .build()
             .expect("authenticator")
     }
 
     /// The layer around an inner service that answers 200 only if the layer handed it a verified
     /// token, so the validation's result is used and cannot be optimized away.
-    fn service() -> impl Service<
+    fn service(
+        cache: TokenCache,
+    ) -> impl Service<
         Request<Body>,
         Response = Response<Body>,
         Error = Infallible,
         Future = impl Future<Output = Result<Response<Body>, Infallible>>,
     > + Clone {
-        authenticator()
+        authenticator(cache)
             .layer()
             .layer(tower::service_fn(|req: Request<Body>| async move {
                 let status = match req.extensions().get::<VerifiedToken>() {
@@ -171,9 +177,10 @@ mod bench {
             .expect("request")
     }
 
-    /// `VALIDATION_COUNT=<ALG>:<layer|request|bare>:<N>` runs one path N times and exits, for
-    /// counting instructions under callgrind (`scripts/bench_instructions.sh`): `layer` builds
-    /// a request and sends it through the layer, `request` only builds and drops the request,
+    /// `VALIDATION_COUNT=<ALG>:<layer|cached|request|bare>:<N>` runs one path N times and exits,
+    /// for counting instructions under callgrind (`scripts/bench_instructions.sh`): `layer`
+    /// builds a request and sends it through the layer (cache off), `cached` the same with the
+    /// cache on, `request` only builds and drops the request,
     /// `bare` runs the bare decode.
     pub(super) fn count(spec: &str) {
         let mut parts = spec.split(':');
@@ -188,12 +195,17 @@ mod bench {
             .expect("ALG is RS256, ES256, EdDSA or HS256");
         let authorization =
             HeaderValue::try_from(format!("Bearer {}", case.token)).expect("header");
-        let svc = service();
+        let svc = service(TokenCache::disabled());
+        let cached = service(TokenCache::new());
         let validation = validation(case.alg);
         for _ in 0..n {
             match mode {
                 "layer" => {
                     let response = ready(svc.clone().oneshot(request(&authorization)));
+                    assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
+                }
+                "cached" => {
+                    let response = ready(cached.clone().oneshot(request(&authorization)));
                     assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
                 }
                 "request" => drop(black_box(request(&authorization))),
@@ -205,7 +217,7 @@ mod bench {
                     );
                     assert!(black_box(claims).is_ok());
                 }
-                other => panic!("MODE is layer, request or bare, not {other:?}"),
+                other => panic!("MODE is layer, cached, request or bare, not {other:?}"),
             }
         }
     }
@@ -225,7 +237,8 @@ mod bench {
 
     fn validation_benches(c: &mut Criterion) {
         let cases = cases();
-        let svc = service();
+        let svc = service(TokenCache::disabled());
+        let cached = service(TokenCache::new());
 
         for case in &cases {
             let validation = validation(case.alg);
@@ -257,6 +270,13 @@ mod bench {
                 b.iter_batched(
                     request,
                     |req| ready(svc.clone().oneshot(req)),
+                    BatchSize::SmallInput,
+                );
+            });
+            group.bench_function("layer_cached", |b| {
+                b.iter_batched(
+                    request,
+                    |req| ready(cached.clone().oneshot(req)),
                     BatchSize::SmallInput,
                 );
             });
@@ -293,12 +313,13 @@ mod bench {
                 .issuer(ISSUER)
                 .audience(AUDIENCE)
                 .jwks_url(url)
+                .token_cache(TokenCache::disabled())
                 .build()
                 .expect("remote authenticator");
             auth.refresh_keys().await.expect("JWKS fetched");
             auth
         });
-        let static_svc = service();
+        let static_svc = service(TokenCache::disabled());
         let remote_svc = remote
             .layer()
             .layer(tower::service_fn(|req: Request<Body>| async move {

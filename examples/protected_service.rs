@@ -24,6 +24,10 @@
 //!
 //! `cargo run --example protected_service -- --demo` needs none of them: it generates an
 //! Ed25519 key, mints tokens with it and prints ready-to-paste curl lines.
+//!
+//! `--demo-tokens N FILE` (implies `--demo`) also writes N distinct valid tokens (scope
+//! `events:read`, distinct `jti`, valid 1 hour), one per line, to FILE before serving, and prints
+//! `demo tokens: wrote N to FILE`; `scripts/load.sh` drives its load test with them.
 
 use std::process::ExitCode;
 
@@ -70,6 +74,22 @@ async fn authenticator_from_env() -> Result<Authenticator, String> {
     Ok(auth)
 }
 
+/// `--demo-tokens N FILE`: how many load-test tokens to mint, and where to write them.
+fn demo_tokens_arg() -> Result<Option<(usize, std::path::PathBuf)>, String> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(at) = args.iter().position(|a| a == "--demo-tokens") else {
+        return Ok(None);
+    };
+    let usage = "--demo-tokens takes a count and a file: --demo-tokens N FILE";
+    let (Some(n), Some(file)) = (args.get(at + 1), args.get(at + 2)) else {
+        return Err(usage.into());
+    };
+    match n.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some((n, file.into()))),
+        _ => Err(format!("{usage} (N a positive number, not {n:?})")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -79,7 +99,14 @@ async fn main() -> ExitCode {
         .init();
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let demo = std::env::args().any(|a| a == "--demo");
+    let demo_tokens = match demo_tokens_arg() {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let demo = demo_tokens.is_some() || std::env::args().any(|a| a == "--demo");
     // Configuration mistakes are reported before anything listens.
     let configured = if demo {
         None
@@ -105,7 +132,7 @@ async fn main() -> ExitCode {
     println!("protected_service listening on http://{addr}");
     let auth = match configured {
         Some(auth) => auth,
-        None => match demo::setup(&addr) {
+        None => match demo::setup(&addr, demo_tokens.as_ref()) {
             Ok((auth, walkthrough)) => {
                 println!("{walkthrough}");
                 auth
@@ -143,7 +170,10 @@ mod demo {
     const ISSUER: &str = "https://demo-issuer.local";
     const AUDIENCE: &str = "events-api";
 
-    pub(super) fn setup(addr: &str) -> Result<(Authenticator, String), String> {
+    pub(super) fn setup(
+        addr: &str,
+        load_tokens: Option<&(usize, std::path::PathBuf)>,
+    ) -> Result<(Authenticator, String), String> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .map_err(|_| "cannot generate a key")?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "bad generated key")?;
@@ -159,19 +189,23 @@ mod demo {
             .map_err(|e| e.to_string())?;
 
         let key = EncodingKey::from_ed_der(pkcs8.as_ref());
-        let mint = |scope: &str| -> Result<String, String> {
+        let mint = |scope: &str, jti: &str| -> Result<String, String> {
             let now = jsonwebtoken::get_current_timestamp();
             let claims = serde_json::json!({
                 "iss": ISSUER, "aud": AUDIENCE, "sub": "demo-user", "client_id": "demo-client",
-                "scope": scope, "iat": now, "exp": now + 3600, "jti": format!("demo-{scope}"),
+                "scope": scope, "iat": now, "exp": now + 3600, "jti": jti,
             });
             let mut header = Header::new(Algorithm::EdDSA);
             header.kid = Some("demo".into());
             header.typ = Some("at+jwt".into());
             sign(&header, &claims, &key)
         };
-        let reader = mint("events:read")?;
-        let writer = mint("events:read events:write")?;
+        let reader = mint("events:read", "demo-events:read")?;
+        let writer = mint("events:read events:write", "demo-events:read events:write")?;
+        if let Some((n, file)) = load_tokens {
+            write_tokens(*n, file, |i| mint("events:read", &format!("demo-load-{i}")))?;
+            println!("demo tokens: wrote {n} to {}", file.display());
+        }
         let base = format!("http://{addr}");
         let text = format!(
             "\nDemo mode: tokens below are signed with a key generated just now (valid 1 hour).\n\
@@ -188,6 +222,29 @@ mod demo {
              curl -i {base}/me -H 'Authorization: Bearer {reader}x'\n"
         );
         Ok((auth, text))
+    }
+
+    /// Writes `n` tokens from `mint`, one per line, to a temporary file renamed to `file` once
+    /// complete, so a reader never sees a partial list.
+    fn write_tokens(
+        n: usize,
+        file: &std::path::Path,
+        mint: impl Fn(usize) -> Result<String, String>,
+    ) -> Result<(), String> {
+        use std::io::Write;
+        let cannot = |e: std::io::Error| format!("cannot write {}: {e}", file.display());
+        let mut partial = file.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(cannot)?);
+        for i in 0..n {
+            writeln!(out, "{}", mint(i)?).map_err(cannot)?;
+        }
+        out.into_inner()
+            .map_err(|e| cannot(e.into_error()))?
+            .sync_all()
+            .map_err(cannot)?;
+        std::fs::rename(&partial, file).map_err(cannot)
     }
 
     fn sign(

@@ -351,22 +351,14 @@ fn logs_access(tokens: &[TokenRecord]) -> bool {
 
 impl PostgresStore {
     async fn do_insert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
-        sqlx::query(concat!(
-            "INSERT INTO oauth2_clients (",
-            client_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(client.client_id.clone())
-        .bind(client.name)
-        .bind(client.secret_hash.to_stored())
-        .bind(sql::list_json(&client.redirect_uris))
-        .bind(sql::grants_json(&client.grant_types))
-        .bind(sql::list_json(&client.scopes))
-        .bind(sql::list_json(&client.default_scopes))
-        .bind(sql::lifetime_text(client.access_token_lifetime))
-        .bind(sql::lifetime_text(client.refresh_token_lifetime))
-        .bind(client.status.as_str())
-        .bind(to_i64(client.created_at, "created_at")?)
+        sql::bind_client(
+            sqlx::query(concat!(
+                "INSERT INTO oauth2_clients (",
+                client_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            )),
+            client.clone(),
+        )?
         .execute(&self.pool)
         .await
         .map_err(db_error_as(|| {
@@ -405,22 +397,14 @@ impl PostgresStore {
     }
 
     async fn do_update_client(&self, client: ClientRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE oauth2_clients SET name = $2, secret_hash = $3, redirect_uris = $4, \
+        let done = sql::bind_client(
+            sqlx::query(
+                "UPDATE oauth2_clients SET name = $2, secret_hash = $3, redirect_uris = $4, \
              grant_types = $5, scopes = $6, default_scopes = $7, access_token_lifetime = $8, \
              refresh_token_lifetime = $9, status = $10, created_at = $11 WHERE client_id = $1",
-        )
-        .bind(client.client_id)
-        .bind(client.name)
-        .bind(client.secret_hash.to_stored())
-        .bind(sql::list_json(&client.redirect_uris))
-        .bind(sql::grants_json(&client.grant_types))
-        .bind(sql::list_json(&client.scopes))
-        .bind(sql::list_json(&client.default_scopes))
-        .bind(sql::lifetime_text(client.access_token_lifetime))
-        .bind(sql::lifetime_text(client.refresh_token_lifetime))
-        .bind(client.status.as_str())
-        .bind(to_i64(client.created_at, "created_at")?)
+            ),
+            client.clone(),
+        )?
         .execute(&self.pool)
         .await
         .map_err(db_error)?;

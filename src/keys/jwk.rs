@@ -6,10 +6,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use super::{Key, algorithm_from_name, rsa_key};
+use super::{Key, Material, algorithm_from_name, rsa_key};
 
 /// Builds a [`Key`] from one JWK. `allow_oct` admits symmetric (`oct`) keys, which only an
 /// explicitly configured single JWK may be, never a member of a JWKS.
@@ -62,7 +62,7 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            Key::new(DecodingKey::from_ec_der(&point), &[curve_alg])
+            Key::new(&Material::Ec(&point), &[curve_alg])?
         }
         "OKP" => {
             match required("crv")? {
@@ -73,7 +73,7 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
             if x.len() != 32 {
                 return Err("Ed25519 public key must be 32 bytes".into());
             }
-            Key::new(DecodingKey::from_ed_der(&x), &[Algorithm::EdDSA])
+            Key::new(&Material::Ed25519(&x), &[Algorithm::EdDSA])?
         }
         "oct" if allow_oct => {
             let k = b64(required("k")?, "k")?;

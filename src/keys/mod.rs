@@ -11,13 +11,16 @@ mod jwk;
 pub(crate) mod pem;
 #[cfg(feature = "remote")]
 pub(crate) mod remote;
+mod verifier;
 
 use std::fmt;
 use std::path::Path;
 
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use crate::error::ConfigError;
+pub(crate) use verifier::Material;
+use verifier::Verifier;
 
 pub(crate) use jwk::parse_jwk;
 
@@ -135,10 +138,7 @@ pub(crate) fn rsa_key(n: &[u8], e: &[u8]) -> Result<Key, String> {
             "RSA modulus has the ROCA fingerprint (CVE-2017-15361): it can be factored".into(),
         );
     }
-    Ok(Key::new(
-        DecodingKey::from_rsa_raw_components(n, e),
-        AlgorithmFamily::Rsa.algorithms(),
-    ))
+    Key::new(&Material::Rsa { n, e }, AlgorithmFamily::Rsa.algorithms())
 }
 
 /// The number of significant bits of a big-endian unsigned integer.
@@ -233,7 +233,7 @@ impl fmt::Debug for AlgorithmSet {
 pub struct Key {
     kid: Option<Box<str>>,
     algorithms: AlgorithmSet,
-    decoding: DecodingKey,
+    verifier: Verifier,
 }
 
 impl Key {
@@ -263,11 +263,9 @@ impl Key {
                 } else {
                     Algorithm::ES256
                 };
-                Ok(Self::new(DecodingKey::from_ec_der(&point), &[alg]))
+                Self::new(&Material::Ec(&point), &[alg])
             }
-            pem::PublicKey::Ed25519(x) => {
-                Ok(Self::new(DecodingKey::from_ed_der(&x), &[Algorithm::EdDSA]))
-            }
+            pem::PublicKey::Ed25519(x) => Self::new(&Material::Ed25519(&x), &[Algorithm::EdDSA]),
         };
         key.map_err(|e| ConfigError::new(format!("PEM: {e}")))
     }
@@ -311,7 +309,7 @@ impl Key {
                 secret.len()
             )));
         }
-        Ok(Self::new(DecodingKey::from_secret(secret), &[algorithm]))
+        Self::new(&Material::Hmac(secret), &[algorithm]).map_err(ConfigError::new)
     }
 
     /// One key from a JWK JSON object (RFC 7517). `RSA`, `EC` (P-256, P-384), `OKP` (Ed25519)
@@ -323,12 +321,14 @@ impl Key {
         parse_jwk(&value, true).map_err(|e| ConfigError::new(format!("JWK: {e}")))
     }
 
-    pub(crate) fn new(decoding: DecodingKey, algorithms: &[Algorithm]) -> Self {
-        Self {
+    /// A key for `algorithms`, its material prepared for verification now; refused if the
+    /// crypto backend cannot parse it.
+    pub(crate) fn new(material: &Material<'_>, algorithms: &[Algorithm]) -> Result<Self, String> {
+        Ok(Self {
             kid: None,
             algorithms: AlgorithmSet::of(algorithms),
-            decoding,
-        }
+            verifier: Verifier::new(material, algorithms)?,
+        })
     }
 
     /// Sets the key id that tokens name in their `kid` header.
@@ -358,6 +358,7 @@ impl Key {
             )));
         }
         self.algorithms = set;
+        self.verifier = self.verifier.retain(|alg| set.contains(alg));
         Ok(self)
     }
 
@@ -377,11 +378,8 @@ impl Key {
 
     /// Verifies `signature` over `message` with `alg`, which the caller has checked this key
     /// allows.
-    pub(crate) fn verify(&self, alg: Algorithm, message: &[u8], signature: &Vec<u8>) -> bool {
-        match (crate::backend::PROVIDER.verifier_factory)(&alg, &self.decoding) {
-            Ok(verifier) => verifier.verify(message, signature).is_ok(),
-            Err(_) => false,
-        }
+    pub(crate) fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify(alg, message, signature)
     }
 }
 

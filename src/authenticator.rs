@@ -71,26 +71,19 @@ impl Authenticator {
             return validate::verify(token, issuers, now);
         };
         let key = crate::cache::Cache::key(token);
-        if let Some(entry) = cache.get(&key) {
-            let trusted = &issuers[entry.issuer];
+        if let Some(cached) = cache.get(&key) {
+            let (issuer, keys) = cached.verified_by();
+            let trusted = &issuers[issuer];
             // The very key set that verified it; after any change, verify again.
-            if trusted.keys.snapshot().is(entry.keys.as_ref()) {
-                validate::recheck(&entry.token, trusted, now)?;
-                return Ok(entry.token.clone());
+            if trusted.keys.snapshot().is(keys) {
+                validate::recheck(&cached, trusted, now)?;
+                return Ok(cached);
             }
             cache.remove(&key);
         }
         let verified = validate::verify_detailed(token, issuers, now)?;
-        let leeway = issuers[verified.issuer].policy.leeway;
-        cache.insert(
-            key,
-            verified.token.clone(),
-            verified.issuer,
-            verified.keys,
-            leeway,
-            now,
-        );
-        Ok(verified.token)
+        cache.insert(key, verified.clone());
+        Ok(verified)
     }
 
     /// How many verified tokens the cache holds, and their approximate size in bytes (for
@@ -531,9 +524,10 @@ impl AuthenticatorBuilder {
         let rejection = self
             .rejection
             .unwrap_or_else(|| Arc::new(DefaultRejection::new(self.realm.into_owned())));
+        let leeways = issuers.iter().map(|t| t.policy.leeway).collect();
         Ok(Authenticator {
             shared: Arc::new(Shared {
-                cache: crate::cache::Cache::new(self.token_cache),
+                cache: crate::cache::Cache::new(self.token_cache, leeways),
                 issuers,
                 sources: Sources::new(self.sources),
                 rejection,

@@ -10,12 +10,10 @@
 //!   any other) sends the token through full verification again.
 //! - Only successes are cached.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::keys::KeySet;
 use crate::validate::VerifiedToken;
 
 /// Configures the verified-token cache ([`AuthenticatorBuilder::token_cache`]). On by default
@@ -36,8 +34,8 @@ impl Default for TokenCache {
 }
 
 impl TokenCache {
-    /// A cache of at most 64 MiB (about 50,000 typical access tokens of 300–500 bytes) whose
-    /// entries live at most 5 minutes (and never past the token's `exp`).
+    /// A cache of at most 64 MiB (about 70,000 typical access tokens, at about 900 bytes each
+    /// in memory) whose entries live at most 5 minutes (and never past the token's `exp`).
     pub fn new() -> Self {
         Self {
             max_bytes: 64 * 1024 * 1024,
@@ -70,98 +68,76 @@ impl TokenCache {
     }
 }
 
-/// Bytes an entry costs besides its claims: key, entry, token, parsed claims and the cache's
-/// own bookkeeping. Calibrated against the process's RSS growth for 100,000 cached HS256 tokens
-/// (`cargo bench --bench peers` prints it): about 1,330 bytes per entry in all.
-pub(crate) const ENTRY_OVERHEAD: u32 = 880;
+/// Bytes an entry costs besides its claims text and scopes: the key, the token's fixed-size
+/// part and the cache's own bookkeeping. Calibrated against the process's RSS growth for
+/// 100,000 cached HS256 tokens (`cargo bench --bench peers` prints it).
+/// Measured: 901 bytes per entry in all, for tokens whose claims JSON is about 190 bytes.
+pub(crate) const ENTRY_OVERHEAD: u32 = 675;
 
-/// One verified token and what it was verified with.
-pub(crate) struct Entry {
-    pub(crate) token: VerifiedToken,
-    /// Index of the issuer that verified it.
-    pub(crate) issuer: usize,
-    /// The key set that verified it (`None`: the issuer's keys never change). Holding the
-    /// `Arc` keeps the allocation alive, so pointer equality cannot be fooled by reuse.
-    pub(crate) keys: Option<Arc<KeySet>>,
-    /// When the entry must go: the token's `exp` plus the leeway, as an instant.
-    expires: Option<Instant>,
-}
-
+/// The cache: SHA-256 of the token → the token as verified (which also records the issuer and
+/// key set that verified it).
 pub(crate) struct Cache {
-    entries: moka::sync::Cache<[u8; 32], Arc<Entry>>,
-    max_ttl: Duration,
+    entries: moka::sync::Cache<[u8; 32], VerifiedToken>,
 }
 
+/// Each entry's lifetime: until the token's `exp` plus its issuer's leeway, and at most
+/// `max_ttl`.
 struct PerEntry {
     max_ttl: Duration,
+    /// Leeway per issuer index.
+    leeways: Box<[u64]>,
 }
 
-impl moka::Expiry<[u8; 32], Arc<Entry>> for PerEntry {
+impl moka::Expiry<[u8; 32], VerifiedToken> for PerEntry {
     fn expire_after_create(
         &self,
         _key: &[u8; 32],
-        value: &Arc<Entry>,
-        created_at: Instant,
+        token: &VerifiedToken,
+        _created_at: Instant,
     ) -> Option<Duration> {
-        let until_exp = value
-            .expires
-            .map_or(self.max_ttl, |at| at.saturating_duration_since(created_at));
-        Some(until_exp.min(self.max_ttl))
+        let Some(exp) = token.expires_at() else {
+            return Some(self.max_ttl);
+        };
+        let (issuer, _) = token.verified_by();
+        let leeway = self.leeways.get(issuer).copied().unwrap_or(0);
+        let left = exp
+            .saturating_add(leeway)
+            .saturating_sub(crate::validate::now());
+        Some(Duration::from_secs(left).min(self.max_ttl))
     }
 }
 
 impl Cache {
-    pub(crate) fn new(config: TokenCache) -> Option<Self> {
+    /// `leeways`: each issuer's leeway, by index.
+    pub(crate) fn new(config: TokenCache, leeways: Vec<u64>) -> Option<Self> {
         if !config.enabled || config.max_bytes == 0 || config.max_ttl.is_zero() {
             return None;
         }
         let entries = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|_key: &[u8; 32], entry: &Arc<Entry>| {
-                let claims = u32::try_from(entry.token.weight()).unwrap_or(u32::MAX);
+            .weigher(|_key: &[u8; 32], token: &VerifiedToken| {
+                let claims = u32::try_from(token.weight()).unwrap_or(u32::MAX);
                 claims.saturating_add(ENTRY_OVERHEAD)
             })
             .expire_after(PerEntry {
                 max_ttl: config.max_ttl,
+                leeways: leeways.into_boxed_slice(),
             })
             .build();
-        Some(Self {
-            entries,
-            max_ttl: config.max_ttl,
-        })
+        Some(Self { entries })
     }
 
     pub(crate) fn key(token: &str) -> [u8; 32] {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<VerifiedToken> {
         self.entries.get(key)
     }
 
-    /// Caches `token`, verified by issuer `issuer` with `keys`, at `now` (Unix seconds).
-    pub(crate) fn insert(
-        &self,
-        key: [u8; 32],
-        token: VerifiedToken,
-        issuer: usize,
-        keys: Option<Arc<KeySet>>,
-        leeway: u64,
-        now: u64,
-    ) {
-        let expires = token.expires_at().map(|exp| {
-            let left = exp.saturating_add(leeway).saturating_sub(now);
-            Instant::now() + Duration::from_secs(left).min(self.max_ttl)
-        });
-        self.entries.insert(
-            key,
-            Arc::new(Entry {
-                token,
-                issuer,
-                keys,
-                expires,
-            }),
-        );
+    /// Caches `token`, which has just been verified.
+    pub(crate) fn insert(&self, key: [u8; 32], token: VerifiedToken) {
+        self.entries.insert(key, token);
     }
 
     /// Drops an entry that no longer holds (its key set changed).

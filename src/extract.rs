@@ -135,7 +135,7 @@ impl<'de> Deserialize<'de> for StandardClaims {
             iat: date(&mut map, "iat")?,
             jti: string(&mut map, "jti")?,
             client_id: string(&mut map, "client_id")?,
-            scopes: Scopes::from_vec(scopes),
+            scopes: Scopes::from_strs(&mut scopes),
             extra: map,
         })
     }

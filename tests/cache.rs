@@ -108,3 +108,43 @@ fn entries_never_outlive_max_ttl_or_the_memory_bound() {
     assert_eq!(auth.token_cache_stats().unwrap().0, 0);
     auth.verify(&token).unwrap();
 }
+
+/// String claims are kept as ranges of the claims JSON; a claim whose JSON escapes the parser
+/// had to undo is kept unescaped after it. Either way the accessors give the decoded value, on
+/// a miss and on a hit, and `claims_json` stays the payload exactly as sent.
+#[test]
+fn escaped_and_plain_string_claims_read_back_decoded() {
+    let (key, kid) = signing_key(Algorithm::ES256);
+    let header = format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}"}}"#);
+    let exp = now() + 600;
+    // `iss` with escaped slashes, `sub` with a \u escape and a non-ASCII character, `aud` as an
+    // array mixing both forms, `scope` with an escape in the middle of a scope.
+    let payload = format!(
+        r#"{{"iss":"https:\/\/issuer.test","sub":"us\u0065r-\u00e9","aud":["other","events\u002dapi"],"exp":{exp},"jti":"plain-jti","client_id":"web","scope":"a\u003ab events:read"}}"#
+    );
+    let token = sign_raw(&header, &payload, &key, Algorithm::ES256);
+    let auth = builder().build().unwrap();
+    for round in ["miss", "hit"] {
+        let verified = auth.verify(&token).unwrap();
+        assert_eq!(verified.issuer(), Some(ISSUER), "{round}");
+        assert_eq!(verified.subject(), Some("user-é"), "{round}");
+        assert_eq!(
+            verified.audience().collect::<Vec<_>>(),
+            ["other", AUDIENCE],
+            "{round}"
+        );
+        assert_eq!(verified.jwt_id(), Some("plain-jti"), "{round}");
+        assert_eq!(verified.client_id(), Some("web"), "{round}");
+        assert_eq!(verified.expires_at(), Some(exp), "{round}");
+        assert_eq!(verified.key_id(), Some(kid), "{round}");
+        assert_eq!(
+            verified.scopes().iter().collect::<Vec<_>>(),
+            ["a:b", "events:read"],
+            "{round}"
+        );
+        assert_eq!(verified.claims_json(), payload.as_bytes(), "{round}");
+        let value: serde_json::Value = verified.claims().unwrap();
+        assert_eq!(value["sub"], "user-é", "{round}");
+    }
+    assert_eq!(auth.token_cache_stats().unwrap().0, 1);
+}

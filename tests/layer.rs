@@ -560,7 +560,7 @@ fn verify_outside_tower() {
     let verified = auth.verify(&token("a b")).unwrap();
     assert_eq!(verified.subject(), Some("user-42"));
     assert_eq!(verified.issuer(), Some(ISSUER));
-    assert_eq!(verified.audience(), [AUDIENCE]);
+    assert_eq!(verified.audience().collect::<Vec<_>>(), [AUDIENCE]);
     assert_eq!(verified.client_id(), Some("client-7"));
     assert_eq!(verified.jwt_id(), Some("jti-1"));
     assert_eq!(verified.key_id(), Some("ec-1"));

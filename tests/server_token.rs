@@ -545,7 +545,7 @@ async fn the_first_configured_audience_is_the_aud_claim() {
     let token = access_token(&client_credentials(&app, &client, None).await);
     assert_eq!(jwt(&token).1["aud"], "orders-api");
     let verified = server.authenticator().verify(&token).expect("verifies");
-    assert_eq!(verified.audience(), ["orders-api"]);
+    assert_eq!(verified.audience().collect::<Vec<_>>(), ["orders-api"]);
     assert_eq!(get_protected(&app, &token).await.status, StatusCode::OK);
 }
 

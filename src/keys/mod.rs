@@ -15,6 +15,7 @@ mod verifier;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
@@ -231,7 +232,7 @@ impl fmt::Debug for AlgorithmSet {
 /// key's list is rejected before any cryptography runs. `Debug` never prints key material.
 #[derive(Clone)]
 pub struct Key {
-    kid: Option<Box<str>>,
+    kid: Option<Arc<str>>,
     algorithms: AlgorithmSet,
     verifier: Verifier,
 }
@@ -334,7 +335,7 @@ impl Key {
     /// Sets the key id that tokens name in their `kid` header.
     #[must_use]
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
-        self.kid = Some(kid.into().into_boxed_str());
+        self.kid = Some(Arc::from(kid.into()));
         self
     }
 
@@ -365,6 +366,11 @@ impl Key {
     /// The key id, if any.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+
+    /// The key id, shared: a verified token naming it keeps this one instead of a copy.
+    pub(crate) fn shared_kid(&self) -> Option<&Arc<str>> {
+        self.kid.as_ref()
     }
 
     /// The algorithms this key may verify.

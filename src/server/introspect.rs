@@ -108,7 +108,7 @@ fn access_body(verified: &crate::VerifiedToken) -> Option<Value> {
         "scope": verified.scopes().iter().collect::<Vec<_>>().join(" "),
         "client_id": verified.client_id(),
         "sub": verified.subject(),
-        "aud": verified.audience(),
+        "aud": verified.audience().collect::<Vec<_>>(),
         "iss": verified.issuer(),
         "jti": verified.jwt_id(),
         "iat": verified.issued_at(),

@@ -14,26 +14,30 @@ use crate::error::AuthError;
 /// expires dressed up as one that does.
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
-/// Claims as read from the payload.
+/// Claims as read from the payload. Strings borrow from the payload unless JSON escapes made
+/// the parser build them, so reading the claims allocates little beyond the captured members.
 #[derive(Default, Debug)]
-pub(crate) struct RawClaims {
-    pub(crate) iss: Option<String>,
-    pub(crate) sub: Option<String>,
-    pub(crate) aud: Vec<String>,
+pub(crate) struct RawClaims<'de> {
+    pub(crate) iss: Option<Cow<'de, str>>,
+    pub(crate) sub: Option<Cow<'de, str>>,
+    pub(crate) aud: Vec<Cow<'de, str>>,
     pub(crate) exp: Option<u64>,
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,
-    pub(crate) jti: Option<String>,
-    pub(crate) client_id: Option<String>,
+    pub(crate) jti: Option<Cow<'de, str>>,
+    pub(crate) client_id: Option<Cow<'de, str>>,
     /// From `scope` and `scp`, in token order, possibly repeated.
-    pub(crate) scopes: Vec<Box<str>>,
+    pub(crate) scopes: Vec<Cow<'de, str>>,
     /// The members named in the capture list, in capture-list order (`None` when absent).
     pub(crate) captured: Vec<Option<Value>>,
 }
 
 /// Parses `json` as a claims set. `capture` names further top-level members whose values the
 /// caller needs (required claims, role claims); registered claim names are never captured.
-pub(crate) fn parse(json: &[u8], capture: &[Box<str>]) -> Result<RawClaims, AuthError> {
+pub(crate) fn parse<'de>(
+    json: &'de [u8],
+    capture: &[Box<str>],
+) -> Result<RawClaims<'de>, AuthError> {
     let mut de = serde_json::Deserializer::from_slice(json);
     let claims = ClaimsSeed { capture }
         .deserialize(&mut de)
@@ -46,7 +50,7 @@ struct ClaimsSeed<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = RawClaims;
+    type Value = RawClaims<'de>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -54,7 +58,7 @@ impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = RawClaims;
+    type Value = RawClaims<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -62,17 +66,21 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut c = RawClaims {
-            captured: vec![None; self.capture.len()],
+            captured: if self.capture.is_empty() {
+                Vec::new()
+            } else {
+                vec![None; self.capture.len()]
+            },
             ..RawClaims::default()
         };
         let mut seen = Seen::default();
         while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
             seen.insert(&name)?;
             match &*name {
-                "iss" => c.iss = Some(string(&mut map, "iss")?.into_owned()),
-                "sub" => c.sub = Some(string(&mut map, "sub")?.into_owned()),
-                "jti" => c.jti = Some(string(&mut map, "jti")?.into_owned()),
-                "client_id" => c.client_id = Some(string(&mut map, "client_id")?.into_owned()),
+                "iss" => c.iss = Some(string(&mut map, "iss")?),
+                "sub" => c.sub = Some(string(&mut map, "sub")?),
+                "jti" => c.jti = Some(string(&mut map, "jti")?),
+                "client_id" => c.client_id = Some(string(&mut map, "client_id")?),
                 "aud" => c.aud = map.next_value_seed(Audience)?,
                 "exp" => c.exp = Some(map.next_value_seed(NumericDate("exp"))?),
                 "nbf" => c.nbf = Some(map.next_value_seed(NumericDate("nbf"))?),
@@ -100,15 +108,23 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
 
 /// `scope` is a space-delimited string (RFC 8693 §4.2, RFC 9068 §2.2.3); `scp` is that or an
 /// array of strings (Entra ID, Okta). Read without an intermediate `Value`.
-struct ScopeClaim<'o> {
-    out: &'o mut Vec<Box<str>>,
+struct ScopeClaim<'o, 'de> {
+    out: &'o mut Vec<Cow<'de, str>>,
     scp: bool,
 }
 
-impl ScopeClaim<'_> {
-    fn push(&mut self, s: &str) {
-        self.out
-            .extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from));
+impl<'de> ScopeClaim<'_, 'de> {
+    fn push(&mut self, s: Cow<'de, str>) {
+        match s {
+            Cow::Borrowed(s) => self
+                .out
+                .extend(s.split(' ').filter(|t| !t.is_empty()).map(Cow::Borrowed)),
+            Cow::Owned(s) => self.out.extend(
+                s.split(' ')
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Cow::Owned(t.to_owned())),
+            ),
+        }
     }
 
     fn wrong_type<E: de::Error>(&self) -> E {
@@ -120,7 +136,7 @@ impl ScopeClaim<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ScopeClaim<'_> {
+impl<'de> DeserializeSeed<'de> for ScopeClaim<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -128,15 +144,20 @@ impl<'de> DeserializeSeed<'de> for ScopeClaim<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for ScopeClaim<'_> {
+impl<'de> Visitor<'de> for ScopeClaim<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a scope claim")
     }
 
+    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
+        self.push(Cow::Borrowed(v));
+        Ok(())
+    }
+
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        self.push(v);
+        self.push(Cow::Owned(v.to_owned()));
         Ok(())
     }
 
@@ -146,7 +167,7 @@ impl<'de> Visitor<'de> for ScopeClaim<'_> {
         }
         loop {
             match seq.next_element::<Str<'de>>() {
-                Ok(Some(Str(s))) => self.push(&s),
+                Ok(Some(Str(s))) => self.push(s),
                 Ok(None) => return Ok(()),
                 Err(_) => return Err(self.wrong_type()),
             }
@@ -177,7 +198,7 @@ impl<'de> Visitor<'de> for ScopeClaim<'_> {
 struct Audience;
 
 impl<'de> DeserializeSeed<'de> for Audience {
-    type Value = Vec<String>;
+    type Value = Vec<Cow<'de, str>>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -185,14 +206,18 @@ impl<'de> DeserializeSeed<'de> for Audience {
 }
 
 impl<'de> Visitor<'de> for Audience {
-    type Value = Vec<String>;
+    type Value = Vec<Cow<'de, str>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("`aud` as a string or an array of strings")
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(vec![Cow::Borrowed(v)])
+    }
+
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(vec![v.to_owned()])
+        Ok(vec![Cow::Owned(v.to_owned())])
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -201,7 +226,7 @@ impl<'de> Visitor<'de> for Audience {
             .next_element::<Str<'de>>()
             .map_err(|_| json::error("`aud` must be a string or an array of strings"))?
         {
-            out.push(Cow::into_owned(s));
+            out.push(s);
         }
         Ok(out)
     }
@@ -260,7 +285,7 @@ impl<'de> Visitor<'de> for NumericDate {
 mod tests {
     use super::*;
 
-    fn kind_of(json: &str) -> Result<RawClaims, String> {
+    fn kind_of(json: &str) -> Result<RawClaims<'_>, String> {
         parse(json.as_bytes(), &[]).map_err(|e| e.description().to_owned())
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod claims;
 pub(crate) mod json;
 pub(crate) mod jws;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{AuthError, AuthErrorKind};
-use crate::keys::{KeySet, KeySource, Selection};
+use crate::keys::{Key, KeySet, KeySource, Selection};
 use crate::scope::Scopes;
 use jws::{Compact, Header, b64url};
 
@@ -113,61 +114,146 @@ pub struct VerifiedToken {
 }
 
 struct TokenInner {
-    claims: claims::RawClaims,
+    /// The claims JSON as the token carried it (`text[..payload_len]`), followed by the
+    /// unescaped text of any string claim whose JSON escapes the parser had to undo. Every
+    /// string claim below is a [`Span`] of it: one allocation for all of them.
+    text: Box<str>,
+    payload_len: usize,
+    iss: Option<Span>,
+    sub: Option<Span>,
+    jti: Option<Span>,
+    client_id: Option<Span>,
+    /// The first audience, and any others (usually none, which allocates nothing).
+    aud_first: Option<Span>,
+    aud_rest: Box<[Span]>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<u64>,
     scopes: Scopes,
     alg: Algorithm,
-    kid: Option<String>,
-    /// The decoded claims JSON, for [`VerifiedToken::claims`].
-    payload: Box<[u8]>,
+    /// Shared with the key that verified the token when their ids are the same.
+    kid: Option<Arc<str>>,
+    /// Index of the issuer that verified it, for the token cache.
+    issuer: usize,
+    /// The key set that verified it (`None`: the issuer's keys never change), for the token
+    /// cache. Holding the `Arc` keeps the allocation alive, so pointer equality cannot be fooled
+    /// by reuse.
+    keys: Option<Arc<KeySet>>,
+}
+
+/// A byte range of [`TokenInner::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// Builds [`TokenInner::text`] and its spans from the payload the claims were parsed from.
+struct TextBuilder {
+    base: usize,
+    payload_len: usize,
+    extra: String,
+}
+
+impl TextBuilder {
+    fn new(payload: &[u8]) -> Self {
+        Self {
+            base: payload.as_ptr() as usize,
+            payload_len: payload.len(),
+            extra: String::new(),
+        }
+    }
+
+    /// Where `s` will be: inside the payload if it is a slice of it (the parser borrowed it),
+    /// else appended after it (JSON escapes made the parser build it; a live allocation of its
+    /// own never overlaps the payload's).
+    fn span(&mut self, s: &str) -> Span {
+        let inside = (s.as_ptr() as usize)
+            .checked_sub(self.base)
+            .filter(|start| start + s.len() <= self.payload_len);
+        let start = inside.unwrap_or_else(|| {
+            let start = self.payload_len + self.extra.len();
+            self.extra.push_str(s);
+            start
+        });
+        // The token is at most `max_token_size` bytes, far below 4 GiB.
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            len: u32::try_from(s.len()).unwrap_or(0),
+        }
+    }
+
+    /// The text: the payload, then what `span` appended.
+    fn finish(self, payload: Vec<u8>) -> Result<Box<str>, AuthError> {
+        let mut text =
+            String::from_utf8(payload).map_err(|_| AuthError::malformed("claims are not UTF-8"))?;
+        text.push_str(&self.extra);
+        Ok(text.into_boxed_str())
+    }
 }
 
 impl VerifiedToken {
     /// `sub`: the principal the token is about.
     pub fn subject(&self) -> Option<&str> {
-        self.inner.claims.sub.as_deref()
+        self.text(self.inner.sub)
     }
 
     /// `iss`: who issued the token.
     pub fn issuer(&self) -> Option<&str> {
-        self.inner.claims.iss.as_deref()
+        self.text(self.inner.iss)
     }
 
     /// `aud`: the audiences, whether the token sent a string or an array.
-    pub fn audience(&self) -> &[String] {
-        &self.inner.claims.aud
+    pub fn audience(&self) -> impl Iterator<Item = &str> + '_ {
+        let inner = &*self.inner;
+        inner
+            .aud_first
+            .iter()
+            .chain(inner.aud_rest.iter())
+            .map(|span| self.text(Some(*span)).unwrap_or_default())
+    }
+
+    fn text(&self, span: Option<Span>) -> Option<&str> {
+        let span = span?;
+        let start = span.start as usize;
+        self.inner.text.get(start..start + span.len as usize)
     }
 
     /// `client_id` (RFC 9068 §2.2): the OAuth client the token was issued to.
     pub fn client_id(&self) -> Option<&str> {
-        self.inner.claims.client_id.as_deref()
+        self.text(self.inner.client_id)
     }
 
     /// `jti`: the token's unique id.
     pub fn jwt_id(&self) -> Option<&str> {
-        self.inner.claims.jti.as_deref()
+        self.text(self.inner.jti)
     }
 
     /// `exp` in seconds since the Unix epoch.
     pub fn expires_at(&self) -> Option<u64> {
-        self.inner.claims.exp
+        self.inner.exp
     }
 
-    /// Roughly the heap bytes this token holds, for the cache's memory bound.
+    /// Roughly the heap bytes this token holds besides its fixed-size part, for the cache's
+    /// memory bound.
     pub(crate) fn weight(&self) -> usize {
         let inner = &self.inner;
-        inner.payload.len() * 2
-            + inner.kid.as_ref().map_or(0, String::len)
-            + inner.scopes.iter().map(|s| s.len() + 16).sum::<usize>()
+        inner.text.len() + inner.aud_rest.len() * 8 + inner.scopes.heap_bytes()
+    }
+
+    /// The issuer (its index) and key set that verified the token, for the token cache.
+    pub(crate) fn verified_by(&self) -> (usize, Option<&Arc<KeySet>>) {
+        (self.inner.issuer, self.inner.keys.as_ref())
     }
 
     /// `iat` in seconds since the Unix epoch.
     pub fn issued_at(&self) -> Option<u64> {
-        self.inner.claims.iat
+        self.inner.iat
     }
 
     /// `nbf` in seconds since the Unix epoch.
     pub fn not_before(&self) -> Option<u64> {
-        self.inner.claims.nbf
+        self.inner.nbf
     }
 
     /// The granted scopes: `scope` and `scp`, plus any configured role claims.
@@ -187,12 +273,17 @@ impl VerifiedToken {
 
     /// The verified claims JSON, as the token carried it.
     pub fn claims_json(&self) -> &[u8] {
-        &self.inner.payload
+        let inner = &*self.inner;
+        inner
+            .text
+            .as_bytes()
+            .get(..inner.payload_len)
+            .unwrap_or_default()
     }
 
     /// Deserializes the verified claims into `T`.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.inner.payload)
+        serde_json::from_slice(self.claims_json())
     }
 }
 
@@ -225,24 +316,16 @@ pub(crate) fn verify(
     issuers: &[Trusted],
     now: u64,
 ) -> Result<VerifiedToken, AuthError> {
-    verify_detailed(token, issuers, now).map(|v| v.token)
+    verify_detailed(token, issuers, now)
 }
 
-/// A verified token with what verified it, for the token cache.
-pub(crate) struct Verified {
-    pub(crate) token: VerifiedToken,
-    /// Index of the issuer in the list.
-    pub(crate) issuer: usize,
-    /// The key set that verified it, when the issuer's keys can change.
-    pub(crate) keys: Option<Arc<KeySet>>,
-}
-
-/// [`verify`], also saying which issuer and key set verified the token.
+/// [`verify`]; the token also records which issuer and key set verified it
+/// ([`VerifiedToken::verified_by`]), for the token cache.
 pub(crate) fn verify_detailed(
     token: &str,
     issuers: &[Trusted],
     now: u64,
-) -> Result<Verified, AuthError> {
+) -> Result<VerifiedToken, AuthError> {
     // Size limit and capture list are the same for every issuer.
     let Some(first) = issuers.first() else {
         return Err(AuthError::new(
@@ -260,39 +343,64 @@ pub(crate) fn verify_detailed(
     let header = Header::parse(parts.header)?;
     let kid = header.kid.as_deref();
     let payload = b64url(parts.payload, "payload").map_err(|e| e.with_claimed(kid, None))?;
-    let mut claims =
+    let claims =
         claims::parse(&payload, &first.policy.capture).map_err(|e| e.with_claimed(kid, None))?;
     let (index, trusted) = select_issuer(issuers, claims.iss.as_deref())
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
     let policy = &trusted.policy;
     let keys = trusted.keys.snapshot();
     let key_set = keys.identity();
-    check_token(&parts, &header, &claims, policy, &keys, now)
+    let key = check_token(&parts, &header, &claims, policy, &keys, now)
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
 
-    let mut scopes = std::mem::take(&mut claims.scopes);
+    let mut names: Vec<&str> = claims.scopes.iter().map(|s| &**s).collect();
     for path in &policy.scope_paths {
         let root = path.first().and_then(|name| policy.capture_index(name));
         if let Some(value) = root.and_then(|i| claims.captured[i].as_ref()) {
-            collect_path(value, &path[1..], &mut scopes);
+            collect_path(value, &path[1..], &mut names);
         }
     }
-    let scopes = Scopes::from_vec(scopes);
+    let scopes = Scopes::from_strs(&mut names);
+    let kid = match (header.kid, key.shared_kid()) {
+        (Some(named), Some(shared)) if *named == **shared => Some(Arc::clone(shared)),
+        (named, _) => named.map(Arc::from),
+    };
+    let mut text = TextBuilder::new(&payload);
+    let mut span = |s: &Option<Cow<'_, str>>| s.as_deref().map(|s| text.span(s));
+    let (iss, sub, jti, client_id) = (
+        span(&claims.iss),
+        span(&claims.sub),
+        span(&claims.jti),
+        span(&claims.client_id),
+    );
+    let mut audiences = claims.aud.iter().map(|a| text.span(a));
+    let aud_first = audiences.next();
+    let aud_rest = audiences.collect();
+    let (exp, nbf, iat) = (claims.exp, claims.nbf, claims.iat);
+    drop(claims);
+    let payload_len = payload.len();
     let verified = VerifiedToken {
         inner: Arc::new(TokenInner {
-            claims,
+            text: text.finish(payload)?,
+            payload_len,
+            iss,
+            sub,
+            jti,
+            client_id,
+            aud_first,
+            aud_rest,
+            exp,
+            nbf,
+            iat,
             scopes,
             alg: header.alg,
-            kid: header.kid,
-            payload: payload.into_boxed_slice(),
+            kid,
+            issuer: index,
+            keys: key_set,
         }),
     };
     check_revocation(trusted, &verified)?;
-    Ok(Verified {
-        token: verified,
-        issuer: index,
-        keys: key_set,
-    })
+    Ok(verified)
 }
 
 fn check_revocation(trusted: &Trusted, token: &VerifiedToken) -> Result<(), AuthError> {
@@ -309,7 +417,7 @@ fn check_revocation(trusted: &Trusted, token: &VerifiedToken) -> Result<(), Auth
 /// The checks a cached token goes through again on every use: `exp` and `nbf` against the
 /// clock, and the issuer's revocation check.
 pub(crate) fn recheck(token: &VerifiedToken, trusted: &Trusted, now: u64) -> Result<(), AuthError> {
-    let claims = &token.inner.claims;
+    let claims = &*token.inner;
     let leeway = trusted.policy.leeway;
     let claimed = |e: AuthError| e.with_claimed(token.key_id(), token.issuer());
     if let Some(exp) = claims.exp
@@ -356,14 +464,15 @@ fn select_issuer<'a>(
 }
 
 /// The checks that need the issuer's policy: type, key and signature, then the claims.
-fn check_token(
+/// Returns the key that verified the signature.
+fn check_token<'k>(
     parts: &Compact<'_>,
     header: &Header,
-    claims: &claims::RawClaims,
+    claims: &claims::RawClaims<'_>,
     policy: &Policy,
-    keys: &KeySet,
+    keys: &'k KeySet,
     now: u64,
-) -> Result<(), AuthError> {
+) -> Result<&'k Key, AuthError> {
     if let Some(required) = &policy.typ
         && !header
             .typ
@@ -375,17 +484,18 @@ fn check_token(
             format!("token type (typ) must be {required}"),
         ));
     }
-    verify_signature(parts, header, keys)?;
-    check_claims(claims, policy, now)
+    let key = verify_signature(parts, header, keys)?;
+    check_claims(claims, policy, now)?;
+    Ok(key)
 }
 
 /// Checks the signature with the keys the header selects. Used by the layer and, on its own, by
-/// the JOSE test vectors.
-pub(crate) fn verify_signature(
+/// the JOSE test vectors. Returns the key that verified it.
+pub(crate) fn verify_signature<'k>(
     parts: &Compact<'_>,
     header: &Header,
-    keys: &KeySet,
-) -> Result<(), AuthError> {
+    keys: &'k KeySet,
+) -> Result<&'k Key, AuthError> {
     if keys.is_empty() {
         return Err(AuthError::new(
             AuthErrorKind::KeysUnavailable,
@@ -420,11 +530,11 @@ pub(crate) fn verify_signature(
     }
     let signature = b64url(parts.signature, "signature")?;
     let message = parts.signing_input.as_bytes();
-    if selection
+    if let Some(key) = selection
         .keys()
-        .any(|key| key.verify(header.alg, message, &signature))
+        .find(|key| key.verify(header.alg, message, &signature))
     {
-        return Ok(());
+        return Ok(key);
     }
     match selection {
         // The token's kid is unknown and no key without a kid verified it: a key this set does
@@ -442,7 +552,11 @@ pub(crate) fn verify_signature(
     }
 }
 
-fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result<(), AuthError> {
+fn check_claims(
+    claims: &claims::RawClaims<'_>,
+    policy: &Policy,
+    now: u64,
+) -> Result<(), AuthError> {
     let leeway = policy.leeway;
     match claims.exp {
         Some(exp) if now >= exp.saturating_add(leeway) => {
@@ -475,7 +589,12 @@ fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result
             "token was issued in the future (iat)",
         ));
     }
-    if !policy.audiences.is_empty() && !claims.aud.iter().any(|a| policy.audiences.contains(a)) {
+    if !policy.audiences.is_empty()
+        && !claims
+            .aud
+            .iter()
+            .any(|a| policy.audiences.iter().any(|p| p == a))
+    {
         let description = if claims.aud.is_empty() {
             "token has no audience (aud)"
         } else {
@@ -517,7 +636,7 @@ fn check_claims(claims: &claims::RawClaims, policy: &Policy, now: u64) -> Result
 
 /// Follows `path` into `value` and adds the strings found there (an array of strings, or one
 /// space-delimited string) to `out`. Anything else is ignored: role claims are additive.
-fn collect_path(value: &Value, path: &[String], out: &mut Vec<Box<str>>) {
+fn collect_path<'v>(value: &'v Value, path: &[String], out: &mut Vec<&'v str>) {
     let mut value = value;
     for segment in path {
         match value.get(segment) {
@@ -526,10 +645,8 @@ fn collect_path(value: &Value, path: &[String], out: &mut Vec<Box<str>>) {
         }
     }
     match value {
-        Value::String(s) => out.extend(s.split(' ').filter(|t| !t.is_empty()).map(Box::from)),
-        Value::Array(items) => {
-            out.extend(items.iter().filter_map(Value::as_str).map(Box::from));
-        }
+        Value::String(s) => out.extend(s.split(' ').filter(|t| !t.is_empty())),
+        Value::Array(items) => out.extend(items.iter().filter_map(Value::as_str)),
         _ => {}
     }
 }

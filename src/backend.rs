@@ -23,8 +23,10 @@ compile_error!(
      are both enabled; with `default-features = false`, keep only `rust-crypto`"
 );
 
-/// The provider every verification in this crate goes through.
+/// The provider the server signs with. Verification on this backend uses keys prepared with
+/// aws-lc-rs directly (`keys::verifier`), so without `server` nothing reads it.
 #[cfg(feature = "aws-lc-rs")]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
 
 /// The provider every verification in this crate goes through.

@@ -20,7 +20,7 @@ const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 pub(crate) struct RawClaims<'de> {
     pub(crate) iss: Option<Cow<'de, str>>,
     pub(crate) sub: Option<Cow<'de, str>>,
-    pub(crate) aud: Vec<Cow<'de, str>>,
+    pub(crate) aud: Audiences<'de>,
     pub(crate) exp: Option<u64>,
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,
@@ -30,6 +30,30 @@ pub(crate) struct RawClaims<'de> {
     pub(crate) scopes: Vec<Cow<'de, str>>,
     /// The members named in the capture list, in capture-list order (`None` when absent).
     pub(crate) captured: Vec<Option<Value>>,
+}
+
+/// `aud`'s values: the first kept apart, so the usual single audience allocates nothing.
+#[derive(Default, Debug)]
+pub(crate) struct Audiences<'de> {
+    first: Option<Cow<'de, str>>,
+    rest: Vec<Cow<'de, str>>,
+}
+
+impl<'de> Audiences<'de> {
+    fn push(&mut self, audience: Cow<'de, str>) {
+        match self.first {
+            None => self.first = Some(audience),
+            Some(_) => self.rest.push(audience),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        self.first.iter().chain(&self.rest).map(|a| &**a)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
 }
 
 /// Parses `json` as a claims set. `capture` names further top-level members whose values the
@@ -198,7 +222,7 @@ impl<'de> Visitor<'de> for ScopeClaim<'_, 'de> {
 struct Audience;
 
 impl<'de> DeserializeSeed<'de> for Audience {
-    type Value = Vec<Cow<'de, str>>;
+    type Value = Audiences<'de>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -206,22 +230,26 @@ impl<'de> DeserializeSeed<'de> for Audience {
 }
 
 impl<'de> Visitor<'de> for Audience {
-    type Value = Vec<Cow<'de, str>>;
+    type Value = Audiences<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("`aud` as a string or an array of strings")
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(vec![Cow::Borrowed(v)])
+        let mut out = Audiences::default();
+        out.push(Cow::Borrowed(v));
+        Ok(out)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(vec![Cow::Owned(v.to_owned())])
+        let mut out = Audiences::default();
+        out.push(Cow::Owned(v.to_owned()));
+        Ok(out)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
+        let mut out = Audiences::default();
         while let Some(Str(s)) = seq
             .next_element::<Str<'de>>()
             .map_err(|_| json::error("`aud` must be a string or an array of strings"))?
@@ -297,7 +325,7 @@ mod tests {
         );
         let c = c.unwrap_or_default();
         assert_eq!(c.iss.as_deref(), Some("i"));
-        assert_eq!(c.aud, vec!["a", "b"]);
+        assert_eq!(c.aud.iter().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!((c.exp, c.nbf, c.iat), (Some(10), Some(2), Some(2)));
         assert_eq!(
             c.scopes.iter().map(|s| &**s).collect::<Vec<_>>(),

@@ -95,23 +95,38 @@ impl<'de> de::Deserialize<'de> for Str<'de> {
 /// and RFC 7519 §7.2 allow it): two parsers that keep different duplicates would see different
 /// claims, so the only safe answer is to accept neither. A short list is scanned; a long one
 /// moves into a hash set, so an 8 KiB token of tiny members costs linear, not quadratic, time.
-#[derive(Default)]
+/// The short list lives on the stack, so the usual header or claims set allocates nothing here.
 pub(crate) struct Seen<'de> {
-    names: Vec<Cow<'de, str>>,
+    len: usize,
+    names: [Cow<'de, str>; SEEN_SCAN],
     set: HashSet<Cow<'de, str>>,
 }
 
+impl Default for Seen<'_> {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            names: std::array::from_fn(|_| Cow::Borrowed("")),
+            set: HashSet::new(),
+        }
+    }
+}
+
+/// Names a [`Seen`] scans before it switches to a hash set.
+const SEEN_SCAN: usize = 16;
+
 impl<'de> Seen<'de> {
-    const SCAN: usize = 16;
+    const SCAN: usize = SEEN_SCAN;
 
     #[allow(
         clippy::ptr_arg,
         reason = "the name is kept, still borrowed from the input"
     )]
     pub(crate) fn insert<E: de::Error>(&mut self, name: &Cow<'de, str>) -> Result<(), E> {
-        let fresh = if self.names.len() < Self::SCAN {
-            let fresh = !self.names.contains(name);
-            self.names.push(name.clone());
+        let fresh = if self.len < Self::SCAN {
+            let fresh = !self.names[..self.len].contains(name);
+            self.names[self.len] = name.clone();
+            self.len += 1;
             fresh
         } else {
             if self.set.is_empty() {

@@ -50,26 +50,75 @@ impl<'t> Compact<'t> {
 pub(crate) fn b64url(part: &str, what: &'static str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| AuthError::malformed(format!("{what} is not canonical unpadded base64url")))
+        .map_err(|_| not_base64url(what))
 }
 
 /// The members of the protected header this crate acts on. `jku`, `x5u`, `jwk` and `x5c` are
 /// deliberately not read: keys come only from configuration.
-#[derive(Debug)]
-pub(crate) struct Header {
-    pub(crate) alg: Algorithm,
-    pub(crate) kid: Option<String>,
-    pub(crate) typ: Option<String>,
+/// A base64url part decoded into a stack buffer of `N` bytes when it fits, else onto the heap.
+pub(crate) struct Decoded<const N: usize> {
+    inline: [u8; N],
+    len: usize,
+    heap: Option<Vec<u8>>,
 }
 
-impl Header {
+impl<const N: usize> Decoded<N> {
+    pub(crate) fn new(part: &str, what: &'static str) -> Result<Self, AuthError> {
+        let mut out = Self {
+            inline: [0; N],
+            len: 0,
+            heap: None,
+        };
+        if base64::decoded_len_estimate(part.len()) <= N {
+            out.len = URL_SAFE_NO_PAD
+                .decode_slice(part, &mut out.inline)
+                .map_err(|_| not_base64url(what))?;
+        } else {
+            out.heap = Some(b64url(part, what)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.heap {
+            Some(heap) => heap,
+            None => &self.inline[..self.len],
+        }
+    }
+}
+
+fn not_base64url(what: &str) -> AuthError {
+    AuthError::malformed(format!("{what} is not canonical unpadded base64url"))
+}
+
+#[derive(Debug)]
+pub(crate) struct Header<'h> {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Cow<'h, str>>,
+    pub(crate) typ: Option<Cow<'h, str>>,
+}
+
+impl Header<'static> {
+    /// Decodes and parses a header, owning what it keeps.
     pub(crate) fn parse(encoded: &str) -> Result<Self, AuthError> {
         let json = b64url(encoded, "header")?;
-        let mut de = serde_json::Deserializer::from_slice(&json);
+        let header = Header::from_json(&json)?;
+        Ok(Header {
+            alg: header.alg,
+            kid: header.kid.map(|k| Cow::Owned(k.into_owned())),
+            typ: header.typ.map(|t| Cow::Owned(t.into_owned())),
+        })
+    }
+}
+
+impl<'h> Header<'h> {
+    /// Parses a decoded header, borrowing its strings from `json` where it can.
+    pub(crate) fn from_json(json: &'h [u8]) -> Result<Self, AuthError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
         let raw = RawHeaderSeed
             .deserialize(&mut de)
             .and_then(|h| de.end().map(|()| h));
-        let raw = raw.map_err(|e| AuthError::malformed(json::describe("header", &json, &e)))?;
+        let raw = raw.map_err(|e| AuthError::malformed(json::describe("header", json, &e)))?;
 
         if raw.crit {
             return Err(AuthError::new(
@@ -100,8 +149,8 @@ impl Header {
         })?;
         Ok(Self {
             alg,
-            kid: raw.kid.map(Cow::into_owned),
-            typ: raw.typ.map(Cow::into_owned),
+            kid: raw.kid,
+            typ: raw.typ,
         })
     }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::keys::{Key, KeySet, KeySource, Selection};
 use crate::scope::Scopes;
-use jws::{Compact, Header, b64url};
+use jws::{Compact, Decoded, Header, b64url};
 
 /// Registered claim names: always parsed with their RFC 7519 types, never captured raw.
 pub(crate) const REGISTERED: [&str; 10] = [
@@ -340,10 +340,12 @@ pub(crate) fn verify_detailed(
         ));
     }
     let parts = Compact::split(token)?;
-    let header = Header::parse(parts.header)?;
+    // A header is usually under 200 bytes: decoded on the stack.
+    let header_json = Decoded::<256>::new(parts.header, "header")?;
+    let header = Header::from_json(header_json.as_slice())?;
     let kid = header.kid.as_deref();
     let payload = b64url(parts.payload, "payload").map_err(|e| e.with_claimed(kid, None))?;
-    let claims =
+    let mut claims =
         claims::parse(&payload, &first.policy.capture).map_err(|e| e.with_claimed(kid, None))?;
     let (index, trusted) = select_issuer(issuers, claims.iss.as_deref())
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
@@ -353,17 +355,21 @@ pub(crate) fn verify_detailed(
     let key = check_token(&parts, &header, &claims, policy, &keys, now)
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
 
-    let mut names: Vec<&str> = claims.scopes.iter().map(|s| &**s).collect();
-    for path in &policy.scope_paths {
-        let root = path.first().and_then(|name| policy.capture_index(name));
-        if let Some(value) = root.and_then(|i| claims.captured[i].as_ref()) {
-            collect_path(value, &path[1..], &mut names);
+    let scopes = if policy.scope_paths.is_empty() {
+        Scopes::from_strs(&mut claims.scopes)
+    } else {
+        let mut names: Vec<&str> = claims.scopes.iter().map(|s| &**s).collect();
+        for path in &policy.scope_paths {
+            let root = path.first().and_then(|name| policy.capture_index(name));
+            if let Some(value) = root.and_then(|i| claims.captured[i].as_ref()) {
+                collect_path(value, &path[1..], &mut names);
+            }
         }
-    }
-    let scopes = Scopes::from_strs(&mut names);
+        Scopes::from_strs(&mut names)
+    };
     let kid = match (header.kid, key.shared_kid()) {
         (Some(named), Some(shared)) if *named == **shared => Some(Arc::clone(shared)),
-        (named, _) => named.map(Arc::from),
+        (named, _) => named.map(|k| Arc::from(&*k)),
     };
     let mut text = TextBuilder::new(&payload);
     let mut span = |s: &Option<Cow<'_, str>>| s.as_deref().map(|s| text.span(s));
@@ -467,7 +473,7 @@ fn select_issuer<'a>(
 /// Returns the key that verified the signature.
 fn check_token<'k>(
     parts: &Compact<'_>,
-    header: &Header,
+    header: &Header<'_>,
     claims: &claims::RawClaims<'_>,
     policy: &Policy,
     keys: &'k KeySet,
@@ -493,7 +499,7 @@ fn check_token<'k>(
 /// the JOSE test vectors. Returns the key that verified it.
 pub(crate) fn verify_signature<'k>(
     parts: &Compact<'_>,
-    header: &Header,
+    header: &Header<'_>,
     keys: &'k KeySet,
 ) -> Result<&'k Key, AuthError> {
     if keys.is_empty() {
@@ -528,11 +534,13 @@ pub(crate) fn verify_signature<'k>(
     if parts.signature.is_empty() {
         return Err(AuthError::malformed("empty signature"));
     }
-    let signature = b64url(parts.signature, "signature")?;
+    // Up to RSA-4096 on the stack; larger RSA signatures go to the heap.
+    let signature = Decoded::<512>::new(parts.signature, "signature")?;
+    let signature = signature.as_slice();
     let message = parts.signing_input.as_bytes();
     if let Some(key) = selection
         .keys()
-        .find(|key| key.verify(header.alg, message, &signature))
+        .find(|key| key.verify(header.alg, message, signature))
     {
         return Ok(key);
     }

@@ -35,6 +35,7 @@ mod bench {
     use jsonwebtoken::jwk::JwkSet;
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
     use serde::{Deserialize, Serialize};
+    use sha2::Digest;
     use tower::{Layer, Service, ServiceExt};
     use tower_oauth2::{Authenticator, Key, KeySet, TokenCache, VerifiedToken};
 
@@ -279,6 +280,13 @@ mod bench {
                     |req| ready(cached.clone().oneshot(req)),
                     BatchSize::SmallInput,
                 );
+            });
+            // The cache key alone: the floor under `layer_cached`, which must hash the whole
+            // token on every request.
+            group.bench_function("sha256_of_token", |b| {
+                b.iter(|| -> [u8; 32] {
+                    sha2::Sha256::digest(black_box(case.token.as_bytes())).into()
+                });
             });
             group.bench_function("bare_decode", |b| {
                 b.iter(|| {

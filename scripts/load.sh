@@ -203,23 +203,23 @@ scenario() { # KEY LABEL RUNNER ARGS...
 for round in $(seq 1 "$rounds"); do
     case "$generator" in
         oha)
-            scenario "a$round" "(a) GET /public, round $round" run_oha /public
-            scenario "b$round" "(b) GET /me, one token, round $round" run_oha /me "$one_token"
+            scenario "round_a$round" "(a) GET /public, round $round" run_oha /public
+            scenario "round_b$round" "(b) GET /me, one token, round $round" run_oha /me "$one_token"
             ;;
         wrk)
-            scenario "a$round" "(a) GET /public, round $round" run_wrk /public
-            scenario "b$round" "(b) GET /me, one token, round $round" run_wrk /me "$one_token"
+            scenario "round_a$round" "(a) GET /public, round $round" run_wrk /public
+            scenario "round_b$round" "(b) GET /me, one token, round $round" run_wrk /me "$one_token"
             ;;
         load_client)
-            scenario "a$round" "(a) GET /public, round $round" run_client /public
-            scenario "b$round" "(b) GET /me, one token, round $round" run_client /me "$single"
+            scenario "round_a$round" "(a) GET /public, round $round" run_client /public
+            scenario "round_b$round" "(b) GET /me, one token, round $round" run_client /me "$single"
             ;;
     esac
 done
 # The median round of each (by req/s; the lower middle one for an even count).
 median_round() { # KEY
     local runs=()
-    for round in $(seq 1 "$rounds"); do runs+=("${result[$1$round]}"); done
+    for round in $(seq 1 "$rounds"); do runs+=("${result[round_$1$round]}"); done
     printf '%s\n' "${runs[@]}" | sort -n -k1,1 | sed -n "$(((rounds + 1) / 2))p"
 }
 result[a]="$(median_round a)"
@@ -245,7 +245,9 @@ row "(b') GET /me, one token" load_client b2
 row "(c) GET /me, $ntokens distinct tokens" load_client c
 echo
 pairs=()
-for round in $(seq 1 "$rounds"); do pairs+=("${result[a$round]%% *}" "${result[b$round]%% *}"); done
+for round in $(seq 1 "$rounds"); do
+    pairs+=("${result[round_a$round]%% *}" "${result[round_b$round]%% *}")
+done
 python3 - "${result[b2]}" "${result[c]}" "${pairs[@]}" <<'EOF'
 import statistics, sys
 b2, c = (float(s.split()[0]) for s in sys.argv[1:3])

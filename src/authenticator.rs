@@ -268,6 +268,9 @@ impl Default for AuthenticatorBuilder {
     }
 }
 
+/// The largest `max_token_size` a builder accepts.
+const MAX_TOKEN_SIZE_LIMIT: usize = 1024 * 1024;
+
 impl AuthenticatorBuilder {
     /// A builder whose first issuer is `issuer` (the authorization server's own trust).
     #[cfg(feature = "server")]
@@ -432,7 +435,7 @@ impl AuthenticatorBuilder {
         self
     }
 
-    /// The longest token accepted, in bytes. Defaults to 8 KiB.
+    /// The longest token accepted, in bytes. Defaults to 8 KiB; at least 64 and at most 1 MiB.
     pub fn max_token_size(mut self, bytes: usize) -> Self {
         self.max_token_size = bytes;
         self
@@ -487,6 +490,13 @@ impl AuthenticatorBuilder {
             return Err(ConfigError::new(
                 "max_token_size below 64 bytes rejects every JWT",
             ));
+        }
+        // A verified token records its claims as 32-bit offsets; 1 MiB is far beyond any
+        // access token and keeps them exact.
+        if self.max_token_size > MAX_TOKEN_SIZE_LIMIT {
+            return Err(ConfigError::new(format!(
+                "max_token_size above {MAX_TOKEN_SIZE_LIMIT} bytes (1 MiB) is not supported"
+            )));
         }
         if !self.extra.is_empty() && self.any_issuer {
             return Err(ConfigError::new(

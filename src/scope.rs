@@ -38,7 +38,8 @@ impl Scopes {
                 continue;
             }
             text.push_str(scope);
-            // A token is at most a few KiB (`max_token_size`), far below 4 GiB.
+            // Scopes come from a token of at most `max_token_size` (≤ 1 MiB) or from a string
+            // an application parsed; 4 GiB of scopes is not a case to serve.
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             last = Some(scope);
         }

@@ -615,6 +615,10 @@ fn configuration_mistakes_are_errors_not_panics() {
         ),
         (builder().max_token_size(10), "max_token_size below 64"),
         (
+            builder().max_token_size(2 << 20),
+            "max_token_size above 1048576",
+        ),
+        (
             builder().required_claim_value("iss", "x"),
             "is a registered claim",
         ),

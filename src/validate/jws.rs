@@ -53,8 +53,6 @@ pub(crate) fn b64url(part: &str, what: &'static str) -> Result<Vec<u8>, AuthErro
         .map_err(|_| not_base64url(what))
 }
 
-/// The members of the protected header this crate acts on. `jku`, `x5u`, `jwk` and `x5c` are
-/// deliberately not read: keys come only from configuration.
 /// A base64url part decoded into a stack buffer of `N` bytes when it fits, else onto the heap.
 pub(crate) struct Decoded<const N: usize> {
     inline: [u8; N],
@@ -91,6 +89,8 @@ fn not_base64url(what: &str) -> AuthError {
     AuthError::malformed(format!("{what} is not canonical unpadded base64url"))
 }
 
+/// The members of the protected header this crate acts on. `jku`, `x5u`, `jwk` and `x5c` are
+/// deliberately not read: keys come only from configuration.
 #[derive(Debug)]
 pub(crate) struct Header<'h> {
     pub(crate) alg: Algorithm,

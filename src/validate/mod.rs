@@ -103,7 +103,8 @@ impl Trusted {
     }
 }
 
-/// A token whose signature and claims passed every check. Cheap to clone.
+/// A token whose signature and claims passed every check. Cheap to clone. It also holds the key
+/// set that verified it, so a token kept long after a JWKS refresh keeps the old set alive.
 ///
 /// The layer puts one in the request extensions; handlers read it through the
 /// [`Claims`](crate::Claims), [`Scopes`] or `VerifiedToken` extractors, or from
@@ -176,7 +177,7 @@ impl TextBuilder {
             self.extra.push_str(s);
             start
         });
-        // The token is at most `max_token_size` bytes, far below 4 GiB.
+        // The token is at most `max_token_size` bytes, which the builder keeps to 1 MiB.
         Span {
             start: u32::try_from(start).unwrap_or(u32::MAX),
             len: u32::try_from(s.len()).unwrap_or(0),
@@ -534,8 +535,9 @@ pub(crate) fn verify_signature<'k>(
     if parts.signature.is_empty() {
         return Err(AuthError::malformed("empty signature"));
     }
-    // Up to RSA-4096 on the stack; larger RSA signatures go to the heap.
-    let signature = Decoded::<512>::new(parts.signature, "signature")?;
+    // Up to RSA-4096 (512 bytes; the decoder asks for room for 513) on the stack; larger RSA
+    // signatures go to the heap.
+    let signature = Decoded::<520>::new(parts.signature, "signature")?;
     let signature = signature.as_slice();
     let message = parts.signing_input.as_bytes();
     if let Some(key) = selection

@@ -345,6 +345,40 @@ fn tokens_from_rows(rows: &[PgRow]) -> Result<Vec<TokenRecord>, StoreError> {
     rows.iter().map(sql::token_from_row).collect()
 }
 
+/// The statement [`revoke_where`] runs: revoke the tokens whose `$column` is `$1`, log the
+/// access tokens among them in issue order, and return them.
+macro_rules! revocation_sql {
+    ($column:literal) => {
+        concat!(
+            "WITH revoked AS (UPDATE oauth2_tokens SET state = 'revoked' WHERE ",
+            $column,
+            " = $1 AND state <> 'revoked' RETURNING ",
+            token_columns!(),
+            "), logged AS (INSERT INTO oauth2_revocation_log (jti, expires_at) \
+             SELECT id, expires_at FROM revoked WHERE kind = 'access_token' \
+             ORDER BY issued_at, id) \
+             SELECT ",
+            token_columns!(),
+            " FROM revoked"
+        )
+    };
+}
+
+/// Runs a [`revocation_sql!`] statement for `key` and returns the tokens it revoked, in issue
+/// order. The caller holds the log lock, so the log's order is commit order.
+async fn revoke_where(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    key: &str,
+) -> Result<Vec<TokenRecord>, StoreError> {
+    let rows = sqlx::query(statement)
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(sql::sorted_tokens(tokens_from_rows(&rows)?))
+}
+
 fn logs_access(tokens: &[TokenRecord]) -> bool {
     tokens.iter().any(|t| t.kind == TokenKind::Access)
 }
@@ -594,23 +628,9 @@ impl PostgresStore {
     async fn do_revoke_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let mut tx = self.begin().await?;
         execute(&mut tx, LOG_LOCK).await?;
-        let revoked = sqlx::query(concat!(
-            "WITH revoked AS (UPDATE oauth2_tokens SET state = 'revoked' \
-             WHERE id = $1 AND state <> 'revoked' RETURNING ",
-            token_columns!(),
-            "), logged AS (INSERT INTO oauth2_revocation_log (jti, expires_at) \
-             SELECT id, expires_at FROM revoked WHERE kind = 'access_token') \
-             SELECT ",
-            token_columns!(),
-            " FROM revoked"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sql::token_from_row)
-        .transpose()?;
+        let revoked = revoke_where(&mut tx, revocation_sql!("id"), id)
+            .await?
+            .pop();
         if logs_access(revoked.as_slice()) {
             execute(&mut tx, NOTIFY).await?;
         }
@@ -622,22 +642,7 @@ impl PostgresStore {
         let mut tx = self.begin().await?;
         lock_entities(&mut tx, [], [family_id]).await?;
         execute(&mut tx, LOG_LOCK).await?;
-        let rows = sqlx::query(concat!(
-            "WITH revoked AS (UPDATE oauth2_tokens SET state = 'revoked' \
-             WHERE family_id = $1 AND state <> 'revoked' RETURNING ",
-            token_columns!(),
-            "), logged AS (INSERT INTO oauth2_revocation_log (jti, expires_at) \
-             SELECT id, expires_at FROM revoked WHERE kind = 'access_token' \
-             ORDER BY issued_at, id) \
-             SELECT ",
-            token_columns!(),
-            " FROM revoked"
-        ))
-        .bind(family_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let revoked = sql::sorted_tokens(tokens_from_rows(&rows)?);
+        let revoked = revoke_where(&mut tx, revocation_sql!("family_id"), family_id).await?;
         let span = sqlx::query(
             "SELECT COUNT(*) - COUNT(expires_at) AS unlimited, MAX(expires_at) AS latest \
              FROM oauth2_tokens WHERE family_id = $1",
@@ -674,22 +679,7 @@ impl PostgresStore {
         let mut tx = self.begin().await?;
         lock_entities(&mut tx, [client_id], []).await?;
         execute(&mut tx, LOG_LOCK).await?;
-        let rows = sqlx::query(concat!(
-            "WITH revoked AS (UPDATE oauth2_tokens SET state = 'revoked' \
-             WHERE client_id = $1 AND state <> 'revoked' RETURNING ",
-            token_columns!(),
-            "), logged AS (INSERT INTO oauth2_revocation_log (jti, expires_at) \
-             SELECT id, expires_at FROM revoked WHERE kind = 'access_token' \
-             ORDER BY issued_at, id) \
-             SELECT ",
-            token_columns!(),
-            " FROM revoked"
-        ))
-        .bind(client_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let revoked = sql::sorted_tokens(tokens_from_rows(&rows)?);
+        let revoked = revoke_where(&mut tx, revocation_sql!("client_id"), client_id).await?;
         if logs_access(&revoked) {
             execute(&mut tx, NOTIFY).await?;
         }

@@ -205,6 +205,36 @@ fn tokens_from_rows(rows: &[SqliteRow]) -> Result<Vec<TokenRecord>, StoreError> 
     rows.iter().map(sql::token_from_row).collect()
 }
 
+/// The statement [`revoke_where`] runs: revoke the tokens whose `$column` is `$1` and return
+/// them.
+macro_rules! revocation_sql {
+    ($column:literal) => {
+        concat!(
+            "UPDATE oauth2_tokens SET state = 'revoked' WHERE ",
+            $column,
+            " = $1 AND state <> 'revoked' RETURNING ",
+            token_columns!()
+        )
+    };
+}
+
+/// Runs a [`revocation_sql!`] statement for `key`, logs the access tokens it revoked, and
+/// returns what it revoked in issue order. The caller holds the write transaction.
+async fn revoke_where(
+    conn: &mut SqliteConnection,
+    statement: &'static str,
+    key: &str,
+) -> Result<Vec<TokenRecord>, StoreError> {
+    let rows = sqlx::query(statement)
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let revoked = sql::sorted_tokens(tokens_from_rows(&rows)?);
+    log_revocations(conn, &revoked).await?;
+    Ok(revoked)
+}
+
 impl SqliteStore {
     async fn do_insert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
         sql::bind_client(
@@ -423,38 +453,16 @@ impl SqliteStore {
 
     async fn do_revoke_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let mut tx = self.write().await?;
-        let revoked = sqlx::query(concat!(
-            "UPDATE oauth2_tokens SET state = 'revoked' WHERE id = $1 AND state <> 'revoked' \
-             RETURNING ",
-            token_columns!()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sql::token_from_row)
-        .transpose()?;
-        if let Some(token) = &revoked {
-            log_revocations(&mut tx, std::slice::from_ref(token)).await?;
-        }
+        let revoked = revoke_where(&mut tx, revocation_sql!("id"), id)
+            .await?
+            .pop();
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
     }
 
     async fn do_revoke_family(&self, family_id: &str) -> Result<Vec<TokenRecord>, StoreError> {
         let mut tx = self.write().await?;
-        let rows = sqlx::query(concat!(
-            "UPDATE oauth2_tokens SET state = 'revoked' \
-             WHERE family_id = $1 AND state <> 'revoked' RETURNING ",
-            token_columns!()
-        ))
-        .bind(family_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let revoked = sql::sorted_tokens(tokens_from_rows(&rows)?);
-        log_revocations(&mut tx, &revoked).await?;
+        let revoked = revoke_where(&mut tx, revocation_sql!("family_id"), family_id).await?;
         let span = sqlx::query(
             "SELECT COUNT(*) - COUNT(expires_at) AS unlimited, MAX(expires_at) AS latest \
              FROM oauth2_tokens WHERE family_id = $1",
@@ -486,17 +494,7 @@ impl SqliteStore {
         client_id: &str,
     ) -> Result<Vec<TokenRecord>, StoreError> {
         let mut tx = self.write().await?;
-        let rows = sqlx::query(concat!(
-            "UPDATE oauth2_tokens SET state = 'revoked' \
-             WHERE client_id = $1 AND state <> 'revoked' RETURNING ",
-            token_columns!()
-        ))
-        .bind(client_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let revoked = sql::sorted_tokens(tokens_from_rows(&rows)?);
-        log_revocations(&mut tx, &revoked).await?;
+        let revoked = revoke_where(&mut tx, revocation_sql!("client_id"), client_id).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(revoked)
     }

@@ -37,6 +37,7 @@ mod imp {
     #[derive(Clone)]
     pub(crate) struct Verifier(Arc<[(Algorithm, Prepared)]>);
 
+    #[derive(Clone)]
     enum Prepared {
         Signature(ParsedPublicKey),
         /// Boxed: an `hmac::Key` holds the prepared inner and outer hash states (over 1 KiB).
@@ -110,15 +111,8 @@ mod imp {
                 self.0
                     .iter()
                     .filter(|(alg, _)| keep(*alg))
-                    .map(|(alg, prepared)| {
-                        let prepared = match prepared {
-                            Prepared::Signature(key) => Prepared::Signature(key.clone()),
-                            Prepared::Hmac(key) => Prepared::Hmac(key.clone()),
-                        };
-                        (*alg, prepared)
-                    })
-                    .collect::<Vec<_>>()
-                    .into(),
+                    .cloned()
+                    .collect(),
             )
         }
 

@@ -116,14 +116,12 @@ impl Default for Seen<'_> {
 const SEEN_SCAN: usize = 16;
 
 impl<'de> Seen<'de> {
-    const SCAN: usize = SEEN_SCAN;
-
     #[allow(
         clippy::ptr_arg,
         reason = "the name is kept, still borrowed from the input"
     )]
     pub(crate) fn insert<E: de::Error>(&mut self, name: &Cow<'de, str>) -> Result<(), E> {
-        let fresh = if self.len < Self::SCAN {
+        let fresh = if self.len < SEEN_SCAN {
             let fresh = !self.names[..self.len].contains(name);
             self.names[self.len] = name.clone();
             self.len += 1;

@@ -56,22 +56,16 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, A
     if values.next().is_some() {
         return Err(AuthError::invalid_request("several Authorization headers"));
     }
-    // The usual shape, `Bearer <b64token>`, checked in one pass over the token. The token's
-    // bytes are then all visible ASCII, so the header's own check would only repeat the scan.
-    let bytes = value.as_bytes();
-    if let Some((scheme, token)) = bytes.split_at_checked(7)
-        && scheme.eq_ignore_ascii_case(b"bearer ")
-        && is_b64token_bytes(token)
-        && let Ok(token) = std::str::from_utf8(token)
-    {
-        return Ok(Some(token));
+    // One pass over the token: a token `parse_bearer` accepts is a b64token, so a header that
+    // yields one is visible ASCII and the header's own character check would only repeat the
+    // scan. Any other outcome is worded against the header as a whole, bad bytes first.
+    let not_visible = || AuthError::invalid_request("Authorization header is not visible ASCII");
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| not_visible())?;
+    match parse_bearer(text) {
+        Ok(Some(token)) => Ok(Some(token)),
+        _ if value.to_str().is_err() => Err(not_visible()),
+        other => other,
     }
-    // Anything else (other spacing, other schemes, bad bytes) takes the full path, which also
-    // words the error.
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::invalid_request("Authorization header is not visible ASCII"))?;
-    parse_bearer(value)
 }
 
 /// Parses one `Authorization` value: `Bearer 1*SP b64token`, with the surrounding optional
@@ -323,8 +317,8 @@ impl fmt::Debug for Sources {
 mod tests {
     use super::*;
 
-    /// The header's value through the layer's path (fast path first), checked to agree with
-    /// the full grammar.
+    /// The header's value through the layer's path, checked to agree with the grammar applied
+    /// to the value as a string.
     fn bearer(value: &str) -> Result<Option<String>, AuthErrorKind> {
         let mut headers = HeaderMap::new();
         let header = http::HeaderValue::from_str(value).expect("a valid header value");

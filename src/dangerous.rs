@@ -59,7 +59,7 @@ pub trait DangerousIssuerExt: Sized {
     fn allow_missing_exp(self) -> Self;
 }
 
-impl DangerousIssuerExt for crate::Issuer {
+impl DangerousIssuerExt for crate::authenticator::Issuer {
     fn allow_missing_exp(mut self) -> Self {
         self.allow_missing_exp = true;
         self

@@ -11,9 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
-use crate::layer::LayerContext;
-use crate::scope::Scopes;
-use crate::validate::VerifiedToken;
+use crate::http::layer::LayerContext;
+use crate::token::Scopes;
+use crate::token::VerifiedToken;
 
 /// The verified claims of the request's token, deserialized into `T` (by default
 /// [`StandardClaims`]).
@@ -159,7 +159,7 @@ impl AuthRejection {
                 tracing::error!(target: "tower_oauth2::extract", "{error}");
             }
             AuthErrorKind::ClaimsMismatch => {
-                crate::audit::rejected(&error, parts.extensions.get::<VerifiedToken>());
+                crate::http::audit::rejected(&error, parts.extensions.get::<VerifiedToken>());
             }
             _ => tracing::trace!(target: "tower_oauth2::extract", "rejecting: {error}"),
         }

@@ -51,6 +51,23 @@
 //! | bad, expired, foreign or malformed token | 401 | `error="invalid_token", error_description="…"` |
 //! | missing scope ([`RequireScope`]) | 403 | `error="insufficient_scope", scope="…"` |
 //!
+//! # Modules
+//!
+//! One module per job; the types most applications name are also at the crate root.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`authenticator`] | [`Authenticator`], its [`AuthenticatorBuilder`], trusted [`Issuer`]s, and the hooks it takes: [`TokenCache`], [`RevocationCheck`], [`Rejection`] |
+//! | [`layer`] | the tower middleware: [`BearerAuthLayer`](layer::BearerAuthLayer), [`BearerAuth`](layer::BearerAuth), [`ResponseFuture`](layer::ResponseFuture), [`DefaultRejection`](layer::DefaultRejection) |
+//! | [`require_scope`] | [`RequireScope`] and its service |
+//! | [`token`] | what handlers get: [`VerifiedToken`], [`Scopes`] |
+//! | [`extract`] | axum extractors: [`Claims`], [`StandardClaims`], and their rejection (feature `axum`) |
+//! | [`keys`] | [`Key`], [`KeySet`], [`Algorithm`], [`SharedKeys`](keys::SharedKeys), and the remote JWKS state (feature `remote`) |
+//! | [`token_source`] | where the token comes from: the `Authorization` header, a cookie, a query parameter |
+//! | [`error`] | [`AuthError`], [`AuthErrorKind`], [`ConfigError`] |
+//! | [`dangerous`] | the options that weaken validation |
+//! | [`server`] | the authorization server (feature `server`) |
+//!
 //! # Features
 //!
 //! | feature | what it adds | default |
@@ -87,71 +104,77 @@
 //!   reason, `sub`, `client_id`, `iss` and `kid` (on rejection, the `kid` and `iss` the token
 //!   claimed, unverified).
 //! - **Deployment caveat:** a bearer token is a password for its lifetime. Serve the API over
-//!   TLS, keep access tokens short-lived, and do not put tokens in URLs ([`QueryToken`]) unless
+//!   TLS, keep access tokens short-lived, and do not put tokens in URLs ([`QueryToken`](token_source::QueryToken)) unless
 //!   nothing else works.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod audit;
-mod authenticator;
-mod backend;
-mod cache;
+// # Layers
+//
+// The modules form one dependency direction, low to high; a module uses only modules on its
+// own level or below (`scripts/check_layers.py`, run by `.ci/run`, fails on a back-edge):
+//
+//   1 error, time        error kinds and text (no HTTP), the clock
+//   2 jose               algorithms, compact form, header, strict JSON, registered claims
+//   3 keys               Key, KeySet, key sources (static, shared, remote JWKS), crypto backend
+//   4 token              VerifiedToken, Scopes: data, no checks
+//   5 validate           the pipeline and policy, the token cache, the revocation hook
+//   6 authenticator,     Authenticator and its builder, issuers, rejection hook;
+//     token_source,      where the token comes from;
+//     dangerous          the options that weaken validation
+//   7 http               the tower layer, RequireScope, RFC 6750 rendering, audit events
+//   8 extract            axum extractors
+//   9 server             the authorization server
+//
+// The public API is a set of namespaces below, one per job (in the manner of tower-http); the
+// common types are also re-exported at the root. Each type has one public home.
+
+pub mod authenticator;
 pub mod dangerous;
-mod error;
+pub mod error;
 #[cfg(feature = "axum")]
-mod extract;
-mod issuer;
-mod keys;
-mod layer;
-mod revocation;
-mod scope;
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+mod http;
+mod jose;
+pub mod keys;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
-mod token_source;
+mod time;
+pub mod token;
+pub mod token_source;
 mod validate;
 
-pub use authenticator::{Authenticator, AuthenticatorBuilder};
-pub use cache::TokenCache;
-pub use error::{AuthError, AuthErrorKind, ConfigError, DefaultRejection, Rejection};
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::{AuthRejection, Claims, StandardClaims};
-pub use issuer::Issuer;
-pub use jsonwebtoken::Algorithm;
-#[cfg(feature = "remote")]
-#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-pub use keys::remote::{KeyFetchError, KeySourceState};
-pub use keys::{Key, KeySet};
-pub use layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
-pub use revocation::RevocationCheck;
-pub use scope::{RequireScope, RequireScopeService, Scopes};
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use server::{
-    AuthorizationServer, ClientSecret, LifetimeError, SecretError, SecretHash, TokenLifetime,
-};
-pub use token_source::{AuthorizationHeader, CookieToken, QueryToken, TokenSource};
-pub use validate::VerifiedToken;
-
-#[doc(hidden)]
-pub mod __private {
-    //! Entry points for this crate's own test suite (JOSE test vectors); not a public API.
-
-    use crate::error::AuthError;
-    use crate::keys::KeySet;
-
-    /// Checks a compact JWS as the layer does, up to and including the signature, without
-    /// reading the payload as claims: shape, header, strict base64url of the payload, key
-    /// selection and signature.
-    pub fn verify_jws_signature(token: &str, keys: &KeySet) -> Result<(), AuthError> {
-        use crate::validate::jws;
-        let parts = jws::Compact::split(token)?;
-        let header = jws::Header::parse(parts.header)?;
-        jws::b64url(parts.payload, "payload")?;
-        crate::validate::verify_signature(&parts, &header, keys).map(|_| ())
-    }
+pub mod layer {
+    //! The tower middleware: [`BearerAuthLayer`] (from
+    //! [`Authenticator::layer`](crate::Authenticator::layer)), its [`BearerAuth`] service and
+    //! [`ResponseFuture`], and the [`DefaultRejection`] it answers with.
+    pub use crate::http::layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
+    pub use crate::http::rejection::DefaultRejection;
 }
+
+pub mod require_scope {
+    //! [`RequireScope`]: the route layer that demands scopes of the verified token, and its
+    //! [`RequireScopeService`].
+    pub use crate::http::require_scope::{RequireScope, RequireScopeService};
+}
+
+#[doc(no_inline)]
+pub use authenticator::{
+    Authenticator, AuthenticatorBuilder, Issuer, Rejection, RevocationCheck, TokenCache,
+};
+#[doc(no_inline)]
+pub use error::{AuthError, AuthErrorKind, ConfigError};
+#[cfg(feature = "axum")]
+#[doc(no_inline)]
+pub use extract::{Claims, StandardClaims};
+#[doc(no_inline)]
+pub use keys::{Algorithm, Key, KeySet};
+#[doc(no_inline)]
+pub use require_scope::RequireScope;
+#[doc(no_inline)]
+pub use token::{Scopes, VerifiedToken};
 
 /// Compiles the README's examples as doctests (they use every feature's API).
 #[cfg(all(doctest, feature = "server", feature = "remote"))]

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use jsonwebtoken::Algorithm;
+use tower_oauth2::Algorithm;
 use tower_oauth2::TokenCache;
 
 /// The allocations (and reallocations) `f` makes on this thread (`allocation-counter` installs

@@ -49,13 +49,13 @@ async fn audit_events_tell_each_decision_without_the_token() {
         t
     };
     let unknown_kid = {
-        let (key, _) = signing_key(jsonwebtoken::Algorithm::ES256);
+        let (key, _) = signing_key(tower_oauth2::Algorithm::ES256);
         let header = r#"{"alg":"ES256","kid":"rotated-away"}"#;
         sign_raw(
             header,
             &claims("").to_string(),
             &key,
-            jsonwebtoken::Algorithm::ES256,
+            tower_oauth2::Algorithm::ES256,
         )
     };
     get_with(&app, "/me", &good).await; // accepted

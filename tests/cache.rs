@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use jsonwebtoken::Algorithm;
 use serde_json::json;
+use tower_oauth2::Algorithm;
 use tower_oauth2::{AuthErrorKind, TokenCache, VerifiedToken};
 
 #[test]

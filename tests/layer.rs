@@ -12,14 +12,15 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use common::*;
 use http::{Request, Response, StatusCode};
-use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use tower_oauth2::Algorithm;
 use tower_oauth2::dangerous::DangerousBuilderExt;
+use tower_oauth2::token_source::{AuthorizationHeader, CookieToken, QueryToken};
 use tower_oauth2::{
-    AuthError, AuthErrorKind, Authenticator, AuthorizationHeader, Claims, CookieToken, Key, KeySet,
-    QueryToken, RequireScope, Scopes, StandardClaims, VerifiedToken,
+    AuthError, AuthErrorKind, Authenticator, Claims, Key, KeySet, RequireScope, Scopes,
+    StandardClaims, VerifiedToken,
 };
 
 #[tokio::test]

@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::routing::get;
 use common::*;
 use http::StatusCode;
-use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+use tower_oauth2::Algorithm;
 use tower_oauth2::dangerous::DangerousBuilderExt;
 use tower_oauth2::{Authenticator, Issuer, Key};
 

@@ -12,8 +12,9 @@ use std::time::Duration;
 use axum::body::Body;
 use common::*;
 use http::{Request, StatusCode};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
+use tower_oauth2::Algorithm;
 
 struct Case {
     name: &'static str,

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::*;
-use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+use tower_oauth2::Algorithm;
 use tower_oauth2::{AuthErrorKind, Authenticator};
 
 #[derive(Clone, Copy, PartialEq, Debug)]

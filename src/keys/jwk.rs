@@ -4,12 +4,12 @@
 //! unknown `alg`, a private-use `kty`) skips that key instead of failing a whole JWKS, and so that
 //! `use`, `key_ops`, key sizes and curve/algorithm agreement are checked before a key is trusted.
 
+use crate::jose::Algorithm;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use super::{Key, Material, algorithm_from_name, rsa_key};
+use super::{Key, Material, rsa_key};
 
 /// Builds a [`Key`] from one JWK. `allow_oct` admits symmetric (`oct`) keys, which only an
 /// explicitly configured single JWK may be, never a member of a JWKS.
@@ -41,7 +41,7 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
     let alg = match member("alg")? {
         None => None,
         Some(name) => {
-            Some(algorithm_from_name(name).ok_or_else(|| format!("unsupported `alg` {name:?}"))?)
+            Some(Algorithm::from_name(name).ok_or_else(|| format!("unsupported `alg` {name:?}"))?)
         }
     };
 

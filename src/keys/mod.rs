@@ -3,112 +3,32 @@
 //!
 //! Keys come from PEM ([`Key::from_pem`]), a JWK ([`Key::from_jwk_json`]), a JWKS document
 //! ([`KeySet::from_jwks_json`]) or an HMAC secret ([`Key::hmac`]). A `KeySet` never changes once
-//! built. The authenticator reaches its keys through a [`KeySource`], which hands validation
-//! one immutable snapshot per request; a refreshing source (a remote JWKS) will swap whole
-//! snapshots, so readers never see half a set and never wait on a lock.
+//! built. An authenticator reaches its keys through a key source (fixed keys, a remote JWKS with
+//! the feature `remote`, or [`SharedKeys`] that another part of the process replaces), which
+//! hands validation one immutable snapshot per request: readers never see half a set and never
+//! wait on a lock.
 
+pub(crate) mod backend;
 mod jwk;
 pub(crate) mod pem;
 #[cfg(feature = "remote")]
 pub(crate) mod remote;
+mod source;
 mod verifier;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, AlgorithmFamily};
-
 use crate::error::ConfigError;
+pub use crate::jose::{Algorithm, UnknownAlgorithm};
+pub(crate) use jwk::parse_jwk;
+#[cfg(feature = "remote")]
+pub use remote::{KeyFetchError, KeySourceState};
+pub(crate) use source::KeySource;
+pub use source::SharedKeys;
 pub(crate) use verifier::Material;
 use verifier::Verifier;
-
-pub(crate) use jwk::parse_jwk;
-
-/// The algorithms this crate verifies. `none` is not among them and never will be.
-pub(crate) const SUPPORTED: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::EdDSA,
-];
-
-/// Where an authenticator's keys come from. Validation takes a [`Snapshot`] and reads only
-/// that; nothing in the validation core knows how the keys got there.
-#[derive(Debug)]
-pub(crate) enum KeySource {
-    /// Keys fixed at build time.
-    Static(KeySet),
-    /// A JWKS fetched over HTTP and refreshed.
-    #[cfg(feature = "remote")]
-    Remote(std::sync::Arc<remote::RemoteJwks>),
-    /// Keys another part of the process replaces whole (the authorization server's).
-    #[cfg(feature = "server")]
-    Live(std::sync::Arc<arc_swap::ArcSwap<KeySet>>),
-}
-
-impl KeySource {
-    /// The keys to validate one request with.
-    pub(crate) fn snapshot(&self) -> Snapshot<'_> {
-        match self {
-            KeySource::Static(set) => Snapshot::Borrowed(set),
-            #[cfg(feature = "remote")]
-            KeySource::Remote(remote) => Snapshot::Shared(remote.snapshot()),
-            #[cfg(feature = "server")]
-            KeySource::Live(live) => Snapshot::Shared(live.load()),
-        }
-    }
-}
-
-/// One immutable view of a [`KeySource`]'s keys.
-pub(crate) enum Snapshot<'a> {
-    /// A set the source owns for its whole life.
-    Borrowed(&'a KeySet),
-    /// The set a refreshing source held when the request came in.
-    #[cfg(any(feature = "remote", feature = "server"))]
-    Shared(arc_swap::Guard<std::sync::Arc<KeySet>>),
-}
-
-impl Snapshot<'_> {
-    /// The shared set itself, for a source whose keys change (`None`: they never do).
-    pub(crate) fn identity(&self) -> Option<std::sync::Arc<KeySet>> {
-        match self {
-            Snapshot::Borrowed(_) => None,
-            #[cfg(any(feature = "remote", feature = "server"))]
-            Snapshot::Shared(set) => Some(std::sync::Arc::clone(set)),
-        }
-    }
-
-    /// Whether this is the set `identity` returned earlier.
-    pub(crate) fn is(&self, identity: Option<&std::sync::Arc<KeySet>>) -> bool {
-        match (self, identity) {
-            (Snapshot::Borrowed(_), None) => true,
-            #[cfg(any(feature = "remote", feature = "server"))]
-            (Snapshot::Shared(set), Some(held)) => std::sync::Arc::ptr_eq(set, held),
-            _ => false,
-        }
-    }
-}
-
-impl std::ops::Deref for Snapshot<'_> {
-    type Target = KeySet;
-
-    fn deref(&self) -> &KeySet {
-        match self {
-            Snapshot::Borrowed(set) => set,
-            #[cfg(any(feature = "remote", feature = "server"))]
-            Snapshot::Shared(set) => set,
-        }
-    }
-}
 
 /// The largest RSA modulus the backend verifies with.
 #[cfg(feature = "aws-lc-rs")]
@@ -139,7 +59,7 @@ pub(crate) fn rsa_key(n: &[u8], e: &[u8]) -> Result<Key, String> {
             "RSA modulus has the ROCA fingerprint (CVE-2017-15361): it can be factored".into(),
         );
     }
-    Key::new(&Material::Rsa { n, e }, AlgorithmFamily::Rsa.algorithms())
+    Key::new(&Material::Rsa { n, e }, &Algorithm::RSA)
 }
 
 /// The number of significant bits of a big-endian unsigned integer.
@@ -172,35 +92,14 @@ fn has_roca_fingerprint(n: &[u8]) -> bool {
     })
 }
 
-/// Parses a JWS `alg` name (case-sensitive, RFC 7515 §4.1.1) into a supported algorithm.
-pub(crate) fn algorithm_from_name(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
-}
-
 /// A small set of algorithms, one bit each.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct AlgorithmSet(u16);
 
 impl AlgorithmSet {
     fn bit(alg: Algorithm) -> u16 {
-        SUPPORTED
-            .iter()
-            .position(|a| *a == alg)
-            .map_or(0, |i| 1 << i)
+        // The declaration order of `Algorithm` is the order of `Algorithm::ALL`.
+        1 << (alg as u16)
     }
 
     pub(crate) fn of(algs: &[Algorithm]) -> Self {
@@ -216,7 +115,9 @@ impl AlgorithmSet {
     }
 
     pub(crate) fn iter(self) -> impl Iterator<Item = Algorithm> {
-        SUPPORTED.into_iter().filter(move |a| self.contains(*a))
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |a| self.contains(*a))
     }
 }
 

@@ -27,9 +27,9 @@ pub(crate) use imp::Verifier;
 mod imp {
     use std::sync::Arc;
 
+    use crate::jose::Algorithm;
     use aws_lc_rs::hmac;
     use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
-    use jsonwebtoken::Algorithm;
 
     use super::Material;
 
@@ -130,7 +130,9 @@ mod imp {
 
 #[cfg(not(feature = "aws-lc-rs"))]
 mod imp {
-    use jsonwebtoken::{Algorithm, DecodingKey};
+    use jsonwebtoken::DecodingKey;
+
+    use crate::jose::Algorithm;
 
     use super::Material;
 
@@ -156,10 +158,28 @@ mod imp {
         }
 
         pub(crate) fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-            match (crate::backend::PROVIDER.verifier_factory)(&alg, &self.0) {
+            match (crate::keys::backend::PROVIDER.verifier_factory)(&theirs(alg), &self.0) {
                 Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
                 Err(_) => false,
             }
+        }
+    }
+
+    /// The same algorithm as jsonwebtoken names it, for its crypto provider.
+    fn theirs(alg: Algorithm) -> jsonwebtoken::Algorithm {
+        match alg {
+            Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
+            Algorithm::HS384 => jsonwebtoken::Algorithm::HS384,
+            Algorithm::HS512 => jsonwebtoken::Algorithm::HS512,
+            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            Algorithm::ES384 => jsonwebtoken::Algorithm::ES384,
+            Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            Algorithm::RS384 => jsonwebtoken::Algorithm::RS384,
+            Algorithm::RS512 => jsonwebtoken::Algorithm::RS512,
+            Algorithm::PS256 => jsonwebtoken::Algorithm::PS256,
+            Algorithm::PS384 => jsonwebtoken::Algorithm::PS384,
+            Algorithm::PS512 => jsonwebtoken::Algorithm::PS512,
+            Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
         }
     }
 }
@@ -240,7 +260,7 @@ mod tests {
 
 #[cfg(all(test, feature = "aws-lc-rs"))]
 mod load_time_checks {
-    use crate::Key;
+    use crate::keys::Key;
 
     const X: &str = "OnFOoAZCYE06yf1ODwEPlO97Q-DjN4M9Yjkt_KSn38Y";
     const Y: &str = "4XlWIfE_hxSh4wXDP8ZYWXGqM_Z9Dr6xvibIT8Y2mcg";

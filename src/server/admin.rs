@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::http::{json_response, parse_scope, random_token};
 use super::store::{ClientRecord, ClientStatus, GrantType, StoreError, TokenKind, TokenRecord};
 use super::{ApprovalPolicy, ClientSecret, ServerState, TokenLifetime, audit};
-use crate::validate;
+use crate::time;
 
 /// A client registration, as the admin API's `POST /clients` takes it (unknown members are
 /// refused) or as [`AuthorizationServer::register_client`](super::AuthorizationServer::register_client)
@@ -354,7 +354,7 @@ pub(crate) async fn register(
             ApprovalPolicy::Automatic => ClientStatus::Approved,
             ApprovalPolicy::Manual => ClientStatus::Pending,
         },
-        created_at: validate::now(),
+        created_at: time::now(),
     };
     state
         .store
@@ -573,7 +573,7 @@ async fn tokens(
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     load(&state, &id).await?;
-    let tokens = state.store.client_tokens(&id, validate::now()).await?;
+    let tokens = state.store.client_tokens(&id, time::now()).await?;
     let views: Vec<Value> = tokens.iter().map(token_view).collect();
     Ok(json_response(StatusCode::OK, &json!({"tokens": views})))
 }

@@ -12,7 +12,7 @@ use super::http::{OAuthError, Params, random_token};
 use super::store::{ClientStatus, CodeRecord, GrantType, TokenHash};
 use super::token::requested_scopes;
 use super::{HookFuture, ServerState};
-use crate::validate;
+use crate::time;
 
 /// A validated authorization request, for the app to decide on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,7 +303,7 @@ async fn authorize(
         code_challenge: challenge.to_owned(),
         family_id: random_token(16)?,
         used: false,
-        expires_at: validate::now() + state.code_lifetime.as_secs().max(1),
+        expires_at: time::now() + state.code_lifetime.as_secs().max(1),
     };
     state
         .store

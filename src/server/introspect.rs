@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::http::{OAuthError, Params, json_response};
 use super::store::{TokenHash, TokenState};
 use super::{ServerState, client_auth};
-use crate::validate;
+use crate::time;
 
 /// `POST /introspect`.
 pub(crate) async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Response {
@@ -50,7 +50,7 @@ async fn introspect(
     if let Some(record) = state.store.find_refresh(&TokenHash::of(token)).await?
         && record.client_id == client.client_id
         && record.state == TokenState::Active
-        && !record.is_expired(validate::now())
+        && !record.is_expired(time::now())
     {
         let mut body = json!({
             "active": true,
@@ -81,10 +81,7 @@ async fn access(state: &ServerState, token: &str) -> Result<Option<Value>, OAuth
     let Ok(verified) = state.authenticator.verify(token) else {
         return Ok(None);
     };
-    if verified
-        .expires_at()
-        .is_some_and(|exp| exp <= validate::now())
-    {
+    if verified.expires_at().is_some_and(|exp| exp <= time::now()) {
         return Ok(None);
     }
     let Some(jti) = verified.jwt_id() else {
@@ -101,7 +98,7 @@ async fn access(state: &ServerState, token: &str) -> Result<Option<Value>, OAuth
     Ok(access_body(&verified))
 }
 
-fn access_body(verified: &crate::VerifiedToken) -> Option<Value> {
+fn access_body(verified: &crate::token::VerifiedToken) -> Option<Value> {
     let mut body = json!({
         "active": true,
         "token_type": "Bearer",

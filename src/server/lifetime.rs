@@ -14,7 +14,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_oauth2::TokenLifetime;
+/// use tower_oauth2::server::TokenLifetime;
 ///
 /// let lifetime: TokenLifetime = "1h 30min".parse()?;
 /// assert_eq!(lifetime, TokenLifetime::Limited(Duration::from_secs(5400)));
@@ -23,7 +23,7 @@ use std::time::Duration;
 ///
 /// let err = "1h 30x".parse::<TokenLifetime>().unwrap_err();
 /// assert_eq!(err.to_string(), "invalid lifetime \"1h 30x\": unknown unit `x` (at byte 5)");
-/// # Ok::<(), tower_oauth2::LifetimeError>(())
+/// # Ok::<(), tower_oauth2::server::LifetimeError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenLifetime {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::ServerState;
 use super::http::json_response;
 use super::store::GrantType;
-use crate::validate;
+use crate::time;
 
 /// RFC 8414 §3: `/.well-known/oauth-authorization-server` followed by the issuer's path.
 pub(crate) fn well_known_path(issuer: &str) -> String {
@@ -72,7 +72,7 @@ pub(crate) async fn document(State(state): State<Arc<ServerState>>) -> Response 
 
 /// `GET /jwks.json`: the active key and the retired keys whose tokens may still be valid.
 pub(crate) async fn jwks(State(state): State<Arc<ServerState>>) -> Response {
-    state.prune(validate::now());
+    state.prune(time::now());
     let ring = state.ring.load();
     let keys: Vec<Value> = ring.published().map(|k| k.public_jwk()).collect();
     // Short enough that a rotation reaches remote validators quickly.

@@ -75,13 +75,13 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use jsonwebtoken::Algorithm;
 
-use crate::authenticator::{Authenticator, AuthenticatorBuilder};
+use crate::authenticator::{Authenticator, AuthenticatorBuilder, Issuer, RevocationCheck};
+use crate::dangerous::DangerousIssuerExt;
 use crate::error::ConfigError;
-use crate::issuer::Issuer;
-use crate::keys::KeySet;
-use crate::validate::{self, VerifiedToken};
+use crate::keys::{Algorithm, KeySet, SharedKeys};
+use crate::time;
+use crate::token::VerifiedToken;
 
 pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use lifetime::{LifetimeError, TokenLifetime};
@@ -124,7 +124,7 @@ pub(crate) struct ServerState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) ring: ArcSwap<KeyRing>,
     /// The verification keys of the ring, shared with the authenticators this server hands out.
-    pub(crate) verify_keys: Arc<ArcSwap<KeySet>>,
+    pub(crate) verify_keys: SharedKeys,
     pub(crate) denylist: Arc<Denylist>,
     pub(crate) access_lifetime: TokenLifetime,
     pub(crate) refresh_lifetime: TokenLifetime,
@@ -304,7 +304,7 @@ impl ServerState {
             .verification_key()
             .map_err(|e| StoreError::Conflict(e.to_string()))?;
         let _changing = self.ring_lock.lock().await;
-        let now = validate::now();
+        let now = time::now();
         let current = self.ring.load_full();
         if current.published().any(|k| k.kid() == key.kid()) {
             return Err(StoreError::Conflict(format!(
@@ -399,7 +399,7 @@ impl ServerState {
                 .chain(ring.retired.iter().map(|r| r.verify.clone())),
         );
         self.ring.store(Arc::new(ring));
-        self.verify_keys.store(Arc::new(keys));
+        self.verify_keys.replace(keys);
     }
 
     /// Drops retired keys whose tokens have all expired, and expired denylist entries.
@@ -587,7 +587,7 @@ impl Denylist {
 
 struct DenylistCheck(Arc<Denylist>);
 
-impl crate::RevocationCheck for DenylistCheck {
+impl RevocationCheck for DenylistCheck {
     fn is_revoked(&self, token: &VerifiedToken) -> bool {
         token.jwt_id().is_some_and(|jti| self.0.contains(jti))
     }
@@ -846,7 +846,7 @@ impl AuthorizationServerBuilder {
                             algorithm: signing::alg_name(key.algorithm()).to_owned(),
                             private_key,
                             encrypted,
-                            created_at: validate::now(),
+                            created_at: time::now(),
                             active: true,
                             retired_until: None,
                         };
@@ -857,10 +857,10 @@ impl AuthorizationServerBuilder {
                 }
             }
         };
-        let verify_keys = Arc::new(ArcSwap::from_pointee(KeySet::new(
+        let verify_keys = SharedKeys::new(KeySet::new(
             std::iter::once(ring.active.verify.clone())
                 .chain(ring.retired.iter().map(|r| r.verify.clone())),
-        )));
+        ));
         let denylist = Arc::new(Denylist::default());
 
         let issuer_trust = trust(
@@ -870,7 +870,7 @@ impl AuthorizationServerBuilder {
             &denylist,
             self.allow_unlimited,
         );
-        let authenticator = AuthenticatorBuilder::for_issuer(issuer_trust)
+        let authenticator = AuthenticatorBuilder::from(issuer_trust)
             .leeway(self.leeway)
             .build()?;
 
@@ -933,18 +933,20 @@ pub(crate) fn check_lifetime(lifetime: TokenLifetime) -> Result<(), String> {
 fn trust(
     issuer: &str,
     audiences: &[String],
-    verify_keys: &Arc<ArcSwap<KeySet>>,
+    verify_keys: &SharedKeys,
     denylist: &Arc<Denylist>,
     allow_unlimited: bool,
 ) -> Issuer {
     let mut trust = Issuer::new(issuer)
         .require_type("at+jwt")
+        .shared_keys(verify_keys.clone())
         .revocation_check(DenylistCheck(Arc::clone(denylist)));
     for audience in audiences {
         trust = trust.audience(audience.clone());
     }
-    trust.live_keys = Some(Arc::clone(verify_keys));
-    trust.allow_missing_exp = allow_unlimited;
+    if allow_unlimited {
+        trust = trust.allow_missing_exp();
+    }
     trust
 }
 
@@ -985,7 +987,7 @@ async fn housekeeping(state: Weak<ServerState>) {
         let Some(state) = state.upgrade() else {
             return;
         };
-        let now = validate::now();
+        let now = time::now();
         state.prune(now);
         let purged = async {
             // Revocations stay in the log while validators may still accept the token.

@@ -7,14 +7,16 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::backend::PROVIDER;
 use crate::error::ConfigError;
+use crate::jose::compact::{Compact, b64url};
+use crate::jose::header::Header;
+use crate::keys::backend::PROVIDER;
 use crate::keys::pem::{self, Der, OID_EC, OID_ED25519, OID_P256, OID_RSA};
-use crate::keys::{Key, parse_jwk};
+use crate::keys::{Algorithm, Key, KeySet, parse_jwk};
 
 /// A private key the authorization server signs access tokens with: ES256 (the default), EdDSA
 /// (Ed25519) or RS256. Its key id is the RFC 7638 thumbprint of its public JWK unless set with
@@ -228,7 +230,13 @@ impl SigningKey {
         let header = encode(&header).map_err(|e| e.to_string())?;
         let claims = encode(claims).map_err(|e| e.to_string())?;
         let mut token = format!("{header}.{claims}");
-        let signer = (PROVIDER.signer_factory)(&self.alg, &self.encoding)
+        // jsonwebtoken's own name for the algorithm; signing is not on any hot path.
+        let alg: jsonwebtoken::Algorithm = self
+            .alg
+            .name()
+            .parse()
+            .map_err(|e| format!("signing key unusable: {e}"))?;
+        let signer = (PROVIDER.signer_factory)(&alg, &self.encoding)
             .map_err(|e| format!("signing key unusable: {e}"))?;
         let signature = signer
             .try_sign(token.as_bytes())
@@ -246,9 +254,11 @@ impl SigningKey {
         let mut public = Map::new();
         match alg {
             Algorithm::ES256 => {
-                let (curve, x, y) =
-                    (utils.ec_pub_components_from_private_key)(encoding.as_bytes(), alg)
-                        .map_err(|_| bad("not a P-256 private key"))?;
+                let (curve, x, y) = (utils.ec_pub_components_from_private_key)(
+                    encoding.as_bytes(),
+                    jsonwebtoken::Algorithm::ES256,
+                )
+                .map_err(|_| bad("not a P-256 private key"))?;
                 if curve != jsonwebtoken::jwk::EllipticCurve::P256 {
                     return Err(bad("only P-256 is supported for ES256"));
                 }
@@ -291,10 +301,10 @@ impl SigningKey {
         let token = key
             .sign("JWT", &json!({"self-test": true}))
             .map_err(|e| bad(&e))?;
-        let parts = crate::validate::jws::Compact::split(&token).map_err(|_| bad("self-test"))?;
-        let header =
-            crate::validate::jws::Header::parse(parts.header).map_err(|_| bad("self-test"))?;
-        crate::validate::verify_signature(&parts, &header, &crate::KeySet::new([verify]))
+        let parts = Compact::split(&token).map_err(|_| bad("self-test"))?;
+        let header_json = b64url(parts.header, "header").map_err(|_| bad("self-test"))?;
+        let header = Header::from_json(&header_json).map_err(|_| bad("self-test"))?;
+        crate::validate::verify_signature(&parts, &header, &KeySet::new([verify]))
             .map_err(|_| bad("the private key does not match its public half"))?;
         Ok(key)
     }
@@ -316,12 +326,7 @@ fn unsupported(alg: Algorithm) -> ConfigError {
 }
 
 pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::ES256 => "ES256",
-        Algorithm::EdDSA => "EdDSA",
-        Algorithm::RS256 => "RS256",
-        _ => "unsupported",
-    }
+    alg.name()
 }
 
 /// The OID of a PKCS#8 `PrivateKeyInfo`'s algorithm.

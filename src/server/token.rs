@@ -18,7 +18,7 @@ use super::store::{
     ClientRecord, ClientStatus, GrantType, TokenHash, TokenKind, TokenRecord, TokenState,
 };
 use super::{HookFuture, ServerState, TokenLifetime, audit, client_auth};
-use crate::validate;
+use crate::time;
 
 /// Checks a resource owner's username and password for the `password` grant (RFC 6749 §4.3).
 ///
@@ -203,7 +203,7 @@ async fn authorization_code(
             "authorization code was already used; the tokens issued from it are revoked",
         ));
     }
-    if record.expires_at <= validate::now() {
+    if record.expires_at <= time::now() {
         return Err(OAuthError::invalid_grant("authorization code has expired"));
     }
     match params.get("redirect_uri") {
@@ -267,7 +267,7 @@ async fn refresh(
         TokenState::Rotated => return Err(reuse(state, &old).await),
         TokenState::Active => {}
     }
-    if old.is_expired(validate::now()) {
+    if old.is_expired(time::now()) {
         return Err(OAuthError::invalid_grant("refresh token has expired"));
     }
     let scopes = match params.get("scope") {
@@ -344,7 +344,7 @@ async fn issue(
     grant_type: GrantType,
     grant: Grant,
 ) -> Result<Response, OAuthError> {
-    let now = validate::now();
+    let now = time::now();
     let (access_lifetime, refresh_lifetime) = state.lifetimes(client);
     if access_lifetime == TokenLifetime::Unlimited && !state.allow_unlimited {
         return Err(OAuthError::server_error(

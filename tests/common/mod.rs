@@ -11,11 +11,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use jsonwebtoken::EncodingKey;
 use jsonwebtoken::crypto::CryptoProvider;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use tower_oauth2::{Authenticator, Claims, KeySet, RequireScope, Scopes, StandardClaims};
+use tower_oauth2::{
+    Algorithm, Authenticator, Claims, KeySet, RequireScope, Scopes, StandardClaims,
+};
 
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "events-api";
@@ -51,6 +53,11 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// `alg` as jsonwebtoken names it, for signing with its crypto provider.
+pub fn jwt_alg(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    alg.name().parse().unwrap()
+}
+
 /// The private key and kid the test JWKS pairs with `alg`.
 pub fn signing_key(alg: Algorithm) -> (EncodingKey, &'static str) {
     match alg {
@@ -83,7 +90,7 @@ pub fn signing_key(alg: Algorithm) -> (EncodingKey, &'static str) {
 /// non-objects) with `key` under `alg`.
 pub fn sign_raw(header_json: &str, claims_json: &str, key: &EncodingKey, alg: Algorithm) -> String {
     let input = format!("{}.{}", b64(header_json), b64(claims_json));
-    let signer = (provider().signer_factory)(&alg, key).unwrap();
+    let signer = (provider().signer_factory)(&jwt_alg(alg), key).unwrap();
     let signature = jsonwebtoken::signature::Signer::try_sign(&*signer, input.as_bytes()).unwrap();
     format!("{input}.{}", b64(signature))
 }

@@ -247,9 +247,7 @@ impl Store for MemoryStore {
                 .values()
                 .filter(|t| t.family_id.as_deref() == Some(family_id))
                 .map(|t| t.expires_at)
-                .try_fold(crate::validate::now() + 600, |acc, exp| {
-                    exp.map(|e| acc.max(e))
-                });
+                .try_fold(crate::time::now() + 600, |acc, exp| exp.map(|e| acc.max(e)));
             inner.revoked_families.insert(family_id.to_owned(), until);
             Ok(revoked)
         })
@@ -408,7 +406,7 @@ mod tests {
         assert_eq!(store.revoked_access_tokens(2).await.map(|v| v.len()), Ok(2));
         assert_eq!(store.insert_tokens(vec![token("c", "g")]).await, Ok(true));
         // Purging keeps the mark while a token of the family could live.
-        assert_eq!(store.purge_expired(crate::validate::now()).await, Ok(0));
+        assert_eq!(store.purge_expired(crate::time::now()).await, Ok(0));
         assert_eq!(store.insert_tokens(vec![token("d", "f")]).await, Ok(false));
         assert_eq!(
             store.client_tokens("c", 2).await.map(|v| v.len()),

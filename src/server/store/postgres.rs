@@ -652,7 +652,7 @@ impl PostgresStore {
         .await
         .map_err(db_error)?;
         let until = sql::family_mark_until(
-            crate::validate::now(),
+            crate::time::now(),
             span.try_get("unlimited").map_err(db_error)?,
             span.try_get("latest").map_err(db_error)?,
         )?;

@@ -12,9 +12,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::audit;
-use crate::authenticator::Authenticator;
-use crate::error::{AuthError, DefaultRejection, Rejection};
+use crate::authenticator::{Authenticator, Rejection};
+use crate::error::AuthError;
+use crate::http::audit;
+use crate::http::rejection::DefaultRejection;
+use crate::token::VerifiedToken;
 
 /// Placed in the request extensions by the layer on every request it lets through, so that
 /// [`RequireScope`](crate::RequireScope) and the extractors can tell "no token" (optional mode)
@@ -29,10 +31,26 @@ impl LayerContext {
     pub(crate) fn respond(context: Option<&Self>, error: &AuthError) -> Response<Bytes> {
         let mut response = match context {
             Some(context) => context.rejection.respond(error),
-            None => DefaultRejection::new(crate::authenticator::DEFAULT_REALM).respond(error),
+            None => DefaultRejection::default().respond(error),
         };
         response.extensions_mut().insert(error.clone());
         response
+    }
+}
+
+impl Authenticator {
+    /// The tower layer that authenticates every request with this authenticator.
+    pub fn layer(&self) -> BearerAuthLayer {
+        let (custom, realm) = self.rejection();
+        let rejection = match custom {
+            Some(rejection) => Arc::clone(rejection),
+            None => Arc::new(DefaultRejection::new(realm)),
+        };
+        BearerAuthLayer {
+            auth: self.clone(),
+            rejection,
+            optional: false,
+        }
     }
 }
 
@@ -40,17 +58,12 @@ impl LayerContext {
 #[derive(Clone)]
 pub struct BearerAuthLayer {
     auth: Authenticator,
+    /// The application's rejection, or the default one with the configured realm.
+    rejection: Arc<dyn Rejection>,
     optional: bool,
 }
 
 impl BearerAuthLayer {
-    pub(crate) fn new(auth: Authenticator) -> Self {
-        Self {
-            auth,
-            optional: false,
-        }
-    }
-
     /// Optional authentication: a request without any token goes through unauthenticated (the
     /// handler sees `None` from `Option<Claims<_>>`), while a request with a token that fails
     /// validation is still rejected.
@@ -76,6 +89,7 @@ impl<S> Layer<S> for BearerAuthLayer {
         BearerAuth {
             inner,
             auth: self.auth.clone(),
+            rejection: Arc::clone(&self.rejection),
             optional: self.optional,
         }
     }
@@ -87,6 +101,7 @@ impl<S> Layer<S> for BearerAuthLayer {
 pub struct BearerAuth<S> {
     inner: S,
     auth: Authenticator,
+    rejection: Arc<dyn Rejection>,
     optional: bool,
 }
 
@@ -124,6 +139,7 @@ where
             // The token names a key this source may not have yet (a rotation): fetch the keys
             // again, single-flight and rate-limited, then decide. The only path that awaits.
             let auth = self.auth.clone();
+            let rejection = Arc::clone(&self.rejection);
             let error = error.clone();
             let optional = self.optional;
             let clone = self.inner.clone();
@@ -131,7 +147,7 @@ where
             return ResponseFuture::boxed(Box::pin(async move {
                 auth.refetch_keys(&error).await;
                 let outcome = auth.authenticate_request(request.headers(), request.uri());
-                match admit(&auth, optional, &mut request, outcome) {
+                match admit(&rejection, optional, &mut request, outcome) {
                     Admission::In { in_url } => {
                         let mut result = inner.call(request).await;
                         if in_url && let Ok(response) = &mut result {
@@ -143,7 +159,7 @@ where
                 }
             }));
         }
-        match admit(&self.auth, self.optional, &mut request, outcome) {
+        match admit(&self.rejection, self.optional, &mut request, outcome) {
             Admission::In { in_url } => {
                 let future = call_ready(&mut self.inner, request);
                 if in_url {
@@ -168,16 +184,16 @@ enum Admission {
 /// Lets the request in (with its [`VerifiedToken`](crate::VerifiedToken) and the layer's context
 /// in the extensions) or builds the rejection, with its audit event either way.
 fn admit<B>(
-    auth: &Authenticator,
+    rejection: &Arc<dyn Rejection>,
     optional: bool,
     request: &mut Request<B>,
-    outcome: Result<Option<(crate::VerifiedToken, bool)>, AuthError>,
+    outcome: Result<Option<(VerifiedToken, bool)>, AuthError>,
 ) -> Admission {
     let (token, in_url) = match outcome {
         Ok(Some((token, in_url))) => (Some(token), in_url),
         Ok(None) if optional => (None, false),
-        Ok(None) => return Admission::Out(rejection(auth, &AuthError::missing_token())),
-        Err(error) => return Admission::Out(rejection(auth, &error)),
+        Ok(None) => return Admission::Out(reject(rejection, &AuthError::missing_token())),
+        Err(error) => return Admission::Out(reject(rejection, &error)),
     };
     match &token {
         Some(token) => audit::accepted(token),
@@ -185,7 +201,7 @@ fn admit<B>(
     }
     let extensions = request.extensions_mut();
     extensions.insert(LayerContext {
-        rejection: auth.rejection(),
+        rejection: Arc::clone(rejection),
     });
     if let Some(token) = token {
         extensions.insert(token);
@@ -193,9 +209,9 @@ fn admit<B>(
     Admission::In { in_url }
 }
 
-fn rejection(auth: &Authenticator, error: &AuthError) -> Response<Bytes> {
+fn reject(rejection: &Arc<dyn Rejection>, error: &AuthError) -> Response<Bytes> {
     audit::rejected(error, None);
-    let mut response = auth.rejection().respond(error);
+    let mut response = rejection.respond(error);
     response.extensions_mut().insert(error.clone());
     response
 }

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::error::ConfigError;
-use crate::keys::{Key, KeySet, KeySource};
-use crate::validate::{self, Policy, Trusted};
+use crate::jose::claims::REGISTERED;
+use crate::keys::{Key, KeySet, KeySource, SharedKeys};
+use crate::validate::policy::{Policy, Trusted};
+use crate::validate::revocation::RevocationCheck;
 
 /// One trusted issuer. The token's `iss` picks the issuer whose settings apply; a token from an
 /// issuer that is not configured is refused before any key lookup or fetch.
@@ -46,12 +48,11 @@ pub struct Issuer {
     pub(crate) typ: Option<String>,
     pub(crate) required: Vec<(Box<str>, Option<Value>)>,
     pub(crate) scope_paths: Vec<Vec<String>>,
-    pub(crate) revocation: Option<std::sync::Arc<dyn crate::RevocationCheck>>,
+    pub(crate) revocation: Option<std::sync::Arc<dyn RevocationCheck>>,
     /// Tokens of this issuer may omit `exp` (set through [`dangerous`](crate::dangerous)).
     pub(crate) allow_missing_exp: bool,
-    /// Keys another part of the process keeps current (the authorization server's).
-    #[cfg(feature = "server")]
-    pub(crate) live_keys: Option<std::sync::Arc<arc_swap::ArcSwap<KeySet>>>,
+    /// Keys another part of the process keeps current.
+    pub(crate) shared_keys: Option<SharedKeys>,
 }
 
 impl Issuer {
@@ -86,6 +87,13 @@ impl Issuer {
     /// The keys of a JWKS file, read when the authenticator is built.
     pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.jwks_files.push(path.into());
+        self
+    }
+
+    /// Keys of this issuer that another part of the process replaces whole (see
+    /// [`SharedKeys`]). Not combined with static keys, JWKS files or a JWKS URL.
+    pub fn shared_keys(mut self, keys: SharedKeys) -> Self {
+        self.shared_keys = Some(keys);
         self
     }
 
@@ -132,7 +140,7 @@ impl Issuer {
     /// Refuses this issuer's tokens that `check` says are revoked (see [`RevocationCheck`]).
     ///
     /// [`RevocationCheck`]: crate::RevocationCheck
-    pub fn revocation_check(mut self, check: impl crate::RevocationCheck) -> Self {
+    pub fn revocation_check(mut self, check: impl RevocationCheck) -> Self {
         self.revocation = Some(std::sync::Arc::new(check));
         self
     }
@@ -165,7 +173,7 @@ impl Issuer {
             if claim.is_empty() {
                 return Err(context("a required claim needs a name"));
             }
-            if value.is_some() && validate::REGISTERED.contains(&&**claim) {
+            if value.is_some() && REGISTERED.contains(&&**claim) {
                 return Err(context(&format!(
                     "required_claim_value(\"{claim}\", ..): `{claim}` is a registered claim; \
                      use its own option (issuer, audience, ...)"
@@ -178,6 +186,16 @@ impl Issuer {
             .any(|p| p.is_empty() || p.iter().any(String::is_empty))
         {
             return Err(context("scopes_from_claim needs a non-empty path of names"));
+        }
+        #[cfg(feature = "remote")]
+        let url_configured = self.jwks_url.is_some();
+        #[cfg(not(feature = "remote"))]
+        let url_configured = false;
+        let other_keys = !self.keys.is_empty() || !self.jwks_files.is_empty() || url_configured;
+        if self.shared_keys.is_some() && other_keys {
+            return Err(context(
+                "configure either shared keys or static keys, JWKS files and a JWKS URL",
+            ));
         }
         let mut keys = self.keys;
         for path in &self.jwks_files {
@@ -196,9 +214,8 @@ impl Issuer {
         let source = {
             use crate::keys::remote::Location;
             match (self.jwks_url, &issuer) {
-                // The authorization server's own keys: neither fetched nor discovered.
-                #[cfg(feature = "server")]
-                (None, _) if self.live_keys.is_some() => KeySource::Static(KeySet::default()),
+                // Shared keys: neither fetched nor discovered.
+                (None, _) if self.shared_keys.is_some() => KeySource::Static(KeySet::default()),
                 (Some(_), _) if !keys.is_empty() => {
                     return Err(context(
                         "configure either a JWKS URL or static keys, not both",
@@ -216,9 +233,8 @@ impl Issuer {
         };
         #[cfg(not(feature = "remote"))]
         let source = KeySource::Static(keys);
-        #[cfg(feature = "server")]
-        let source = match self.live_keys {
-            Some(live) => KeySource::Live(live),
+        let source = match self.shared_keys {
+            Some(shared) => KeySource::Shared(shared),
             None => source,
         };
         if let KeySource::Static(keys) = &source

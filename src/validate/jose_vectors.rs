@@ -1,6 +1,6 @@
 //! Public JOSE test vectors, run against the signature check the layer uses
-//! (`__private::verify_jws_signature`) and the key loaders (`Key::from_jwk_json`,
-//! `KeySet::from_jwks_json`).
+//! (`verify_jws_signature` below: the steps of [`verify_signature`](super::verify_signature)) and
+//! the key loaders (`Key::from_jwk_json`, `KeySet::from_jwks_json`).
 //!
 //! - `tests/data/wycheproof/`: C2SP/wycheproof `json_web_signature_test.json` and
 //!   `json_web_key_test.json` (testvectors_v1 at commit dac1dd4, Apache-2.0). Every `invalid`
@@ -11,19 +11,31 @@
 //!   serialization and a supported algorithm must verify, and fail once its signature is altered.
 //!
 //! Payloads are arbitrary bytes, not JWT claims, so only the signature level is tested here.
-#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
+use crate::error::{AuthError, AuthErrorKind};
+use crate::jose::compact::{Compact, b64url};
+use crate::jose::header::Header;
+use crate::keys::{Key, KeySet};
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use serde_json::Value;
-use tower_oauth2::__private::verify_jws_signature;
-use tower_oauth2::{AuthError, AuthErrorKind, Key, KeySet};
 
-const WYCHEPROOF_JWS: &str = include_str!("data/wycheproof/json_web_signature_test.json");
-const WYCHEPROOF_JWK: &str = include_str!("data/wycheproof/json_web_key_test.json");
+/// Checks a compact JWS as the layer does, up to and including the signature, without reading
+/// the payload as claims: shape, header, strict base64url of the payload, key selection and
+/// signature.
+fn verify_jws_signature(token: &str, keys: &KeySet) -> Result<(), AuthError> {
+    let parts = Compact::split(token)?;
+    let header = Header::parse(parts.header)?;
+    b64url(parts.payload, "payload")?;
+    super::verify_signature(&parts, &header, keys).map(|_| ())
+}
+
+const WYCHEPROOF_JWS: &str =
+    include_str!("../../tests/data/wycheproof/json_web_signature_test.json");
+const WYCHEPROOF_JWK: &str = include_str!("../../tests/data/wycheproof/json_web_key_test.json");
 
 /// The `alg` values this crate verifies (`none` is not one of them).
 const SUPPORTED_ALGS: [&str; 12] = [
@@ -361,40 +373,47 @@ fn hex(s: &str) -> Vec<u8> {
 const RFC7520_EXAMPLES: [(&str, &str); 9] = [
     (
         "4_1",
-        include_str!("data/rfc7520/4_1.rsa_v15_signature.json"),
+        include_str!("../../tests/data/rfc7520/4_1.rsa_v15_signature.json"),
     ),
     (
         "4_2",
-        include_str!("data/rfc7520/4_2.rsa-pss_signature.json"),
+        include_str!("../../tests/data/rfc7520/4_2.rsa-pss_signature.json"),
     ),
-    ("4_3", include_str!("data/rfc7520/4_3.ecdsa_signature.json")),
+    (
+        "4_3",
+        include_str!("../../tests/data/rfc7520/4_3.ecdsa_signature.json"),
+    ),
     (
         "4_4",
-        include_str!("data/rfc7520/4_4.hmac-sha2_integrity_protection.json"),
+        include_str!("../../tests/data/rfc7520/4_4.hmac-sha2_integrity_protection.json"),
     ),
     (
         "4_5",
-        include_str!("data/rfc7520/4_5.signature_with_detached_content.json"),
+        include_str!("../../tests/data/rfc7520/4_5.signature_with_detached_content.json"),
     ),
     (
         "4_6",
-        include_str!("data/rfc7520/4_6.protecting_specific_header_fields.json"),
+        include_str!("../../tests/data/rfc7520/4_6.protecting_specific_header_fields.json"),
     ),
     (
         "4_7",
-        include_str!("data/rfc7520/4_7.protecting_content_only.json"),
+        include_str!("../../tests/data/rfc7520/4_7.protecting_content_only.json"),
     ),
     (
         "4_8",
-        include_str!("data/rfc7520/4_8.multiple_signatures.json"),
+        include_str!("../../tests/data/rfc7520/4_8.multiple_signatures.json"),
     ),
-    ("RFC 8037 A.4", include_str!("data/rfc7520/jws.json")),
+    (
+        "RFC 8037 A.4",
+        include_str!("../../tests/data/rfc7520/jws.json"),
+    ),
 ];
 
 /// The RFC 7520 §3 public keys the examples also verify with: RSA (§3.3) and HMAC (§3.5).
-const RFC7520_RSA_PUBLIC: &str = include_str!("data/rfc7520/3_3.rsa_public_key.json");
-const RFC7520_HMAC_KEY: &str = include_str!("data/rfc7520/3_5.symmetric_key_mac_computation.json");
-const RFC7520_EC_PUBLIC: &str = include_str!("data/rfc7520/3_1.ec_public_key.json");
+const RFC7520_RSA_PUBLIC: &str = include_str!("../../tests/data/rfc7520/3_3.rsa_public_key.json");
+const RFC7520_HMAC_KEY: &str =
+    include_str!("../../tests/data/rfc7520/3_5.symmetric_key_mac_computation.json");
+const RFC7520_EC_PUBLIC: &str = include_str!("../../tests/data/rfc7520/3_1.ec_public_key.json");
 
 /// `compact` with one character in the middle of its signature replaced. Not the last one, which
 /// may carry unused bits and so would only test the base64url decoder.

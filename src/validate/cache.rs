@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::validate::VerifiedToken;
+use crate::token::VerifiedToken;
 
 /// Configures the verified-token cache ([`AuthenticatorBuilder::token_cache`]). On by default
 /// with [`TokenCache::new`]'s limits.
@@ -102,7 +102,7 @@ impl moka::Expiry<[u8; 32], VerifiedToken> for PerEntry {
         let leeway = self.leeways.get(issuer).copied().unwrap_or(0);
         let left = exp
             .saturating_add(leeway)
-            .saturating_sub(crate::validate::now());
+            .saturating_sub(crate::time::now());
         Some(Duration::from_secs(left).min(self.max_ttl))
     }
 }

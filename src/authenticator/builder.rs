@@ -1,4 +1,5 @@
-//! [`Authenticator`]: the validation policy and keys, shared by every layer built from it.
+//! [`AuthenticatorBuilder`]: every option of an [`Authenticator`], checked at
+//! [`build`](AuthenticatorBuilder::build).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -6,220 +7,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Uri};
 use serde_json::Value;
 
-use crate::error::{AuthError, ConfigError, DefaultRejection, Rejection};
-use crate::issuer::{Globals, Issuer};
-use crate::keys::{Key, KeySet, KeySource};
-use crate::layer::BearerAuthLayer;
-use crate::token_source::{Sources, TokenSource};
-use crate::validate::{self, Trusted, VerifiedToken};
-
-/// The realm named in `WWW-Authenticate` challenges unless configured otherwise.
-pub(crate) const DEFAULT_REALM: &str = "api";
-
-/// Validates bearer tokens: holds the policy (issuer, audience, leeway, …), the keys and the
-/// token sources. Cheap to clone; every clone and every layer built from it share one state.
-///
-/// ```
-/// use tower_oauth2::{Algorithm, Authenticator, Key};
-///
-/// # fn main() -> Result<(), tower_oauth2::ConfigError> {
-/// let auth = Authenticator::builder()
-///     .issuer("https://issuer.example")
-///     .audience("orders-api")
-///     .key(Key::hmac([42u8; 32], Algorithm::HS256)?.with_kid("k1"))
-///     .build()?;
-/// let layer = auth.layer(); // a tower Layer
-/// # let _ = layer; Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Authenticator {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    /// One per trusted issuer; the token's `iss` picks one.
-    issuers: Vec<Trusted>,
-    /// Tokens verified before (see [`TokenCache`](crate::TokenCache)).
-    cache: Option<crate::cache::Cache>,
-    sources: Sources,
-    rejection: Arc<dyn Rejection>,
-}
-
-impl Authenticator {
-    /// Starts a builder with the secure defaults.
-    pub fn builder() -> AuthenticatorBuilder {
-        AuthenticatorBuilder::default()
-    }
-
-    /// The tower layer that authenticates every request with this authenticator.
-    pub fn layer(&self) -> BearerAuthLayer {
-        BearerAuthLayer::new(self.clone())
-    }
-
-    /// Validates one token string: header, claims syntax, issuer, key and signature, then the
-    /// remaining claims. Unlike the layer, it never waits for a refetch when the token names an
-    /// unknown `kid`: a rotated key reaches it with the next refresh (or after a request through
-    /// the layer fetched it). For code outside tower (a WebSocket
-    /// handshake, a message consumer) that has the token in hand.
-    pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        let now = validate::now();
-        let issuers = &self.shared.issuers;
-        let Some(cache) = &self.shared.cache else {
-            return validate::verify(token, issuers, now);
-        };
-        let key = crate::cache::Cache::key(token);
-        if let Some(cached) = cache.get(&key) {
-            let (issuer, keys) = cached.verified_by();
-            let trusted = &issuers[issuer];
-            // The very key set that verified it; after any change, verify again.
-            if trusted.keys.snapshot().is(keys) {
-                validate::recheck(&cached, trusted, now)?;
-                return Ok(cached);
-            }
-            cache.remove(&key);
-        }
-        let verified = validate::verify_detailed(token, issuers, now)?;
-        cache.insert(key, verified.clone());
-        Ok(verified)
-    }
-
-    /// How many verified tokens the cache holds, and their approximate size in bytes (for
-    /// metrics); `None` with the cache off.
-    pub fn token_cache_stats(&self) -> Option<(u64, u64)> {
-        self.shared
-            .cache
-            .as_ref()
-            .map(|cache| (cache.len(), cache.weighted_size()))
-    }
-
-    /// Takes the token from a request's headers and URI (per the configured token sources) and
-    /// validates it. `Ok(None)`: the request carries no token.
-    pub fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Option<VerifiedToken>, AuthError> {
-        Ok(self
-            .authenticate_request(headers, uri)?
-            .map(|(token, _)| token))
-    }
-
-    /// [`authenticate`](Self::authenticate), also telling whether the token came in the URL.
-    pub(crate) fn authenticate_request(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Option<(VerifiedToken, bool)>, AuthError> {
-        match self.shared.sources.extract(headers, uri)? {
-            Some((token, in_url)) => self.verify(&token).map(|t| Some((t, in_url))),
-            None => Ok(None),
-        }
-    }
-
-    /// The key source of the issuer a rejected token named.
-    fn source_for(&self, error: &AuthError) -> Option<&KeySource> {
-        let issuers = &self.shared.issuers;
-        match error.claimed_issuer() {
-            Some(iss) => issuers
-                .iter()
-                .find(|t| t.policy.issuer.as_deref().is_none_or(|i| i == iss))
-                .map(|t| &t.keys),
-            None if issuers.len() == 1 => Some(&issuers[0].keys),
-            None => None,
-        }
-    }
-
-    /// Whether `error` comes from a key the issuer's remote key set may not have yet, and a
-    /// refetch is allowed now (none started within the cooldown).
-    pub(crate) fn may_refetch_keys(&self, error: &AuthError) -> bool {
-        use crate::AuthErrorKind::{KeysUnavailable, UnknownKey};
-        if !matches!(error.kind(), UnknownKey | KeysUnavailable) {
-            return false;
-        }
-        match self.source_for(error) {
-            #[cfg(feature = "remote")]
-            Some(KeySource::Remote(remote)) => remote.may_refetch(),
-            _ => false,
-        }
-    }
-
-    /// Refetches the remote key set of the issuer `error` names, for an unknown `kid`
-    /// (single-flight, rate-limited).
-    pub(crate) async fn refetch_keys(&self, error: &AuthError) {
-        #[cfg(feature = "remote")]
-        if let Some(KeySource::Remote(remote)) = self.source_for(error) {
-            remote.refetch_for_unknown_kid().await;
-        }
-        #[cfg(not(feature = "remote"))]
-        let _ = error;
-    }
-
-    /// Fetches every issuer's remote JWKS now (a fetch already in flight is waited for and its
-    /// result shared) and installs it; stops at the first failure. Call it once after
-    /// [`build`](AuthenticatorBuilder::build) to fail fast when the keys cannot be had at start;
-    /// without it, the authenticator starts empty, fetches in the background, and answers 401
-    /// ("the issuer's signing keys are not available") until a fetch succeeds. A no-op for static
-    /// keys.
-    #[cfg(feature = "remote")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-    pub async fn refresh_keys(&self) -> Result<(), crate::KeyFetchError> {
-        for trusted in &self.shared.issuers {
-            if let KeySource::Remote(remote) = &trusted.keys {
-                remote.refresh().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The state of the first issuer's remote key source (last fetch, last error, key ids,
-    /// fetch count), for health endpoints; `None` for static keys. See
-    /// [`key_source_states`](Self::key_source_states) for every issuer.
-    #[cfg(feature = "remote")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-    pub fn key_source_state(&self) -> Option<crate::KeySourceState> {
-        match &self.shared.issuers[0].keys {
-            KeySource::Remote(remote) => Some(remote.state()),
-            _ => None,
-        }
-    }
-
-    /// The state of every issuer's remote key source, by issuer.
-    #[cfg(feature = "remote")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-    pub fn key_source_states(&self) -> Vec<(String, crate::KeySourceState)> {
-        self.shared
-            .issuers
-            .iter()
-            .filter_map(|t| match &t.keys {
-                KeySource::Remote(remote) => {
-                    Some((t.policy.issuer.clone().unwrap_or_default(), remote.state()))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    pub(crate) fn rejection(&self) -> Arc<dyn Rejection> {
-        Arc::clone(&self.shared.rejection)
-    }
-}
-
-impl fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let issuers: Vec<_> = self
-            .shared
-            .issuers
-            .iter()
-            .map(|t| (&t.policy.issuer, &t.policy.audiences, &t.keys))
-            .collect();
-        f.debug_struct("Authenticator")
-            .field("issuers", &issuers)
-            .finish_non_exhaustive()
-    }
-}
+use super::issuer::{Globals, Issuer};
+use super::rejection::{DEFAULT_REALM, Rejection};
+use super::{Authenticator, Shared};
+use crate::error::ConfigError;
+use crate::keys::{Key, KeySet, SharedKeys};
+use crate::token_source::{AuthorizationHeader, Sources, TokenSource};
+use crate::validate::cache::{Cache, TokenCache};
+use crate::validate::policy::Trusted;
+use crate::validate::revocation::RevocationCheck;
 
 /// Builds an [`Authenticator`]. Setters never fail; [`build`](Self::build) reports every
 /// configuration mistake as a [`ConfigError`].
@@ -243,7 +41,7 @@ pub struct AuthenticatorBuilder {
     pub(crate) any_issuer: bool,
     pub(crate) any_audience: bool,
     pub(crate) allow_missing_exp: bool,
-    token_cache: crate::TokenCache,
+    token_cache: TokenCache,
 }
 
 impl Default for AuthenticatorBuilder {
@@ -263,7 +61,7 @@ impl Default for AuthenticatorBuilder {
             any_issuer: false,
             any_audience: false,
             allow_missing_exp: false,
-            token_cache: crate::TokenCache::new(),
+            token_cache: TokenCache::new(),
         }
     }
 }
@@ -272,15 +70,6 @@ impl Default for AuthenticatorBuilder {
 const MAX_TOKEN_SIZE_LIMIT: usize = 1024 * 1024;
 
 impl AuthenticatorBuilder {
-    /// A builder whose first issuer is `issuer` (the authorization server's own trust).
-    #[cfg(feature = "server")]
-    pub(crate) fn for_issuer(issuer: Issuer) -> Self {
-        Self {
-            primary: issuer,
-            ..Self::default()
-        }
-    }
-
     /// The issuer tokens must name in `iss`, compared exactly. Required (unless waived through
     /// [`dangerous`](crate::dangerous)). With the feature `remote` and no keys configured, the
     /// keys are discovered from it: its metadata (`/.well-known/openid-configuration`, else
@@ -303,13 +92,13 @@ impl AuthenticatorBuilder {
     /// a token seen before skips signature verification and claim parsing, while `exp`, `nbf`,
     /// the revocation check and the key set are checked again on every request.
     /// [`TokenCache::disabled`](crate::TokenCache::disabled) turns it off.
-    pub fn token_cache(mut self, cache: crate::TokenCache) -> Self {
+    pub fn token_cache(mut self, cache: TokenCache) -> Self {
         self.token_cache = cache;
         self
     }
 
-    /// Refuses tokens that `check` says are revoked (see [`RevocationCheck`](crate::RevocationCheck)).
-    pub fn revocation_check(mut self, check: impl crate::RevocationCheck) -> Self {
+    /// Refuses tokens that `check` says are revoked (see [`RevocationCheck`](crate::validate::revocation::RevocationCheck)).
+    pub fn revocation_check(mut self, check: impl RevocationCheck) -> Self {
         self.primary = self.primary.revocation_check(check);
         self
     }
@@ -330,6 +119,14 @@ impl AuthenticatorBuilder {
     /// is a [`ConfigError`] there). Unusable keys in it are skipped with a warning.
     pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.primary = self.primary.jwks_file(path);
+        self
+    }
+
+    /// Verifies with keys that another part of the process replaces whole (see
+    /// [`SharedKeys`]): every request sees the set current when it arrived. Not combined with
+    /// static keys, JWKS files or a JWKS URL.
+    pub fn shared_keys(mut self, keys: SharedKeys) -> Self {
+        self.primary = self.primary.shared_keys(keys);
         self
     }
 
@@ -442,11 +239,11 @@ impl AuthenticatorBuilder {
     }
 
     /// Also looks for the token in another place, such as a cookie
-    /// ([`CookieToken`](crate::CookieToken)) or a query parameter
-    /// ([`QueryToken`](crate::QueryToken)). The `Authorization` header is always read.
+    /// ([`CookieToken`](crate::token_source::CookieToken)) or a query parameter
+    /// ([`QueryToken`](crate::token_source::QueryToken)). The `Authorization` header is always read.
     pub fn token_source(mut self, source: impl TokenSource) -> Self {
         // The header is always read; adding it again would count every token twice.
-        if !(&source as &dyn std::any::Any).is::<crate::AuthorizationHeader>() {
+        if !(&source as &dyn std::any::Any).is::<AuthorizationHeader>() {
             self.sources.push(Box::new(source));
         }
         self
@@ -460,7 +257,7 @@ impl AuthenticatorBuilder {
     }
 
     /// Replaces the rejection response (status, headers, body). The layer still adds the
-    /// [`AuthError`] to the response extensions.
+    /// [`AuthError`](crate::AuthError) to the response extensions.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -531,16 +328,14 @@ impl AuthenticatorBuilder {
             issuers.push(trusted);
         }
         Trusted::share_capture(&mut issuers);
-        let rejection = self
-            .rejection
-            .unwrap_or_else(|| Arc::new(DefaultRejection::new(self.realm.into_owned())));
         let leeways = issuers.iter().map(|t| t.policy.leeway).collect();
         Ok(Authenticator {
             shared: Arc::new(Shared {
-                cache: crate::cache::Cache::new(self.token_cache, leeways),
+                cache: Cache::new(self.token_cache, leeways),
                 issuers,
                 sources: Sources::new(self.sources),
-                rejection,
+                rejection: self.rejection,
+                realm: self.realm.into(),
             }),
         })
     }
@@ -553,5 +348,17 @@ impl fmt::Debug for AuthenticatorBuilder {
             .field("more_issuers", &self.extra)
             .field("leeway", &self.leeway)
             .finish_non_exhaustive()
+    }
+}
+
+impl From<Issuer> for AuthenticatorBuilder {
+    /// A builder whose first issuer is `issuer`, with every other option at its default: for
+    /// an issuer described once and used both alone and beside others
+    /// ([`trust`](AuthenticatorBuilder::trust)).
+    fn from(issuer: Issuer) -> Self {
+        Self {
+            primary: issuer,
+            ..Self::default()
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! [`RequireScope`](crate::RequireScope) or a claims extractor. Never the token itself.
 
 use crate::error::AuthError;
-use crate::validate::VerifiedToken;
+use crate::token::VerifiedToken;
 
 /// The layer accepted the token.
 pub(crate) fn accepted(token: &VerifiedToken) {

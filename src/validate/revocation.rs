@@ -1,7 +1,7 @@
 //! [`RevocationCheck`]: a hook that refuses tokens whose signature and claims are fine but which
 //! their issuer has revoked.
 
-use crate::validate::VerifiedToken;
+use crate::token::VerifiedToken;
 
 /// Decides whether a verified token has been revoked. Asked once per request, after every other
 /// check passed; a revoked token is refused with 401 `invalid_token` ("token has been revoked",

@@ -10,6 +10,20 @@ use serde_json::Value;
 use super::json::{self, MAX_DEPTH, Seen, Skip, Str, StrictValue, string};
 use crate::error::AuthError;
 
+/// Registered claim names: always parsed with their RFC 7519 types, never captured raw.
+pub(crate) const REGISTERED: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "scp",
+];
+
 /// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Anything later is a token that never
 /// expires dressed up as one that does.
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;

@@ -4,7 +4,8 @@
 # callgrind: unlike wall-clock time on a shared machine, the same binary gives the same counts
 # run after run, so the ratio is repeatable. Prints a markdown table.
 #
-# Each path runs N1 and then N2 times in the `validation` bench binary (VALIDATION_COUNT mode);
+# Each path runs N1 and then N2 times in the `validation` bench binary (VALIDATION_COUNT mode;
+# the bench is in the workspace's bench crate, benches/suite/, package tower-oauth2-benches);
 # only the loop is counted (`--toggle-collect`; set-up, whose RNG seeding in aws-lc takes a
 # different number of instructions in every run, is not), and the difference divided by
 # N2 - N1 is the cost of one request, first-use costs excluded. The layer's
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-bin=$(cargo bench --bench validation --no-run --message-format=json 2>/dev/null | python3 -c '
+bin=$(cargo bench -p tower-oauth2-benches --bench validation --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)

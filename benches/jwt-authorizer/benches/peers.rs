@@ -1,5 +1,6 @@
-//! jwt-authorizer's side of tower-oauth2's `benches/peers.rs`: the same `GET /me` with a valid
-//! bearer token through a full axum `Router`, the handler answering 200 with the token's `sub`.
+//! jwt-authorizer's side of tower-oauth2's `benches/suite/benches/peers.rs`: the same `GET /me`
+//! with a valid bearer token through a full axum `Router`, the handler answering 200 with the
+//! token's `sub`.
 //!
 //! jwt-authorizer 0.15 (the newest release) is built on axum 0.7, so this is a separate Cargo
 //! project on axum 0.7 with its own `no_auth` baseline (the same route without any layer, on

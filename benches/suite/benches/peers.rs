@@ -2,8 +2,8 @@
 //! `GET /me` with a valid bearer token, whose handler answers 200 with the token's `sub` as a
 //! small body.
 //!
-//! Run with `cargo bench --bench peers`. One group per algorithm, `peers/RS256` and
-//! `peers/ES256`, each with:
+//! Run with `cargo bench -p tower-oauth2-benches --bench peers`. One group per algorithm,
+//! `peers/RS256` and `peers/ES256`, each with:
 //!
 //! - `no_auth`: the baseline, the same route without any layer (the handler answers a constant
 //!   of the same length).
@@ -47,11 +47,7 @@
 //! (`/proc/self/statm`) across those verifications, after a control run of the same
 //! verifications with the cache off; the target is 100,000 entries in less than 100 MB. It runs
 //! only under `cargo bench` (with `--bench`), not in criterion's test mode.
-//!
-//! The bench needs the feature `aws-lc-rs` (a default); without it, it compiles to an empty
-//! `main`.
 
-#[cfg(feature = "aws-lc-rs")]
 mod bench {
     use std::convert::Infallible;
     use std::hint::black_box;
@@ -82,11 +78,11 @@ mod bench {
     /// The tokens verified for the memory measurement.
     const CACHED_TOKENS: usize = 100_000;
 
-    const RSA_PRIVATE: &str = include_str!("../tests/data/keys/rsa_private.pem");
-    const RSA_PUBLIC: &str = include_str!("../tests/data/keys/rsa_public.pem");
-    const EC_PRIVATE: &str = include_str!("../tests/data/keys/ec_private.pem");
-    const EC_PUBLIC: &str = include_str!("../tests/data/keys/ec_public.pem");
-    const JWKS: &str = include_str!("../tests/data/keys/jwks.json");
+    const RSA_PRIVATE: &str = include_str!("../../../tests/data/keys/rsa_private.pem");
+    const RSA_PUBLIC: &str = include_str!("../../../tests/data/keys/rsa_public.pem");
+    const EC_PRIVATE: &str = include_str!("../../../tests/data/keys/ec_private.pem");
+    const EC_PUBLIC: &str = include_str!("../../../tests/data/keys/ec_public.pem");
+    const JWKS: &str = include_str!("../../../tests/data/keys/jwks.json");
 
     /// RFC 9068-style access-token claims, as an identity provider would issue them.
     #[derive(Serialize)]
@@ -381,7 +377,7 @@ mod bench {
 
     /// An authenticator for the HS256 tokens of the memory measurement.
     fn hmac_authenticator(cache: TokenCache) -> Authenticator {
-        let key = Key::hmac(HMAC_SECRET, Algorithm::HS256)
+        let key = Key::hmac(HMAC_SECRET, tower_oauth2::Algorithm::HS256)
             .expect("HMAC key")
             .with_kid("hmac-1");
         Authenticator::builder()
@@ -477,7 +473,6 @@ mod bench {
     criterion_group!(benches, peer_benches);
 }
 
-#[cfg(feature = "aws-lc-rs")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list") {
@@ -488,6 +483,3 @@ fn main() {
         .configure_from_args()
         .final_summary();
 }
-
-#[cfg(not(feature = "aws-lc-rs"))]
-fn main() {}

@@ -1,7 +1,8 @@
 //! Per-request cost of the whole bearer-token layer, side by side with a bare
 //! `jsonwebtoken::decode` of the same token, for RS256, ES256, EdDSA and HS256.
 //!
-//! Run with `cargo bench --bench validation`. Each group `validation/<ALG>` has three functions:
+//! Run with `cargo bench -p tower-oauth2-benches --bench validation`. Each group
+//! `validation/<ALG>` has three functions:
 //!
 //! - `layer`: an `http::Request` with `Authorization: Bearer <token>` driven through
 //!   `BearerAuth` (from `Authenticator::layer`, verified-token cache off) around a trivial
@@ -16,10 +17,7 @@
 //!
 //! A second group, `cached_key/ES256`, compares a request whose key is cached with a remote JWKS
 //! (feature `remote`, served from loopback) and with static keys.
-//!
-//! The bench needs the default features; without them, it compiles to an empty `main`.
 
-#[cfg(all(feature = "aws-lc-rs", feature = "remote"))]
 mod bench {
     use std::convert::Infallible;
     use std::future::Future;
@@ -43,10 +41,10 @@ mod bench {
     const AUDIENCE: &str = "events-api";
     const HMAC_SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 
-    const RSA_PRIVATE: &str = include_str!("../tests/data/keys/rsa_private.pem");
-    const EC_PRIVATE: &str = include_str!("../tests/data/keys/ec_private.pem");
-    const ED_PRIVATE: &str = include_str!("../tests/data/keys/ed_private.pem");
-    const JWKS: &str = include_str!("../tests/data/keys/jwks.json");
+    const RSA_PRIVATE: &str = include_str!("../../../tests/data/keys/rsa_private.pem");
+    const EC_PRIVATE: &str = include_str!("../../../tests/data/keys/ec_private.pem");
+    const ED_PRIVATE: &str = include_str!("../../../tests/data/keys/ed_private.pem");
+    const JWKS: &str = include_str!("../../../tests/data/keys/jwks.json");
 
     /// RFC 9068-style access-token claims, as an identity provider would issue them.
     #[derive(Serialize, Deserialize)]
@@ -124,7 +122,7 @@ mod bench {
     }
 
     fn authenticator(cache: TokenCache) -> Authenticator {
-        let hmac = Key::hmac(HMAC_SECRET, Algorithm::HS256)
+        let hmac = Key::hmac(HMAC_SECRET, tower_oauth2::Algorithm::HS256)
             .expect("HMAC key")
             .with_kid("hmac-1");
         Authenticator::builder()
@@ -381,7 +379,6 @@ mod bench {
     criterion_group!(benches, validation_benches, cached_key_benches);
 }
 
-#[cfg(all(feature = "aws-lc-rs", feature = "remote"))]
 fn main() {
     if let Ok(spec) = std::env::var("VALIDATION_COUNT") {
         bench::count(&spec);
@@ -392,6 +389,3 @@ fn main() {
         .configure_from_args()
         .final_summary();
 }
-
-#[cfg(not(all(feature = "aws-lc-rs", feature = "remote")))]
-fn main() {}

@@ -91,7 +91,8 @@ impl AuthorizationServerBuilder {
         self
     }
 
-    /// Where clients, codes and tokens are kept. Required: [`MemoryStore`] for tests and demos.
+    /// Where clients, codes and tokens are kept. Required: [`MemoryStore`](super::MemoryStore)
+    /// for tests and demos.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
         self
@@ -105,7 +106,8 @@ impl AuthorizationServerBuilder {
 
     /// The key to sign with, managed by the application (it is not stored). Without one, the
     /// store's keys are used, or a key for [`signing_algorithm`](Self::signing_algorithm) is
-    /// generated and saved there at build (lost on restart only with [`MemoryStore`]).
+    /// generated and saved there at build (lost on restart only with
+    /// [`MemoryStore`](super::MemoryStore)).
     pub fn signing_key(mut self, key: SigningKey) -> Self {
         self.signing_key = Some(key);
         self

@@ -21,7 +21,8 @@ use super::{
 /// Everything the endpoints share.
 pub(crate) struct ServerState {
     pub(crate) issuer: String,
-    /// Where [`AuthorizationServer::router`] is mounted, for the metadata's endpoint URLs.
+    /// Where [`AuthorizationServer::router`](super::AuthorizationServer::router) is mounted, for
+    /// the metadata's endpoint URLs.
     pub(crate) endpoint_base: String,
     pub(crate) audiences: Vec<String>,
     pub(crate) store: Arc<dyn Store>,

@@ -51,10 +51,11 @@ use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tower_oauth2::RequireScope;
+use tower_oauth2::server::store::StoreError;
 use tower_oauth2::server::store::{ClientRecord, ClientStatus, SqliteStore};
 use tower_oauth2::server::{
     AuthorizationServer, ClientRegistration, ClientSecret, HookFuture, PasswordVerifier,
-    RegistrationError, SecretHash, StoreError,
+    RegistrationError, SecretHash,
 };
 
 #[path = "shared/events.rs"]

@@ -18,10 +18,11 @@ use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use tower_oauth2::server::store::MemoryStore;
 use tower_oauth2::server::{
     ApprovalPolicy, AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder,
-    ClientRegistration, ConsentDecision, ConsentHandler, HookFuture, MemoryStore, PasswordVerifier,
-    SecretHash, SigningKey,
+    ClientRegistration, ConsentDecision, ConsentHandler, HookFuture, PasswordVerifier, SecretHash,
+    SigningKey,
 };
 use tower_oauth2::{Algorithm, AuthErrorKind, Authenticator, Key, KeySet, VerifiedToken};
 
@@ -2334,7 +2335,7 @@ async fn introspection_allows_no_leeway_past_exp() {
 #[tokio::test]
 async fn revocations_reach_a_second_server_on_the_same_store() {
     // Two instances (or one restarted) sharing a store and a signing key.
-    let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn tower_oauth2::server::store::Store> = Arc::new(MemoryStore::new());
     let key = SigningKey::generate(Algorithm::ES256).expect("key");
     let build = || async {
         AuthorizationServer::builder()
@@ -2409,7 +2410,9 @@ async fn registration_needs_a_json_content_type() {
 // 9. Instances sharing a store: signing keys and revocations kept in step
 // ---------------------------------------------------------------------------------------------
 
-fn shared_instance(store: &Arc<dyn tower_oauth2::server::Store>) -> AuthorizationServerBuilder {
+fn shared_instance(
+    store: &Arc<dyn tower_oauth2::server::store::Store>,
+) -> AuthorizationServerBuilder {
     AuthorizationServer::builder()
         .issuer(ISSUER)
         .shared_store(Arc::clone(store))
@@ -2429,7 +2432,7 @@ async fn eventually(mut f: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn instances_on_one_store_share_keys_rotations_and_revocations() {
-    let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn tower_oauth2::server::store::Store> = Arc::new(MemoryStore::new());
     let a = shared_instance(&store).build().await.expect("a");
     let b = shared_instance(&store).build().await.expect("b");
     assert_eq!(
@@ -2468,7 +2471,7 @@ async fn instances_on_one_store_share_keys_rotations_and_revocations() {
 
 #[tokio::test]
 async fn stored_signing_keys_are_sealed_with_the_key_encryption_secret() {
-    let store: Arc<dyn tower_oauth2::server::Store> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn tower_oauth2::server::store::Store> = Arc::new(MemoryStore::new());
     let secret = [42u8; 32];
     let a = shared_instance(&store)
         .key_encryption_secret(secret)

@@ -17,9 +17,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
+use tower_oauth2::server::store::MemoryStore;
 use tower_oauth2::server::{
     ApprovalPolicy, AuthorizationServer, AuthorizationServerBuilder, ClientRegistration,
-    ClientSecret, HookFuture, MemoryStore, PasswordVerifier, RegistrationError, TokenLifetime,
+    ClientSecret, HookFuture, PasswordVerifier, RegistrationError, TokenLifetime,
 };
 use tower_oauth2::{Algorithm, AuthErrorKind, VerifiedToken};
 

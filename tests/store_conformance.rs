@@ -26,7 +26,8 @@ use tower_oauth2::server::store::{
     ClientRecord, ClientStatus, CodeRecord, GrantType, RevokedAccess, SigningKeyRecord, TokenHash,
     TokenKind, TokenRecord, TokenState,
 };
-use tower_oauth2::server::{MemoryStore, SecretHash, Store, StoreError, TokenLifetime};
+use tower_oauth2::server::store::{MemoryStore, Store, StoreError};
+use tower_oauth2::server::{SecretHash, TokenLifetime};
 
 /// How long one store's whole suite may take before it counts as hung (a deadlock, a lock
 /// that is never released, a pool that never hands out a connection).

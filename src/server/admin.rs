@@ -313,7 +313,7 @@ pub(crate) async fn register(
     let lifetime = |field: &'static str, text: Option<String>| match text {
         None => Ok(None),
         Some(text) => match text.parse::<TokenLifetime>() {
-            Ok(l) => match super::check_lifetime(l) {
+            Ok(l) => match super::builder::check_lifetime(l) {
                 Ok(()) => Ok(Some(l)),
                 Err(e) => Err(invalid(field, e)),
             },

@@ -1,0 +1,93 @@
+//! [`ServerState`]: what the endpoints share, and the few things they ask of it (a client's
+//! lifetimes, signing, syncing the denylist from the store's revocation log).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::authenticator::Authenticator;
+use crate::authenticator::Issuer;
+use crate::keys::SharedKeys;
+
+use super::builder::trust;
+use super::denylist::Denylist;
+use super::ring::KeyRing;
+use super::{
+    ApprovalPolicy, ConsentHandler, PasswordVerifier, Store, StoreError, TokenLifetime,
+    client_auth, seal, store,
+};
+
+/// Everything the endpoints share.
+pub(crate) struct ServerState {
+    pub(crate) issuer: String,
+    /// Where [`AuthorizationServer::router`](super::AuthorizationServer::router) is mounted, for
+    /// the metadata's endpoint URLs.
+    pub(crate) endpoint_base: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) ring: ArcSwap<KeyRing>,
+    /// The verification keys of the ring, shared with the authenticators this server hands out.
+    pub(crate) verify_keys: SharedKeys,
+    pub(crate) denylist: Arc<Denylist>,
+    pub(crate) access_lifetime: TokenLifetime,
+    pub(crate) refresh_lifetime: TokenLifetime,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) allow_unlimited: bool,
+    pub(crate) approval: ApprovalPolicy,
+    pub(crate) consent: Option<Arc<dyn ConsentHandler>>,
+    pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
+    pub(crate) limiter: client_auth::RateLimiter,
+    pub(crate) authenticator: Authenticator,
+    /// Seconds of clock skew the authenticator allows: how long past `exp` a revoked token's
+    /// `jti` must stay on the denylist.
+    pub(crate) leeway: u64,
+    /// Serializes changes to the key ring (rotation, pruning); readers never take it.
+    pub(super) ring_lock: tokio::sync::Mutex<()>,
+    /// Whether the signing keys live in the store (generated and shared by every instance)
+    /// rather than being given to the builder.
+    pub(super) keys_in_store: bool,
+    /// Seals stored private keys, when the app configured a key-encryption secret.
+    pub(super) sealer: Option<seal::Sealer>,
+    /// Where the denylist sync has read the store's revocation log up to.
+    pub(super) revocation_cursor: tokio::sync::Mutex<u64>,
+    /// How often the store is polled for revocations and signing keys.
+    pub(super) sync_interval: Duration,
+}
+
+impl ServerState {
+    pub(super) fn trusted_issuer(&self) -> Issuer {
+        trust(
+            &self.issuer,
+            &self.audiences,
+            &self.verify_keys,
+            &self.denylist,
+            self.allow_unlimited,
+        )
+    }
+
+    /// The lifetimes a client's tokens get.
+    pub(crate) fn lifetimes(&self, client: &store::ClientRecord) -> (TokenLifetime, TokenLifetime) {
+        (
+            client.access_token_lifetime.unwrap_or(self.access_lifetime),
+            client
+                .refresh_token_lifetime
+                .unwrap_or(self.refresh_lifetime),
+        )
+    }
+
+    /// Signs an access token's claims with the active key.
+    pub(crate) fn sign(&self, claims: &serde_json::Value) -> Result<String, String> {
+        self.ring.load().active.key.sign("at+jwt", claims)
+    }
+
+    /// Reads the store's revocation log since the last sync into the denylist.
+    pub(crate) async fn sync_revocations(&self) -> Result<usize, StoreError> {
+        let mut cursor = self.revocation_cursor.lock().await;
+        let (revoked, next) = self.store.revocations_since(*cursor).await?;
+        *cursor = next;
+        Ok(self
+            .denylist
+            .add(revoked.into_iter().map(|r| (r.jti, r.expires_at))))
+    }
+}

@@ -106,35 +106,6 @@ fn parse_grants(text: &str) -> Result<Vec<GrantType>, StoreError> {
 }
 
 /// A lifetime as stored: its canonical text.
-/// Binds a client's columns in `client_columns!` order after `client_id`: name, secret hash,
-/// redirect URIs, grant types, scopes, default scopes, both lifetimes, status, created_at. The
-/// insert and the update of both SQL stores share it.
-pub(super) fn bind_client<'q, DB>(
-    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    client: ClientRecord,
-) -> Result<sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>, StoreError>
-where
-    DB: sqlx::Database,
-    String: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<String>: sqlx::Encode<'q, DB> + Type<DB>,
-    &'static str: sqlx::Encode<'q, DB> + Type<DB>,
-    i64: sqlx::Encode<'q, DB> + Type<DB>,
-{
-    let created_at = to_i64(client.created_at, "created_at")?;
-    Ok(query
-        .bind(client.client_id)
-        .bind(client.name)
-        .bind(client.secret_hash.to_stored())
-        .bind(list_json(&client.redirect_uris))
-        .bind(grants_json(&client.grant_types))
-        .bind(list_json(&client.scopes))
-        .bind(list_json(&client.default_scopes))
-        .bind(lifetime_text(client.access_token_lifetime))
-        .bind(lifetime_text(client.refresh_token_lifetime))
-        .bind(client.status.as_str())
-        .bind(created_at))
-}
-
 pub(super) fn lifetime_text(lifetime: Option<TokenLifetime>) -> Option<String> {
     lifetime.map(|l| l.to_string())
 }

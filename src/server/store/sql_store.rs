@@ -1,0 +1,954 @@
+//! The one implementation of [`Store`](super::Store) behind `SqliteStore` and `PostgresStore`.
+//!
+//! Both stores run the same statements on the same tables (their migrations differ only in
+//! column types), with `$n` placeholders, which SQLite accepts too. What differs is behind
+//! [`Dialect`], which each store type implements:
+//!
+//! - how a write transaction begins ([`Dialect::BEGIN`]): SQLite takes the database's write
+//!   lock at once (`BEGIN IMMEDIATE`); PostgreSQL runs READ COMMITTED;
+//! - the locks a transaction takes before it touches rows ([`Dialect::lock`]): PostgreSQL
+//!   advisory locks; none on SQLite, whose write transactions exclude each other;
+//! - the announcement of logged revocations at commit ([`Dialect::notify`]): PostgreSQL
+//!   `NOTIFY`; nothing on SQLite;
+//! - the text of the statements that differ ([`Statements`], written by [`statements!`] from
+//!   one template): boolean literals, and the revocation, which PostgreSQL logs in the same
+//!   statement (a data-modifying `WITH`) and SQLite afterwards.
+//!
+//! [`SqlStore`] is the implementation, generic over the dialect; [`sql_store!`] implements
+//! [`Store`](super::Store) with it for a store type.
+
+use std::future::Future;
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _};
+use sqlx::{Transaction, Type};
+
+use super::sql::{
+    self, clamp_i64, client_columns, code_columns, db_error, db_error_as, opt_to_i64,
+    signing_key_columns, to_i64, token_columns,
+};
+use super::{
+    ClientRecord, CodeRecord, RevokedAccess, SigningKeyRecord, StoreError, TokenHash, TokenKind,
+    TokenRecord, TokenState,
+};
+
+/// The connection type of a dialect's database.
+pub(super) type Connection<D> = <<D as Dialect>::DB as Database>::Connection;
+
+type Row<D> = <<D as Dialect>::DB as Database>::Row;
+
+type Query<'q, D> =
+    sqlx::query::Query<'q, <D as Dialect>::DB, <<D as Dialect>::DB as Database>::Arguments<'q>>;
+
+/// What a transaction locks, with [`Dialect::lock`], before it touches rows.
+// Without PostgreSQL, no dialect reads what is locked.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lock<'a> {
+    /// The clients and refresh-token families of tokens about to be stored: against a
+    /// concurrent revocation of the family or the client's tokens, whichever locks second
+    /// sees what the first committed.
+    Owners(&'a [TokenRecord]),
+    /// A client, whose tokens are about to be revoked.
+    Client(&'a str),
+    /// A refresh-token family, about to be revoked.
+    Family(&'a str),
+    /// The revocation log, and everything else that revokes or purges tokens: appends in
+    /// commit order, so that a reader that has seen entry `n` has seen every entry before it.
+    /// Taken after the others.
+    Log,
+    /// The signing keys, so that two instances rotating at once both take effect in turn.
+    Keys,
+}
+
+/// The statements whose text differs between the dialects; [`statements!`] writes them.
+#[derive(Debug)]
+pub(super) struct Statements {
+    /// Marks an unused code of a client used (`$1` hash, `$2` client) and returns it.
+    pub(super) take_code: &'static str,
+    /// Selects the active signing key.
+    pub(super) active_key: &'static str,
+    /// Retires the active signing key, until `$1`.
+    pub(super) retire_key: &'static str,
+    /// Deletes the retired keys whose `retired_until` is at most `$1`.
+    pub(super) purge_keys: &'static str,
+    /// Inserts an active signing key (`$1`…`$5`: kid, algorithm, private key, encrypted,
+    /// created_at).
+    pub(super) insert_active_key: &'static str,
+    /// Revokes the token with id `$1` unless it is revoked, and returns it (`token_columns!`).
+    pub(super) revoke_id: &'static str,
+    /// Revokes the tokens of family `$1` that are not revoked, and returns them.
+    pub(super) revoke_family: &'static str,
+    /// Revokes the tokens of client `$1` that are not revoked, and returns them.
+    pub(super) revoke_client: &'static str,
+}
+
+/// A dialect's [`Statements`], from the spelling of `true` and `false` in assignments, of
+/// "the key is active" and "the key is not active" in conditions, and the name of a macro that
+/// writes the revocation statement for a column (`revoke!("family_id")`).
+macro_rules! statements {
+    (
+        true = $true:literal,
+        false = $false:literal,
+        active = $active:literal,
+        inactive = $inactive:literal,
+        revoke = $revoke:ident $(,)?
+    ) => {
+        $crate::server::store::sql_store::Statements {
+            take_code: concat!(
+                "UPDATE oauth2_codes SET used = ",
+                $true,
+                " WHERE hash = $1 AND client_id = $2 AND used = ",
+                $false,
+                " RETURNING ",
+                $crate::server::store::sql::code_columns!()
+            ),
+            active_key: concat!(
+                "SELECT ",
+                $crate::server::store::sql::signing_key_columns!(),
+                " FROM oauth2_signing_keys WHERE ",
+                $active
+            ),
+            retire_key: concat!(
+                "UPDATE oauth2_signing_keys SET active = ",
+                $false,
+                ", retired_until = $1 WHERE ",
+                $active
+            ),
+            purge_keys: concat!(
+                "DELETE FROM oauth2_signing_keys WHERE ",
+                $inactive,
+                " AND retired_until IS NOT NULL AND retired_until <= $1"
+            ),
+            insert_active_key: concat!(
+                "INSERT INTO oauth2_signing_keys \
+                 (kid, algorithm, private_key, encrypted, created_at, active, retired_until) \
+                 VALUES ($1, $2, $3, $4, $5, ",
+                $true,
+                ", NULL)"
+            ),
+            revoke_id: $revoke!("id"),
+            revoke_family: $revoke!("family_id"),
+            revoke_client: $revoke!("client_id"),
+        }
+    };
+}
+
+pub(super) use statements;
+
+/// What differs between the SQL databases, implemented by each store type.
+pub(super) trait Dialect: Send + Sync + 'static {
+    /// The sqlx database.
+    type DB: Database;
+
+    /// The statement that begins every transaction.
+    const BEGIN: &'static str;
+
+    /// The statements whose text differs.
+    const SQL: Statements;
+
+    /// Whether the revocation statements ([`Statements::revoke_id`] and its siblings) append
+    /// the access tokens they revoke to the revocation log themselves; otherwise
+    /// [`SqlStore::revoke_where`] does, after them.
+    const REVOCATION_LOGS: bool;
+
+    /// The store's pool.
+    fn pool(&self) -> &Pool<Self::DB>;
+
+    /// How many rows a statement changed (sqlx has no trait for it).
+    fn rows_affected(result: &<Self::DB as Database>::QueryResult) -> u64;
+
+    /// Takes `lock` until the transaction on `conn` ends.
+    fn lock<'c>(
+        conn: &'c mut Connection<Self>,
+        lock: Lock<'c>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'c;
+
+    /// Announces, at commit, that the transaction on `conn` logged revocations of access
+    /// tokens.
+    fn notify(
+        conn: &mut Connection<Self>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + '_;
+}
+
+/// The [`Store`](super::Store) operations on a [`Dialect`]'s database. Its where clause lists
+/// what sqlx must offer for the types the store binds and reads.
+pub(super) trait SqlStore: Dialect
+where
+    for<'c> &'c mut Connection<Self>: Executor<'c, Database = Self::DB>,
+    for<'q> <Self::DB as Database>::Arguments<'q>: IntoArguments<'q, Self::DB>,
+    for<'a> &'a str: ColumnIndex<Row<Self>>,
+    usize: ColumnIndex<Row<Self>>,
+    for<'q> &'q str: Encode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> String: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> Option<String>: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> Vec<u8>: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> Option<Vec<u8>>: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> bool: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> i64: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+    for<'q> Option<i64>: Encode<'q, Self::DB> + Decode<'q, Self::DB> + Type<Self::DB>,
+{
+    /// A transaction, begun with [`Dialect::BEGIN`].
+    async fn begin(&self) -> Result<Transaction<'static, Self::DB>, StoreError> {
+        self.pool().begin_with(Self::BEGIN).await.map_err(db_error)
+    }
+
+    /// Binds a client's columns in `client_columns!` order: client_id, name, secret hash,
+    /// redirect URIs, grant types, scopes, default scopes, both lifetimes, status, created_at.
+    /// The insert and the update share it.
+    fn bind_client(
+        query: Query<'_, Self>,
+        client: ClientRecord,
+    ) -> Result<Query<'_, Self>, StoreError> {
+        let created_at = to_i64(client.created_at, "created_at")?;
+        Ok(query
+            .bind(client.client_id)
+            .bind(client.name)
+            .bind(client.secret_hash.to_stored())
+            .bind(sql::list_json(&client.redirect_uris))
+            .bind(sql::grants_json(&client.grant_types))
+            .bind(sql::list_json(&client.scopes))
+            .bind(sql::list_json(&client.default_scopes))
+            .bind(sql::lifetime_text(client.access_token_lifetime))
+            .bind(sql::lifetime_text(client.refresh_token_lifetime))
+            .bind(client.status.as_str())
+            .bind(created_at))
+    }
+
+    /// Binds a token's columns in `token_columns!` order.
+    fn bind_token<'q>(
+        query: Query<'q, Self>,
+        token: &TokenRecord,
+    ) -> Result<Query<'q, Self>, StoreError> {
+        Ok(query
+            .bind(token.id.clone())
+            .bind(token.kind.as_str())
+            .bind(token.hash.map(|h| h.as_bytes().to_vec()))
+            .bind(token.client_id.clone())
+            .bind(token.subject.clone())
+            .bind(token.family_id.clone())
+            .bind(sql::list_json(&token.scopes))
+            .bind(to_i64(token.issued_at, "issued_at")?)
+            .bind(opt_to_i64(token.expires_at, "expires_at")?)
+            .bind(token.state.as_str()))
+    }
+
+    /// Inserts one token; a taken id (or refresh-token digest) is a [`StoreError::Conflict`].
+    async fn insert_token(
+        conn: &mut Connection<Self>,
+        token: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        Self::bind_token(sqlx::query(INSERT_TOKEN), token)?
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error_as(|| format!("token id {} exists", token.id)))?;
+        Ok(())
+    }
+
+    /// Inserts one token unless its id (or digest) is taken; whether it was inserted.
+    async fn insert_token_if_new(
+        conn: &mut Connection<Self>,
+        token: &TokenRecord,
+    ) -> Result<bool, StoreError> {
+        let done = Self::bind_token(sqlx::query(INSERT_TOKEN_IF_NEW), token)?
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(Self::rows_affected(&done) == 1)
+    }
+
+    /// Appends a revoked access token to the revocation log. The caller holds [`Lock::Log`]
+    /// and, before it commits, calls [`Dialect::notify`].
+    async fn log_revocation(
+        conn: &mut Connection<Self>,
+        token: &TokenRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO oauth2_revocation_log (jti, expires_at) VALUES ($1, $2)")
+            .bind(token.id.clone())
+            .bind(opt_to_i64(token.expires_at, "expires_at")?)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    fn tokens_from_rows(rows: &[Row<Self>]) -> Result<Vec<TokenRecord>, StoreError> {
+        rows.iter().map(sql::token_from_row).collect()
+    }
+
+    /// Runs a revocation statement ([`Statements::revoke_id`] and its siblings) for `key` and
+    /// returns the tokens it revoked, in issue order; unless the statement logged the access
+    /// tokens among them ([`Dialect::REVOCATION_LOGS`]), appends them to the log. The caller
+    /// holds [`Lock::Log`], so the log's order is commit order.
+    async fn revoke_where(
+        conn: &mut Connection<Self>,
+        statement: &'static str,
+        key: &str,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(statement)
+            .bind(key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let revoked = sql::sorted_tokens(Self::tokens_from_rows(&rows)?);
+        if !Self::REVOCATION_LOGS {
+            for token in revoked
+                .iter()
+                .filter(|t| t.kind == TokenKind::Access && t.state == TokenState::Revoked)
+            {
+                Self::log_revocation(conn, token).await?;
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Inserts `key` as the active key (the caller has retired any other).
+    async fn insert_active_key(
+        conn: &mut Connection<Self>,
+        key: &SigningKeyRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(Self::SQL.insert_active_key)
+            .bind(key.kid.clone())
+            .bind(key.algorithm.clone())
+            .bind(key.private_key.clone())
+            .bind(key.encrypted)
+            .bind(to_i64(key.created_at, "created_at")?)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error_as(|| format!("signing key {} exists", key.kid)))?;
+        Ok(())
+    }
+
+    async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
+        Self::bind_client(
+            sqlx::query(concat!(
+                "INSERT INTO oauth2_clients (",
+                client_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            )),
+            client.clone(),
+        )?
+        .execute(self.pool())
+        .await
+        .map_err(db_error_as(|| {
+            format!("client {} exists", client.client_id)
+        }))?;
+        Ok(())
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oauth2_clients WHERE client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(sql::client_from_row)
+        .transpose()
+    }
+
+    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oauth2_clients ORDER BY seq"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(sql::client_from_row)
+        .collect()
+    }
+
+    async fn update_client(&self, client: ClientRecord) -> Result<bool, StoreError> {
+        let done = Self::bind_client(
+            sqlx::query(
+                "UPDATE oauth2_clients SET name = $2, secret_hash = $3, redirect_uris = $4, \
+             grant_types = $5, scopes = $6, default_scopes = $7, access_token_lifetime = $8, \
+             refresh_token_lifetime = $9, status = $10, created_at = $11 WHERE client_id = $1",
+            ),
+            client.clone(),
+        )?
+        .execute(self.pool())
+        .await
+        .map_err(db_error)?;
+        Ok(Self::rows_affected(&done) > 0)
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM oauth2_codes WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let done = sqlx::query("DELETE FROM oauth2_clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Self::rows_affected(&done) > 0)
+    }
+
+    async fn insert_code(&self, code: CodeRecord) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO oauth2_codes (",
+            code_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(code.hash.as_bytes().to_vec())
+        .bind(code.client_id)
+        .bind(code.redirect_uri)
+        .bind(code.subject)
+        .bind(sql::list_json(&code.scopes))
+        .bind(code.code_challenge)
+        .bind(code.family_id)
+        .bind(code.used)
+        .bind(to_i64(code.expires_at, "expires_at")?)
+        .execute(self.pool())
+        .await
+        .map_err(db_error_as(|| "authorization code exists".to_owned()))?;
+        Ok(())
+    }
+
+    async fn take_code(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+    ) -> Result<Option<(CodeRecord, bool)>, StoreError> {
+        let mut tx = self.begin().await?;
+        // The compare-and-set: only an unused code of this client matches. A concurrent
+        // redemption waits for the write lock (SQLite) or the row lock (PostgreSQL), then
+        // finds `used` true and matches nothing.
+        let taken = sqlx::query(Self::SQL.take_code)
+            .bind(hash.as_bytes().to_vec())
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let result = match taken {
+            Some(row) => Some((sql::code_from_row(&row)?, true)),
+            None => sqlx::query(concat!(
+                "SELECT ",
+                code_columns!(),
+                " FROM oauth2_codes WHERE hash = $1"
+            ))
+            .bind(hash.as_bytes().to_vec())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .map(|row| sql::code_from_row(&row).map(|code| (code, false)))
+            .transpose()?,
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(result)
+    }
+
+    async fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        // Against a concurrent revoke_family / revoke_client_tokens: whichever takes the
+        // lock second sees what the first committed.
+        Self::lock(&mut tx, Lock::Owners(&tokens)).await?;
+        let mut live = true;
+        let mut logged = false;
+        for mut token in tokens {
+            if let Some(family) = &token.family_id {
+                let revoked = sqlx::query(
+                    "SELECT 1 AS revoked FROM oauth2_revoked_families WHERE family_id = $1",
+                )
+                .bind(family.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .is_some();
+                if revoked {
+                    token.state = TokenState::Revoked;
+                    live = false;
+                    if token.kind == TokenKind::Access {
+                        if !logged {
+                            Self::lock(&mut tx, Lock::Log).await?;
+                            logged = true;
+                        }
+                        Self::log_revocation(&mut tx, &token).await?;
+                    }
+                }
+            }
+            Self::insert_token(&mut tx, &token).await?;
+        }
+        if logged {
+            Self::notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(live)
+    }
+
+    async fn find_refresh(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM oauth2_tokens WHERE hash = $1"
+        ))
+        .bind(hash.as_bytes().to_vec())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(sql::token_from_row)
+        .transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_id: &str,
+        issued: Vec<TokenRecord>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        // A concurrent revoke_family either ran first (the old token is revoked and the
+        // update below matches nothing) or waits and then revokes the new tokens too.
+        Self::lock(&mut tx, Lock::Owners(&issued)).await?;
+        // The compare-and-set: only an active refresh token matches. A concurrent rotation
+        // waits for the write lock (SQLite) or the row lock (PostgreSQL), then finds it
+        // rotated and matches nothing.
+        let rotated = sqlx::query(
+            "UPDATE oauth2_tokens SET state = 'rotated' \
+             WHERE id = $1 AND kind = 'refresh_token' AND state = 'active'",
+        )
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if Self::rows_affected(&rotated) != 1 {
+            return Ok(false);
+        }
+        for token in &issued {
+            if !Self::insert_token_if_new(&mut tx, token).await? {
+                // Dropping the transaction rolls the rotation back.
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM oauth2_tokens WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(sql::token_from_row)
+        .transpose()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        Self::lock(&mut tx, Lock::Log).await?;
+        let revoked = Self::revoke_where(&mut tx, Self::SQL.revoke_id, id)
+            .await?
+            .pop();
+        if logs_access(revoked.as_slice()) {
+            Self::notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        Self::lock(&mut tx, Lock::Family(family_id)).await?;
+        Self::lock(&mut tx, Lock::Log).await?;
+        let revoked = Self::revoke_where(&mut tx, Self::SQL.revoke_family, family_id).await?;
+        let span = sqlx::query(
+            "SELECT COUNT(*) - COUNT(expires_at) AS unlimited, MAX(expires_at) AS latest \
+             FROM oauth2_tokens WHERE family_id = $1",
+        )
+        .bind(family_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let until = sql::family_mark_until(
+            crate::time::now(),
+            span.try_get("unlimited").map_err(db_error)?,
+            span.try_get("latest").map_err(db_error)?,
+        )?;
+        sqlx::query(
+            "INSERT INTO oauth2_revoked_families (family_id, until) VALUES ($1, $2) \
+             ON CONFLICT (family_id) DO UPDATE SET until = excluded.until",
+        )
+        .bind(family_id)
+        .bind(opt_to_i64(until, "family mark")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if logs_access(&revoked) {
+            Self::notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn revoke_client_tokens(&self, client_id: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        Self::lock(&mut tx, Lock::Client(client_id)).await?;
+        Self::lock(&mut tx, Lock::Log).await?;
+        let revoked = Self::revoke_where(&mut tx, Self::SQL.revoke_client, client_id).await?;
+        if logs_access(&revoked) {
+            Self::notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(revoked)
+    }
+
+    async fn client_tokens(
+        &self,
+        client_id: &str,
+        now: u64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM oauth2_tokens WHERE client_id = $1 AND state = 'active' \
+             AND (expires_at IS NULL OR expires_at > $2) ORDER BY issued_at, id"
+        ))
+        .bind(client_id)
+        .bind(clamp_i64(now))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?;
+        Self::tokens_from_rows(&rows)
+    }
+
+    async fn revoked_access_tokens(&self, now: u64) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM oauth2_tokens WHERE kind = 'access_token' AND state = 'revoked' \
+             AND (expires_at IS NULL OR expires_at > $1) ORDER BY issued_at, id"
+        ))
+        .bind(clamp_i64(now))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?;
+        Self::tokens_from_rows(&rows)
+    }
+
+    async fn revocations_since(
+        &self,
+        cursor: u64,
+    ) -> Result<(Vec<RevokedAccess>, u64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, jti, expires_at FROM oauth2_revocation_log WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(clamp_i64(cursor))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?;
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut next = None;
+        for row in &rows {
+            let (seq, entry) = sql::revocation_from_row(row)?;
+            entries.push(entry);
+            next = Some(seq);
+        }
+        let next = match next {
+            Some(next) => next,
+            // Nothing new. If the log ends before the cursor, this is not the database that
+            // handed it out (restored, replaced, or its newest rows purged): start over, since
+            // entries may repeat but must never be skipped.
+            None => {
+                let newest = sql::cursor_from_i64(
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log")
+                        .fetch_one(self.pool())
+                        .await
+                        .map_err(db_error)?,
+                )?;
+                if newest < cursor { 0 } else { cursor }
+            }
+        };
+        Ok((entries, next))
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+        let now = clamp_i64(now);
+        let mut tx = self.begin().await?;
+        // Serialized with the revoking transactions, which update the same token rows.
+        Self::lock(&mut tx, Lock::Log).await?;
+        let codes = sqlx::query("DELETE FROM oauth2_codes WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let tokens = sqlx::query(
+            "DELETE FROM oauth2_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM oauth2_revoked_families WHERE until IS NOT NULL AND until <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        // A revocation of an expired token no longer needs syncing.
+        sqlx::query(
+            "DELETE FROM oauth2_revocation_log WHERE expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Self::rows_affected(&codes) + Self::rows_affected(&tokens))
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            signing_key_columns!(),
+            " FROM oauth2_signing_keys ORDER BY seq"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(sql::signing_key_from_row)
+        .collect()
+    }
+
+    async fn init_signing_key(
+        &self,
+        key: SigningKeyRecord,
+    ) -> Result<SigningKeyRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        Self::lock(&mut tx, Lock::Keys).await?;
+        let active = sqlx::query(Self::SQL.active_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if let Some(row) = active {
+            return sql::signing_key_from_row(&row);
+        }
+        let key = SigningKeyRecord {
+            active: true,
+            retired_until: None,
+            ..key
+        };
+        Self::insert_active_key(&mut tx, &key).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(key)
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        retired_until: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        Self::lock(&mut tx, Lock::Keys).await?;
+        let taken = sqlx::query("SELECT 1 AS taken FROM oauth2_signing_keys WHERE kid = $1")
+            .bind(key.kid.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "signing key {} exists",
+                key.kid
+            )));
+        }
+        sqlx::query(Self::SQL.retire_key)
+            .bind(opt_to_i64(retired_until, "retired_until")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        Self::insert_active_key(&mut tx, &key).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn purge_signing_keys(&self, now: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query(Self::SQL.purge_keys)
+            .bind(clamp_i64(now))
+            .execute(self.pool())
+            .await
+            .map_err(db_error)?;
+        Ok(Self::rows_affected(&done))
+    }
+}
+
+const INSERT_TOKEN: &str = concat!(
+    "INSERT INTO oauth2_tokens (",
+    token_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+const INSERT_TOKEN_IF_NEW: &str = concat!(
+    "INSERT INTO oauth2_tokens (",
+    token_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+);
+
+/// Whether revoking `tokens` logged any: the access tokens are logged.
+fn logs_access(tokens: &[TokenRecord]) -> bool {
+    tokens.iter().any(|t| t.kind == TokenKind::Access)
+}
+
+/// Implements [`Store`](super::Store) for a store type with a [`Dialect`], every method with
+/// [`SqlStore`]'s; further items (`revocation_signal`) go into the impl as they are. A macro
+/// because Rust has no delegation, and a blanket `impl<S: Dialect> Store for S` would show in
+/// the public trait's documentation.
+macro_rules! sql_store {
+    ($store:ty $(, $($item:tt)*)?) => {
+        impl $crate::server::store::sql_store::SqlStore for $store {}
+
+        const _: () = {
+            use $crate::server::store::sql_store::SqlStore;
+            use $crate::server::store::{
+                ClientRecord, CodeRecord, RevokedAccess, SigningKeyRecord, Store, StoreFuture,
+                TokenHash, TokenRecord,
+            };
+
+            impl Store for $store {
+                fn insert_client(&self, client: ClientRecord) -> StoreFuture<'_, ()> {
+                    Box::pin(SqlStore::insert_client(self, client))
+                }
+
+                fn client<'a>(
+                    &'a self,
+                    client_id: &'a str,
+                ) -> StoreFuture<'a, Option<ClientRecord>> {
+                    Box::pin(SqlStore::client(self, client_id))
+                }
+
+                fn clients(&self) -> StoreFuture<'_, Vec<ClientRecord>> {
+                    Box::pin(SqlStore::clients(self))
+                }
+
+                fn update_client(&self, client: ClientRecord) -> StoreFuture<'_, bool> {
+                    Box::pin(SqlStore::update_client(self, client))
+                }
+
+                fn delete_client<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, bool> {
+                    Box::pin(SqlStore::delete_client(self, client_id))
+                }
+
+                fn insert_code(&self, code: CodeRecord) -> StoreFuture<'_, ()> {
+                    Box::pin(SqlStore::insert_code(self, code))
+                }
+
+                fn take_code<'a>(
+                    &'a self,
+                    hash: &'a TokenHash,
+                    client_id: &'a str,
+                ) -> StoreFuture<'a, Option<(CodeRecord, bool)>> {
+                    Box::pin(SqlStore::take_code(self, hash, client_id))
+                }
+
+                fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, bool> {
+                    Box::pin(SqlStore::insert_tokens(self, tokens))
+                }
+
+                fn find_refresh<'a>(
+                    &'a self,
+                    hash: &'a TokenHash,
+                ) -> StoreFuture<'a, Option<TokenRecord>> {
+                    Box::pin(SqlStore::find_refresh(self, hash))
+                }
+
+                fn rotate_refresh<'a>(
+                    &'a self,
+                    old_id: &'a str,
+                    issued: Vec<TokenRecord>,
+                ) -> StoreFuture<'a, bool> {
+                    Box::pin(SqlStore::rotate_refresh(self, old_id, issued))
+                }
+
+                fn token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+                    Box::pin(SqlStore::token(self, id))
+                }
+
+                fn revoke_token<'a>(
+                    &'a self,
+                    id: &'a str,
+                ) -> StoreFuture<'a, Option<TokenRecord>> {
+                    Box::pin(SqlStore::revoke_token(self, id))
+                }
+
+                fn revoke_family<'a>(
+                    &'a self,
+                    family_id: &'a str,
+                ) -> StoreFuture<'a, Vec<TokenRecord>> {
+                    Box::pin(SqlStore::revoke_family(self, family_id))
+                }
+
+                fn revoke_client_tokens<'a>(
+                    &'a self,
+                    client_id: &'a str,
+                ) -> StoreFuture<'a, Vec<TokenRecord>> {
+                    Box::pin(SqlStore::revoke_client_tokens(self, client_id))
+                }
+
+                fn client_tokens<'a>(
+                    &'a self,
+                    client_id: &'a str,
+                    now: u64,
+                ) -> StoreFuture<'a, Vec<TokenRecord>> {
+                    Box::pin(SqlStore::client_tokens(self, client_id, now))
+                }
+
+                fn revoked_access_tokens(&self, now: u64) -> StoreFuture<'_, Vec<TokenRecord>> {
+                    Box::pin(SqlStore::revoked_access_tokens(self, now))
+                }
+
+                fn revocations_since(
+                    &self,
+                    cursor: u64,
+                ) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)> {
+                    Box::pin(SqlStore::revocations_since(self, cursor))
+                }
+
+                fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64> {
+                    Box::pin(SqlStore::purge_expired(self, now))
+                }
+
+                fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
+                    Box::pin(SqlStore::signing_keys(self))
+                }
+
+                fn init_signing_key(
+                    &self,
+                    key: SigningKeyRecord,
+                ) -> StoreFuture<'_, SigningKeyRecord> {
+                    Box::pin(SqlStore::init_signing_key(self, key))
+                }
+
+                fn rotate_signing_key(
+                    &self,
+                    key: SigningKeyRecord,
+                    retired_until: Option<u64>,
+                ) -> StoreFuture<'_, ()> {
+                    Box::pin(SqlStore::rotate_signing_key(self, key, retired_until))
+                }
+
+                fn purge_signing_keys(&self, now: u64) -> StoreFuture<'_, u64> {
+                    Box::pin(SqlStore::purge_signing_keys(self, now))
+                }
+
+                $($($item)*)?
+            }
+        };
+    };
+}
+
+pub(super) use sql_store;

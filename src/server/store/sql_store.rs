@@ -1,7 +1,8 @@
 //! The one implementation of [`Store`](super::Store) behind `SqliteStore` and `PostgresStore`.
 //!
-//! Both stores run the same statements on the same tables (their migrations differ only in
-//! column types), with `$n` placeholders, which SQLite accepts too. What differs is behind
+//! Both stores run the same statements on tables of the same names and columns (their
+//! migrations differ in column types, collations and keys), with `$n` placeholders, which
+//! SQLite accepts too. What differs is behind
 //! [`Dialect`], which each store type implements:
 //!
 //! - how a write transaction begins ([`Dialect::BEGIN`]): SQLite takes the database's write

@@ -1,5 +1,6 @@
-//! What the SQL stores share: how records map to columns, and how database errors map to
-//! [`StoreError`].
+//! What the SQL stores share besides their implementation
+//! ([`sql_store`](super::sql_store), which reads the rows): how values map to columns, and how
+//! database errors map to [`StoreError`].
 //!
 //! Lists (scopes, redirect URIs, grant types) are JSON arrays in text columns; digests are
 //! 32-byte blobs; times are whole seconds in signed 64-bit integers (a `u64` above `i64::MAX`
@@ -7,13 +8,8 @@
 //! their `as_str` spelling. A row that does not decode is reported as
 //! [`StoreError::Unavailable`] (`corrupt row: …`), never a panic.
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
-
-use super::{
-    ClientRecord, ClientStatus, CodeRecord, GrantType, RevokedAccess, SigningKeyRecord, StoreError,
-    TokenHash, TokenKind, TokenRecord, TokenState,
-};
-use crate::server::{SecretHash, TokenLifetime};
+use super::{GrantType, StoreError, TokenHash, TokenKind, TokenRecord, TokenState};
+use crate::server::TokenLifetime;
 
 /// How long a caller waits for a pooled connection before the store reports itself
 /// unavailable.
@@ -50,7 +46,7 @@ pub(super) fn migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
     StoreError::Unavailable(format!("database migration failed: {error}"))
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("corrupt row: {what}"))
 }
 
@@ -75,7 +71,7 @@ pub(super) fn clamp_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn from_i64(value: i64, what: &str) -> Result<u64, StoreError> {
+pub(super) fn from_i64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format_args!("negative {what} {value}")))
 }
 
@@ -94,11 +90,11 @@ pub(super) fn grants_json(grants: &[GrantType]) -> String {
     serde_json::Value::from(grants.iter().map(|g| g.as_str()).collect::<Vec<_>>()).to_string()
 }
 
-fn parse_list(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
+pub(super) fn parse_list(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt(format_args!("{what}: {e}")))
 }
 
-fn parse_grants(text: &str) -> Result<Vec<GrantType>, StoreError> {
+pub(super) fn parse_grants(text: &str) -> Result<Vec<GrantType>, StoreError> {
     parse_list(text, "grant_types")?
         .iter()
         .map(|g| GrantType::parse(g).ok_or_else(|| corrupt(format_args!("grant type {g:?}"))))
@@ -110,7 +106,10 @@ pub(super) fn lifetime_text(lifetime: Option<TokenLifetime>) -> Option<String> {
     lifetime.map(|l| l.to_string())
 }
 
-fn parse_lifetime(text: Option<String>, what: &str) -> Result<Option<TokenLifetime>, StoreError> {
+pub(super) fn parse_lifetime(
+    text: Option<String>,
+    what: &str,
+) -> Result<Option<TokenLifetime>, StoreError> {
     text.map(|t| {
         t.parse::<TokenLifetime>()
             .map_err(|e| corrupt(format_args!("{what}: {e}")))
@@ -118,142 +117,25 @@ fn parse_lifetime(text: Option<String>, what: &str) -> Result<Option<TokenLifeti
     .transpose()
 }
 
-fn parse_hash(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+pub(super) fn parse_hash(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
     let bytes: [u8; 32] = bytes
         .try_into()
         .map_err(|b: Vec<u8>| corrupt(format_args!("a digest of {} bytes", b.len())))?;
     Ok(TokenHash::from_bytes(bytes))
 }
 
-fn parse_kind(text: &str) -> Result<TokenKind, StoreError> {
+pub(super) fn parse_kind(text: &str) -> Result<TokenKind, StoreError> {
     [TokenKind::Access, TokenKind::Refresh]
         .into_iter()
         .find(|k| k.as_str() == text)
         .ok_or_else(|| corrupt(format_args!("token kind {text:?}")))
 }
 
-fn parse_state(text: &str) -> Result<TokenState, StoreError> {
+pub(super) fn parse_state(text: &str) -> Result<TokenState, StoreError> {
     [TokenState::Active, TokenState::Rotated, TokenState::Revoked]
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| corrupt(format_args!("token state {text:?}")))
-}
-
-/// A typed column read, where a failure means a corrupt row.
-fn col<R, T>(row: &R, name: &str) -> Result<T, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    T: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    row.try_get::<T, _>(name)
-        .map_err(|e| corrupt(format_args!("column {name}: {e}")))
-}
-
-pub(super) fn client_from_row<R>(row: &R) -> Result<ClientRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let secret: String = col(row, "secret_hash")?;
-    let status: String = col(row, "status")?;
-    Ok(ClientRecord {
-        client_id: col(row, "client_id")?,
-        name: col(row, "name")?,
-        secret_hash: SecretHash::from_stored(&secret)
-            .map_err(|e| corrupt(format_args!("secret_hash: {e}")))?,
-        redirect_uris: parse_list(&col::<_, String>(row, "redirect_uris")?, "redirect_uris")?,
-        grant_types: parse_grants(&col::<_, String>(row, "grant_types")?)?,
-        scopes: parse_list(&col::<_, String>(row, "scopes")?, "scopes")?,
-        default_scopes: parse_list(&col::<_, String>(row, "default_scopes")?, "default_scopes")?,
-        access_token_lifetime: parse_lifetime(
-            col(row, "access_token_lifetime")?,
-            "access_token_lifetime",
-        )?,
-        refresh_token_lifetime: parse_lifetime(
-            col(row, "refresh_token_lifetime")?,
-            "refresh_token_lifetime",
-        )?,
-        status: ClientStatus::parse(&status)
-            .ok_or_else(|| corrupt(format_args!("client status {status:?}")))?,
-        created_at: from_i64(col(row, "created_at")?, "created_at")?,
-    })
-}
-
-pub(super) fn code_from_row<R>(row: &R) -> Result<CodeRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(CodeRecord {
-        hash: parse_hash(col(row, "hash")?)?,
-        client_id: col(row, "client_id")?,
-        redirect_uri: col(row, "redirect_uri")?,
-        subject: col(row, "subject")?,
-        scopes: parse_list(&col::<_, String>(row, "scopes")?, "scopes")?,
-        code_challenge: col(row, "code_challenge")?,
-        family_id: col(row, "family_id")?,
-        used: col(row, "used")?,
-        expires_at: from_i64(col(row, "expires_at")?, "expires_at")?,
-    })
-}
-
-pub(super) fn token_from_row<R>(row: &R) -> Result<TokenRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(TokenRecord {
-        id: col(row, "id")?,
-        kind: parse_kind(&col::<_, String>(row, "kind")?)?,
-        hash: col::<_, Option<Vec<u8>>>(row, "hash")?
-            .map(parse_hash)
-            .transpose()?,
-        client_id: col(row, "client_id")?,
-        subject: col(row, "subject")?,
-        family_id: col(row, "family_id")?,
-        scopes: parse_list(&col::<_, String>(row, "scopes")?, "scopes")?,
-        issued_at: from_i64(col(row, "issued_at")?, "issued_at")?,
-        expires_at: col::<_, Option<i64>>(row, "expires_at")?
-            .map(|e| from_i64(e, "expires_at"))
-            .transpose()?,
-        state: parse_state(&col::<_, String>(row, "state")?)?,
-    })
-}
-
-pub(super) fn signing_key_from_row<R>(row: &R) -> Result<SigningKeyRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(SigningKeyRecord {
-        kid: col(row, "kid")?,
-        algorithm: col(row, "algorithm")?,
-        private_key: col(row, "private_key")?,
-        encrypted: col(row, "encrypted")?,
-        created_at: from_i64(col(row, "created_at")?, "created_at")?,
-        active: col(row, "active")?,
-        retired_until: col::<_, Option<i64>>(row, "retired_until")?
-            .map(|e| from_i64(e, "retired_until"))
-            .transpose()?,
-    })
 }
 
 /// The rows, decoded, sorted by issue time and id (the order the stores report tokens in).
@@ -281,27 +163,7 @@ pub(super) fn family_mark_until(
     Ok(Some(floor.max(latest)))
 }
 
-/// One entry of the revocation log: its sequence number and the revoked access token.
-pub(super) fn revocation_from_row<R>(row: &R) -> Result<(u64, RevokedAccess), StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok((
-        from_i64(col(row, "seq")?, "seq")?,
-        RevokedAccess {
-            jti: col(row, "jti")?,
-            expires_at: col::<_, Option<i64>>(row, "expires_at")?
-                .map(|e| from_i64(e, "expires_at"))
-                .transpose()?,
-        },
-    ))
-}
-
-/// The columns [`client_from_row`] reads, for `concat!` into fixed SQL text.
+/// The columns [`SqlStore::client_from_row`](super::sql_store::SqlStore::client_from_row) reads, for `concat!` into fixed SQL text.
 macro_rules! client_columns {
     () => {
         "client_id, name, secret_hash, redirect_uris, grant_types, scopes, default_scopes, \
@@ -309,7 +171,7 @@ macro_rules! client_columns {
     };
 }
 
-/// The columns [`code_from_row`] reads.
+/// The columns [`SqlStore::code_from_row`](super::sql_store::SqlStore::code_from_row) reads.
 macro_rules! code_columns {
     () => {
         "hash, client_id, redirect_uri, subject, scopes, code_challenge, family_id, used, \
@@ -317,14 +179,14 @@ macro_rules! code_columns {
     };
 }
 
-/// The columns [`token_from_row`] reads.
+/// The columns [`SqlStore::token_from_row`](super::sql_store::SqlStore::token_from_row) reads.
 macro_rules! token_columns {
     () => {
         "id, kind, hash, client_id, subject, family_id, scopes, issued_at, expires_at, state"
     };
 }
 
-/// The columns [`signing_key_from_row`] reads.
+/// The columns [`SqlStore::signing_key_from_row`](super::sql_store::SqlStore::signing_key_from_row) reads.
 macro_rules! signing_key_columns {
     () => {
         "kid, algorithm, private_key, encrypted, created_at, active, retired_until"

@@ -1,7 +1,8 @@
 //! The one implementation of [`Store`](super::Store) behind `SqliteStore` and `PostgresStore`.
 //!
-//! Both stores run the same statements on the same tables (their migrations differ only in
-//! column types), with `$n` placeholders, which SQLite accepts too. What differs is behind
+//! Both stores run the same statements on tables of the same names and columns (their
+//! migrations differ in column types, collations and keys), with `$n` placeholders, which
+//! SQLite accepts too. What differs is behind
 //! [`Dialect`], which each store type implements:
 //!
 //! - how a write transaction begins ([`Dialect::BEGIN`]): SQLite takes the database's write
@@ -27,9 +28,10 @@ use super::sql::{
     signing_key_columns, to_i64, token_columns,
 };
 use super::{
-    ClientRecord, CodeRecord, RevokedAccess, SigningKeyRecord, StoreError, TokenHash, TokenKind,
-    TokenRecord, TokenState,
+    ClientRecord, ClientStatus, CodeRecord, RevokedAccess, SigningKeyRecord, StoreError, TokenHash,
+    TokenKind, TokenRecord, TokenState,
 };
+use crate::server::SecretHash;
 
 /// The connection type of a dialect's database.
 pub(super) type Connection<D> = <<D as Dialect>::DB as Database>::Connection;
@@ -271,8 +273,130 @@ where
         Ok(())
     }
 
-    fn tokens_from_rows(rows: &[Row<Self>]) -> Result<Vec<TokenRecord>, StoreError> {
-        rows.iter().map(sql::token_from_row).collect()
+    /// A client, from the columns `client_columns!` lists.
+    fn client_from_row(row: &Row<Self>) -> Result<ClientRecord, StoreError> {
+        let secret: String = col(row, "secret_hash")?;
+        let status: String = col(row, "status")?;
+        Ok(ClientRecord {
+            client_id: col(row, "client_id")?,
+            name: col(row, "name")?,
+            secret_hash: SecretHash::from_stored(&secret)
+                .map_err(|e| sql::corrupt(format_args!("secret_hash: {e}")))?,
+            redirect_uris: sql::parse_list(
+                &col::<_, String>(row, "redirect_uris")?,
+                "redirect_uris",
+            )?,
+            grant_types: sql::parse_grants(&col::<_, String>(row, "grant_types")?)?,
+            scopes: sql::parse_list(&col::<_, String>(row, "scopes")?, "scopes")?,
+            default_scopes: sql::parse_list(
+                &col::<_, String>(row, "default_scopes")?,
+                "default_scopes",
+            )?,
+            access_token_lifetime: sql::parse_lifetime(
+                col(row, "access_token_lifetime")?,
+                "access_token_lifetime",
+            )?,
+            refresh_token_lifetime: sql::parse_lifetime(
+                col(row, "refresh_token_lifetime")?,
+                "refresh_token_lifetime",
+            )?,
+            status: ClientStatus::parse(&status)
+                .ok_or_else(|| sql::corrupt(format_args!("client status {status:?}")))?,
+            created_at: sql::from_i64(col(row, "created_at")?, "created_at")?,
+        })
+    }
+
+    /// An authorization code, from the columns `code_columns!` lists.
+    fn code_from_row(row: &Row<Self>) -> Result<CodeRecord, StoreError> {
+        Ok(CodeRecord {
+            hash: sql::parse_hash(col(row, "hash")?)?,
+            client_id: col(row, "client_id")?,
+            redirect_uri: col(row, "redirect_uri")?,
+            subject: col(row, "subject")?,
+            scopes: sql::parse_list(&col::<_, String>(row, "scopes")?, "scopes")?,
+            code_challenge: col(row, "code_challenge")?,
+            family_id: col(row, "family_id")?,
+            used: col(row, "used")?,
+            expires_at: sql::from_i64(col(row, "expires_at")?, "expires_at")?,
+        })
+    }
+
+    /// A token, from the columns `token_columns!` lists.
+    fn token_from_row(row: &Row<Self>) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            id: col(row, "id")?,
+            kind: sql::parse_kind(&col::<_, String>(row, "kind")?)?,
+            hash: col::<_, Option<Vec<u8>>>(row, "hash")?
+                .map(sql::parse_hash)
+                .transpose()?,
+            client_id: col(row, "client_id")?,
+            subject: col(row, "subject")?,
+            family_id: col(row, "family_id")?,
+            scopes: sql::parse_list(&col::<_, String>(row, "scopes")?, "scopes")?,
+            issued_at: sql::from_i64(col(row, "issued_at")?, "issued_at")?,
+            expires_at: col::<_, Option<i64>>(row, "expires_at")?
+                .map(|e| sql::from_i64(e, "expires_at"))
+                .transpose()?,
+            state: sql::parse_state(&col::<_, String>(row, "state")?)?,
+        })
+    }
+
+    /// A signing key, from the columns `signing_key_columns!` lists.
+    fn signing_key_from_row(row: &Row<Self>) -> Result<SigningKeyRecord, StoreError> {
+        Ok(SigningKeyRecord {
+            kid: col(row, "kid")?,
+            algorithm: col(row, "algorithm")?,
+            private_key: col(row, "private_key")?,
+            encrypted: col(row, "encrypted")?,
+            created_at: sql::from_i64(col(row, "created_at")?, "created_at")?,
+            active: col(row, "active")?,
+            retired_until: col::<_, Option<i64>>(row, "retired_until")?
+                .map(|e| sql::from_i64(e, "retired_until"))
+                .transpose()?,
+        })
+    }
+
+    /// One entry of the revocation log: its sequence number and the revoked access token.
+    fn revocation_from_row(row: &Row<Self>) -> Result<(u64, RevokedAccess), StoreError> {
+        Ok((
+            sql::from_i64(col(row, "seq")?, "seq")?,
+            RevokedAccess {
+                jti: col(row, "jti")?,
+                expires_at: col::<_, Option<i64>>(row, "expires_at")?
+                    .map(|e| sql::from_i64(e, "expires_at"))
+                    .transpose()?,
+            },
+        ))
+    }
+
+    /// The row `query` selects, if any, decoded with `decode`.
+    async fn select_optional<T>(
+        &self,
+        query: Query<'_, Self>,
+        decode: fn(&Row<Self>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        query
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
+    /// The rows `query` selects, decoded with `decode`.
+    async fn select_all<T>(
+        &self,
+        query: Query<'_, Self>,
+        decode: fn(&Row<Self>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        query
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(decode)
+            .collect()
     }
 
     /// Runs a revocation statement ([`Statements::revoke_id`] and its siblings) for `key` and
@@ -289,7 +413,11 @@ where
             .fetch_all(&mut *conn)
             .await
             .map_err(db_error)?;
-        let revoked = sql::sorted_tokens(Self::tokens_from_rows(&rows)?);
+        let revoked = rows
+            .iter()
+            .map(Self::token_from_row)
+            .collect::<Result<_, _>>()?;
+        let revoked = sql::sorted_tokens(revoked);
         if !Self::REVOCATION_LOGS {
             for token in revoked
                 .iter()
@@ -336,32 +464,22 @@ where
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             client_columns!(),
             " FROM oauth2_clients WHERE client_id = $1"
-        ))
-        .bind(client_id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sql::client_from_row)
-        .transpose()
+        ));
+        self.select_optional(query.bind(client_id), Self::client_from_row)
+            .await
     }
 
     async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             client_columns!(),
             " FROM oauth2_clients ORDER BY seq"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(sql::client_from_row)
-        .collect()
+        ));
+        self.select_all(query, Self::client_from_row).await
     }
 
     async fn update_client(&self, client: ClientRecord) -> Result<bool, StoreError> {
@@ -432,7 +550,7 @@ where
             .await
             .map_err(db_error)?;
         let result = match taken {
-            Some(row) => Some((sql::code_from_row(&row)?, true)),
+            Some(row) => Some((Self::code_from_row(&row)?, true)),
             None => sqlx::query(concat!(
                 "SELECT ",
                 code_columns!(),
@@ -442,7 +560,7 @@ where
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?
-            .map(|row| sql::code_from_row(&row).map(|code| (code, false)))
+            .map(|row| Self::code_from_row(&row).map(|code| (code, false)))
             .transpose()?,
         };
         tx.commit().await.map_err(db_error)?;
@@ -488,18 +606,13 @@ where
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
             " FROM oauth2_tokens WHERE hash = $1"
-        ))
-        .bind(hash.as_bytes().to_vec())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sql::token_from_row)
-        .transpose()
+        ));
+        self.select_optional(query.bind(hash.as_bytes().to_vec()), Self::token_from_row)
+            .await
     }
 
     async fn rotate_refresh(
@@ -536,18 +649,13 @@ where
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
             " FROM oauth2_tokens WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sql::token_from_row)
-        .transpose()
+        ));
+        self.select_optional(query.bind(id), Self::token_from_row)
+            .await
     }
 
     async fn revoke_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
@@ -614,32 +722,25 @@ where
         client_id: &str,
         now: u64,
     ) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
             " FROM oauth2_tokens WHERE client_id = $1 AND state = 'active' \
              AND (expires_at IS NULL OR expires_at > $2) ORDER BY issued_at, id"
-        ))
-        .bind(client_id)
-        .bind(clamp_i64(now))
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_error)?;
-        Self::tokens_from_rows(&rows)
+        ));
+        let query = query.bind(client_id).bind(clamp_i64(now));
+        self.select_all(query, Self::token_from_row).await
     }
 
     async fn revoked_access_tokens(&self, now: u64) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
             " FROM oauth2_tokens WHERE kind = 'access_token' AND state = 'revoked' \
              AND (expires_at IS NULL OR expires_at > $1) ORDER BY issued_at, id"
-        ))
-        .bind(clamp_i64(now))
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_error)?;
-        Self::tokens_from_rows(&rows)
+        ));
+        self.select_all(query.bind(clamp_i64(now)), Self::token_from_row)
+            .await
     }
 
     async fn revocations_since(
@@ -656,7 +757,7 @@ where
         let mut entries = Vec::with_capacity(rows.len());
         let mut next = None;
         for row in &rows {
-            let (seq, entry) = sql::revocation_from_row(row)?;
+            let (seq, entry) = Self::revocation_from_row(row)?;
             entries.push(entry);
             next = Some(seq);
         }
@@ -713,17 +814,12 @@ where
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             signing_key_columns!(),
             " FROM oauth2_signing_keys ORDER BY seq"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(sql::signing_key_from_row)
-        .collect()
+        ));
+        self.select_all(query, Self::signing_key_from_row).await
     }
 
     async fn init_signing_key(
@@ -737,7 +833,7 @@ where
             .await
             .map_err(db_error)?;
         if let Some(row) = active {
-            return sql::signing_key_from_row(&row);
+            return Self::signing_key_from_row(&row);
         }
         let key = SigningKeyRecord {
             active: true,
@@ -785,6 +881,17 @@ where
             .map_err(db_error)?;
         Ok(Self::rows_affected(&done))
     }
+}
+
+/// A typed column read, where a failure means a corrupt row.
+fn col<R, T>(row: &R, name: &str) -> Result<T, StoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    T: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get::<T, _>(name)
+        .map_err(|e| sql::corrupt(format_args!("column {name}: {e}")))
 }
 
 const INSERT_TOKEN: &str = concat!(

@@ -23,8 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Barrier;
 use tokio::task::JoinError;
 use tower_oauth2::server::store::{
-    ClientRecord, ClientStatus, CodeRecord, GrantType, RevokedAccess, SigningKeyRecord, TokenHash,
-    TokenKind, TokenRecord, TokenState,
+    ClientRecord, ClientStatus, CodeRecord, GrantType, IssueOutcome, RevokedAccess,
+    SigningKeyRecord, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 use tower_oauth2::server::store::{MemoryStore, Store, StoreError};
 use tower_oauth2::server::{SecretHash, TokenLifetime};
@@ -239,6 +239,9 @@ async fn conformance(store: Arc<dyn Store>) {
     check_tokens(store.as_ref()).await;
     check_rotate_refresh(store.as_ref()).await;
     check_rotation_race(std::slice::from_ref(&store), "race").await;
+    check_issue_tokens(store.as_ref()).await;
+    check_issue_race(std::slice::from_ref(&store), "race").await;
+    check_issue_against_disable(std::slice::from_ref(&store), "race").await;
     check_revoke_token(store.as_ref()).await;
     check_revoke_family(store.as_ref()).await;
     check_family_revocation_race(std::slice::from_ref(&store), "race").await;
@@ -1061,6 +1064,332 @@ async fn check_rotation_race(instances: &[Arc<dyn Store>], prefix: &str) {
         id_set(&live),
         expected.iter().map(String::as_str).collect::<BTreeSet<_>>(),
         "one set of new tokens"
+    );
+}
+
+fn issue(client: &ClientRecord, rotate: Option<&str>, tokens: Vec<TokenRecord>) -> TokenIssue {
+    TokenIssue {
+        client: client.clone(),
+        rotate: rotate.map(str::to_owned),
+        tokens,
+    }
+}
+
+async fn issue_tokens(store: &dyn Store, issue: TokenIssue) -> IssueOutcome {
+    store.issue_tokens(issue).await.expect("issue_tokens")
+}
+
+/// `issue_tokens`: stores only for the client record as stored, revokes into a revoked family,
+/// rotates once.
+async fn check_issue_tokens(store: &dyn Store) {
+    let t = now();
+    register(store, &["iss-c", "iss-off"]).await;
+    let c = client("iss-c");
+
+    let a1 = access("iss-a1", "iss-c", None, t, Some(t + 3600));
+    assert_eq!(
+        issue_tokens(store, issue(&c, None, vec![a1.clone()])).await,
+        IssueOutcome::Stored
+    );
+    assert_eq!(get_token(store, "iss-a1").await, Some(a1));
+
+    // A record that is not the stored one (another secret: a rotation elsewhere) stores nothing.
+    let stale = ClientRecord {
+        secret_hash: SecretHash::of("the secret before a rotation"),
+        ..c.clone()
+    };
+    let a2 = access("iss-a2", "iss-c", None, t, Some(t + 3600));
+    assert_eq!(
+        issue_tokens(store, issue(&stale, None, vec![a2])).await,
+        IssueOutcome::ClientChanged
+    );
+    assert_eq!(get_token(store, "iss-a2").await, None, "nothing stored");
+
+    // Unknown client.
+    let ghost = client("iss-ghost");
+    let a3 = access("iss-a3", "iss-ghost", None, t, Some(t + 3600));
+    assert_eq!(
+        issue_tokens(store, issue(&ghost, None, vec![a3])).await,
+        IssueOutcome::ClientChanged
+    );
+    assert_eq!(get_token(store, "iss-a3").await, None);
+
+    // Disabled since it was read.
+    let off = client("iss-off");
+    let disabled = ClientRecord {
+        status: ClientStatus::Disabled,
+        ..off.clone()
+    };
+    assert_eq!(store.update_client(disabled).await, Ok(true));
+    let a4 = access("iss-a4", "iss-off", None, t, Some(t + 3600));
+    assert_eq!(
+        issue_tokens(store, issue(&off, None, vec![a4])).await,
+        IssueOutcome::ClientChanged
+    );
+    assert_eq!(get_token(store, "iss-a4").await, None);
+
+    // Into a revoked family: stored revoked, and the access token is in the revocation feed.
+    let (_, cursor) = drain_revocations(store, 0).await;
+    assert_eq!(store.revoke_family("iss-fam-gone").await, Ok(Vec::new()));
+    let a5 = access("iss-a5", "iss-c", Some("iss-fam-gone"), t, Some(t + 3600));
+    let r5 = refresh(
+        "iss-r5",
+        "iss-r5-value",
+        "iss-c",
+        Some("iss-fam-gone"),
+        t,
+        None,
+    );
+    assert_eq!(
+        issue_tokens(store, issue(&c, None, vec![a5, r5])).await,
+        IssueOutcome::Revoked
+    );
+    assert_eq!(state_of(store, "iss-a5").await, TokenState::Revoked);
+    assert_eq!(state_of(store, "iss-r5").await, TokenState::Revoked);
+    let (fresh, _) = drain_revocations(store, cursor).await;
+    assert!(
+        fresh.iter().any(|r| r.jti == "iss-a5"),
+        "the revoked access token is logged: {fresh:?}"
+    );
+
+    // Rotation: once.
+    let old = refresh(
+        "iss-old",
+        "iss-old-value",
+        "iss-c",
+        Some("iss-fam"),
+        t,
+        None,
+    );
+    assert!(insert_tokens(store, vec![old]).await);
+    let new = vec![
+        access("iss-a6", "iss-c", Some("iss-fam"), t + 1, Some(t + 3600)),
+        refresh(
+            "iss-r6",
+            "iss-r6-value",
+            "iss-c",
+            Some("iss-fam"),
+            t + 1,
+            None,
+        ),
+    ];
+    assert_eq!(
+        issue_tokens(store, issue(&c, Some("iss-old"), new)).await,
+        IssueOutcome::Stored
+    );
+    assert_eq!(state_of(store, "iss-old").await, TokenState::Rotated);
+    assert_eq!(state_of(store, "iss-r6").await, TokenState::Active);
+    let again = vec![
+        access("iss-a7", "iss-c", Some("iss-fam"), t + 2, Some(t + 3600)),
+        refresh(
+            "iss-r7",
+            "iss-r7-value",
+            "iss-c",
+            Some("iss-fam"),
+            t + 2,
+            None,
+        ),
+    ];
+    assert_eq!(
+        issue_tokens(store, issue(&c, Some("iss-old"), again)).await,
+        IssueOutcome::NotRotated
+    );
+    assert_eq!(get_token(store, "iss-a7").await, None, "nothing stored");
+    assert_eq!(get_token(store, "iss-r7").await, None, "nothing stored");
+    // A rotation for a stale client record does not rotate.
+    let stale_rotation = vec![access("iss-a8", "iss-c", Some("iss-fam"), t, Some(t + 60))];
+    assert_eq!(
+        issue_tokens(store, issue(&stale, Some("iss-r6"), stale_rotation)).await,
+        IssueOutcome::ClientChanged
+    );
+    assert_eq!(state_of(store, "iss-r6").await, TokenState::Active);
+}
+
+/// Many `issue_tokens` calls at once (one group commit on the SQL stores): each gets the
+/// outcome it would have had alone — fresh clients store, stale records and unknown clients
+/// store nothing, concurrent rotations of one refresh token have one winner, and a call whose
+/// token id is taken fails alone, without failing the others committed with it.
+async fn check_issue_race(instances: &[Arc<dyn Store>], prefix: &str) {
+    const CALLS: usize = 96;
+    let t = now();
+    let store = instances[0].as_ref();
+    let id = format!("{prefix}-grp");
+    register(store, &[&id]).await;
+    let fresh = client(&id);
+    let stale = ClientRecord {
+        name: "renamed since".into(),
+        ..fresh.clone()
+    };
+    let family = format!("{prefix}-grp-fam");
+    let old = refresh(
+        &format!("{prefix}-grp-old"),
+        &format!("{prefix}-grp-old-value"),
+        &id,
+        Some(&family),
+        t,
+        None,
+    );
+    assert!(insert_tokens(store, vec![old.clone()]).await);
+    let taken = access(&format!("{prefix}-grp-taken"), &id, None, t, Some(t + 60));
+    assert!(insert_tokens(store, vec![taken.clone()]).await);
+
+    let barrier = Arc::new(Barrier::new(CALLS));
+    let mut tasks = Vec::new();
+    for i in 0..CALLS {
+        let instance = Arc::clone(&instances[i % instances.len()]);
+        let barrier = Arc::clone(&barrier);
+        let token = access(&format!("{prefix}-grp-{i}"), &id, None, t, Some(t + 3600));
+        let call = match i % 4 {
+            // Plain issues.
+            0 => issue(&fresh, None, vec![token]),
+            // A stale record.
+            1 => issue(&stale, None, vec![token]),
+            // Rotations of one refresh token.
+            2 => issue(
+                &fresh,
+                Some(&old.id),
+                vec![
+                    TokenRecord {
+                        family_id: Some(family.clone()),
+                        ..token
+                    },
+                    refresh(
+                        &format!("{prefix}-grp-r{i}"),
+                        &format!("{prefix}-grp-r{i}-value"),
+                        &id,
+                        Some(&family),
+                        t,
+                        None,
+                    ),
+                ],
+            ),
+            // Every eighth call reuses a taken id; the others are plain.
+            _ if i % 8 == 3 => issue(&fresh, None, vec![taken.clone()]),
+            _ => issue(&fresh, None, vec![token]),
+        };
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            instance.issue_tokens(call).await
+        }));
+    }
+    let mut rotations_won = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.expect("issue_tokens task");
+        let stored = get_token(store, &format!("{prefix}-grp-{i}")).await;
+        match i % 4 {
+            0 => {
+                assert_eq!(result, Ok(IssueOutcome::Stored), "call {i}");
+                assert!(stored.is_some(), "call {i}'s token is stored");
+            }
+            1 => {
+                assert_eq!(result, Ok(IssueOutcome::ClientChanged), "call {i}");
+                assert_eq!(stored, None, "call {i} stored nothing");
+            }
+            2 => match result {
+                Ok(IssueOutcome::Stored) => {
+                    assert!(stored.is_some(), "winner {i}'s token is stored");
+                    rotations_won.push(i);
+                }
+                Ok(IssueOutcome::NotRotated) => {
+                    assert_eq!(stored, None, "loser {i} stored nothing")
+                }
+                other => panic!("rotation {i}: {other:?}"),
+            },
+            _ if i % 8 == 3 => assert!(
+                matches!(result, Err(StoreError::Conflict(_))),
+                "call {i} reused a taken id: {result:?}"
+            ),
+            _ => {
+                assert_eq!(result, Ok(IssueOutcome::Stored), "call {i}");
+                assert!(stored.is_some(), "call {i}'s token is stored");
+            }
+        }
+    }
+    assert_eq!(
+        rotations_won.len(),
+        1,
+        "one rotation wins: {rotations_won:?}"
+    );
+    assert_eq!(state_of(store, &old.id).await, TokenState::Rotated);
+    assert_eq!(
+        get_token(store, &taken.id).await,
+        Some(taken),
+        "the taken id is untouched"
+    );
+}
+
+/// A client disabled (and its tokens revoked, as the admin API does) while tokens are being
+/// issued for it: no token issued with `Stored` outlives the revocation.
+async fn check_issue_against_disable(instances: &[Arc<dyn Store>], prefix: &str) {
+    const CALLS: usize = 64;
+    let t = now();
+    let store = Arc::clone(&instances[0]);
+    let id = format!("{prefix}-dis");
+    register(store.as_ref(), &[&id]).await;
+    let record = client(&id);
+    let barrier = Arc::new(Barrier::new(CALLS + 1));
+    let mut tasks = Vec::new();
+    for i in 0..CALLS {
+        let instance = Arc::clone(&instances[i % instances.len()]);
+        let barrier = Arc::clone(&barrier);
+        let call = issue(
+            &record,
+            None,
+            vec![access(
+                &format!("{prefix}-dis-{i}"),
+                &id,
+                None,
+                t,
+                Some(t + 3600),
+            )],
+        );
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            // Spread over the disable.
+            tokio::time::sleep(Duration::from_micros(200 * (i as u64 % 16))).await;
+            instance.issue_tokens(call).await
+        }));
+    }
+    let admin = Arc::clone(instances.last().expect("an instance"));
+    let disabled = ClientRecord {
+        status: ClientStatus::Disabled,
+        ..record.clone()
+    };
+    barrier.wait().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(admin.update_client(disabled).await, Ok(true));
+    let revoked = admin
+        .revoke_client_tokens(&id)
+        .await
+        .expect("revoke_client_tokens");
+    let mut stored = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("issue task") {
+            Ok(IssueOutcome::Stored) => {
+                stored += 1;
+                assert_eq!(
+                    state_of(store.as_ref(), &format!("{prefix}-dis-{i}")).await,
+                    TokenState::Revoked,
+                    "token {i}, stored before the disable, is revoked by it"
+                );
+            }
+            Ok(IssueOutcome::ClientChanged) => assert_eq!(
+                get_token(store.as_ref(), &format!("{prefix}-dis-{i}")).await,
+                None,
+                "token {i}, refused, is not stored"
+            ),
+            other => panic!("issue {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        revoked.len(),
+        stored,
+        "the revocation caught every stored token"
+    );
+    assert_eq!(
+        store.client_tokens(&id, t).await.expect("client_tokens"),
+        Vec::new(),
+        "no live token outlives the disable"
     );
 }
 
@@ -2199,6 +2528,8 @@ async fn check_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let instances = [a, b];
     check_code_race(&instances, "two").await;
     check_rotation_race(&instances, "two").await;
+    check_issue_race(&instances, "two").await;
+    check_issue_against_disable(&instances, "two").await;
     check_family_revocation_race(&instances, "two").await;
     let t = now();
     check_signing_key_rotation_race(&instances, "two", t).await;

@@ -472,6 +472,15 @@ async fn show(
     Ok(json_response(StatusCode::OK, &client_view(&client)))
 }
 
+/// Replaces a client's record, and forgets the cached one.
+async fn update_client(state: &ServerState, client: ClientRecord) -> Result<bool, AdminError> {
+    let id = client.client_id.clone();
+    let updated = state.store.update_client(client).await;
+    // Even on an error: the update may have been committed.
+    state.clients.invalidate(&id);
+    Ok(updated?)
+}
+
 async fn set_status(
     state: &ServerState,
     id: &str,
@@ -487,7 +496,7 @@ async fn set_status(
         )));
     }
     client.status = to;
-    if !state.store.update_client(client.clone()).await? {
+    if !update_client(state, client.clone()).await? {
         return Err(AdminError::NotFound);
     }
     audit::admin(to.as_str(), id, None);
@@ -539,9 +548,11 @@ async fn remove(
 ) -> Result<Response, AdminError> {
     let mut client = load(&state, &id).await?;
     client.status = ClientStatus::Disabled;
-    state.store.update_client(client).await?;
+    update_client(&state, client).await?;
     let revoked = revoke_all(&state, &id, "client deleted").await?;
-    if !state.store.delete_client(&id).await? {
+    let deleted = state.store.delete_client(&id).await?;
+    state.clients.invalidate(&id);
+    if !deleted {
         return Err(AdminError::NotFound);
     }
     audit::admin("delete", &id, None);
@@ -559,7 +570,7 @@ async fn rotate_secret(
     let (secret, hash) = ClientSecret::generate()
         .map_err(|e| AdminError::Store(StoreError::Unavailable(e.to_string())))?;
     client.secret_hash = hash;
-    if !state.store.update_client(client.clone()).await? {
+    if !update_client(&state, client.clone()).await? {
         return Err(AdminError::NotFound);
     }
     audit::admin("rotate_secret", &id, None);

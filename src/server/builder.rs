@@ -320,6 +320,7 @@ impl AuthorizationServerBuilder {
             consent: self.consent,
             password: self.password,
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
+            clients: client_auth::ClientCache::new(),
             authenticator,
             leeway: self.leeway.as_secs(),
             ring_lock: tokio::sync::Mutex::new(()),

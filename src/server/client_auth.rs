@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -103,12 +103,61 @@ pub(crate) fn peer(extensions: &Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
+/// Approved clients by id, as last read from the store, so that a token request reads nothing
+/// before the write that stores its tokens.
+///
+/// An entry can be stale: another instance may have changed the client. That is caught where
+/// it matters: [`Store::issue_tokens`] stores tokens only if the client's stored record still
+/// equals the one the request authenticated with, and the request is run once more with the
+/// stored record otherwise. This instance's admin changes remove the entry at once, and other
+/// instances' arrive with the store sync; an entry lives at most [`CLIENT_TTL`] in any case.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCache(moka::sync::Cache<String, Arc<ClientRecord>>);
+
+/// How long a cached client is trusted at most, for the endpoints that do not store tokens
+/// (introspection, revocation) when the store has no change feed to sync from.
+pub(crate) const CLIENT_TTL: Duration = Duration::from_secs(30);
+
+/// Clients cached at most (about 1 KiB each).
+const CLIENT_CACHE_ENTRIES: u64 = 10_000;
+
+impl ClientCache {
+    pub(crate) fn new() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(CLIENT_CACHE_ENTRIES)
+                .time_to_live(CLIENT_TTL)
+                .build(),
+        )
+    }
+
+    /// Forgets a client, after it changed.
+    pub(crate) fn invalidate(&self, client_id: &str) {
+        self.0.invalidate(client_id);
+    }
+}
+
+/// Whether `presented` carries `client`'s secret. Both comparisons run, so timing does not
+/// tell which form matched.
+fn secret_matches(client: &ClientRecord, presented: &Presented) -> bool {
+    let decoded = client.secret_hash.verify(&presented.secret);
+    let raw = presented
+        .raw_secret
+        .as_deref()
+        .is_some_and(|raw| client.secret_hash.verify(raw));
+    decoded | raw
+}
+
 /// Authenticates the client of a request, consuming `client_id` and `client_secret` from the
 /// form. Pending, rejected and disabled clients fail like a wrong secret would, after the
 /// secret has been checked.
+///
+/// With `cache`, an approved client whose cached record matches the secret is taken from it
+/// (see [`ClientCache`]); otherwise, and without `cache`, the client is read from the store.
 pub(crate) async fn authenticate(
     store: &dyn Store,
     limiter: &RateLimiter,
+    cache: Option<&ClientCache>,
     headers: &HeaderMap,
     extensions: &Extensions,
     params: &mut Params,
@@ -134,18 +183,17 @@ pub(crate) async fn authenticate(
         super::audit::client_auth_refused(&presented.client_id, peer, "rate limited");
         return Err(OAuthError::rate_limited(wait));
     }
+    if let Some(cached) = cache.and_then(|c| c.0.get(&presented.client_id))
+        && secret_matches(&cached, &presented)
+    {
+        return Ok(ClientRecord::clone(&cached));
+    }
+    // Not cached, or the secret does not match the cached record (which may predate a
+    // rotation): the store decides.
     let client = store.client(&presented.client_id).await?;
     // Hash even for an unknown client so the response time does not tell ids apart.
     let matches = match &client {
-        Some(client) => {
-            // Both comparisons run, so timing does not tell which form matched.
-            let decoded = client.secret_hash.verify(&presented.secret);
-            let raw = presented
-                .raw_secret
-                .as_deref()
-                .is_some_and(|raw| client.secret_hash.verify(raw));
-            decoded | raw
-        }
+        Some(client) => secret_matches(client, &presented),
         None => {
             SecretHash::of("").verify(&presented.secret);
             false
@@ -164,6 +212,11 @@ pub(crate) async fn authenticate(
             "client is {}",
             client.status.as_str()
         )));
+    }
+    if let Some(cache) = cache {
+        cache
+            .0
+            .insert(client.client_id.clone(), Arc::new(client.clone()));
     }
     Ok(client)
 }

@@ -37,6 +37,7 @@ async fn introspect(
     let client = client_auth::authenticate(
         &*state.store,
         &state.limiter,
+        Some(&state.clients),
         &parts.headers,
         &parts.extensions,
         &mut params,

@@ -32,6 +32,7 @@ async fn revoke(
     let client = client_auth::authenticate(
         &*state.store,
         &state.limiter,
+        Some(&state.clients),
         &parts.headers,
         &parts.extensions,
         &mut params,

@@ -38,6 +38,8 @@ pub(crate) struct ServerState {
     pub(crate) consent: Option<Arc<dyn ConsentHandler>>,
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
     pub(crate) limiter: client_auth::RateLimiter,
+    /// Approved clients, so that token requests need no read before their write.
+    pub(crate) clients: client_auth::ClientCache,
     pub(crate) authenticator: Authenticator,
     /// Seconds of clock skew the authenticator allows: how long past `exp` a revoked token's
     /// `jti` must stay on the denylist.

@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 
 use super::http::{OAuthError, Params, json_response, parse_scope, random_token};
 use super::store::{
-    ClientRecord, ClientStatus, GrantType, TokenHash, TokenKind, TokenRecord, TokenState,
+    ClientRecord, GrantType, IssueOutcome, StoreError, TokenHash, TokenIssue, TokenKind,
+    TokenRecord, TokenState,
 };
 use super::{HookFuture, ServerState, TokenLifetime, audit, client_auth};
 use crate::time;
@@ -64,10 +65,70 @@ async fn token(
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?;
-    let mut params = Params::from_form(&parts.headers, &body)?;
+    let params = Params::from_form(&parts.headers, &body)?;
+    // A code is redeemed once, so that grant cannot run twice: it authenticates against the
+    // store. The others take the client from the cache, and run once more, against the
+    // store, if the client turns out to have changed when their tokens are stored.
+    let cache = (params.get("grant_type") != Some("authorization_code")).then_some(&state.clients);
+    match grant(state, parts, params, cache, context).await {
+        Err(Refused::ClientChanged(client_id)) if cache.is_some() => {
+            state.clients.invalidate(&client_id);
+            let params = Params::from_form(&parts.headers, &body)?;
+            match grant(state, parts, params, None, context).await {
+                Err(Refused::ClientChanged(_)) => Err(client_changed()),
+                other => other.map_err(Refused::into_oauth),
+            }
+        }
+        other => other.map_err(Refused::into_oauth),
+    }
+}
+
+/// Why a grant issued nothing.
+enum Refused {
+    /// Answered with this error.
+    OAuth(OAuthError),
+    /// The client's stored record is not the one the request authenticated with: it changed
+    /// (or was disabled or deleted) meanwhile, and nothing was stored.
+    ClientChanged(String),
+}
+
+impl Refused {
+    fn into_oauth(self) -> OAuthError {
+        match self {
+            Refused::OAuth(error) => error,
+            Refused::ClientChanged(_) => client_changed(),
+        }
+    }
+}
+
+impl From<OAuthError> for Refused {
+    fn from(error: OAuthError) -> Self {
+        Refused::OAuth(error)
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        Refused::OAuth(error.into())
+    }
+}
+
+fn client_changed() -> OAuthError {
+    OAuthError::invalid_client("client is no longer approved")
+}
+
+/// Authenticates the client and runs the grant the request names.
+async fn grant(
+    state: &ServerState,
+    parts: &http::request::Parts,
+    mut params: Params,
+    cache: Option<&client_auth::ClientCache>,
+    context: &mut Context,
+) -> Result<Response, Refused> {
     let client = client_auth::authenticate(
         &*state.store,
         &state.limiter,
+        cache,
         &parts.headers,
         &parts.extensions,
         &mut params,
@@ -88,23 +149,25 @@ async fn token(
         return Err(OAuthError::unsupported_grant_type(format!(
             "the {} grant is not enabled on this server",
             grant.as_str()
-        )));
+        ))
+        .into());
     }
     if !client.grant_types.contains(&grant) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {} grant",
             grant.as_str()
-        )));
+        ))
+        .into());
     }
     match grant {
         GrantType::ClientCredentials => {
             let scopes = requested_scopes(&client, params.get("scope"))?;
             let subject = client.client_id.clone();
-            issue(state, &client, grant, Grant::new(subject, scopes, None)).await
+            issue(state, client, grant, Grant::new(subject, scopes, None)).await
         }
-        GrantType::Password => password(state, &client, &params, parts).await,
-        GrantType::AuthorizationCode => authorization_code(state, &client, &params).await,
-        GrantType::RefreshToken => refresh(state, &client, &params).await,
+        GrantType::Password => password(state, client, &params, parts).await,
+        GrantType::AuthorizationCode => authorization_code(state, client, &params).await,
+        GrantType::RefreshToken => refresh(state, client, &params).await,
     }
 }
 
@@ -128,10 +191,10 @@ pub(crate) fn requested_scopes(
 
 async fn password(
     state: &ServerState,
-    client: &ClientRecord,
+    client: ClientRecord,
     params: &Params,
     parts: &http::request::Parts,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, Refused> {
     let verifier = state
         .password
         .as_ref()
@@ -139,25 +202,21 @@ async fn password(
     let username = params.require("username")?;
     let password = params.require("password")?;
     if username.len() > 256 || password.len() > 1024 {
-        return Err(OAuthError::invalid_grant(
-            "the resource owner's credentials are wrong",
-        ));
+        return Err(OAuthError::invalid_grant("the resource owner's credentials are wrong").into());
     }
-    let scopes = requested_scopes(client, params.get("scope"))?;
+    let scopes = requested_scopes(&client, params.get("scope"))?;
     // Guessing passwords through the token endpoint is throttled like guessing secrets.
     let key = format!("user:{username}");
     let now = Instant::now();
     if let Some(wait) = state.limiter.blocked(&key, now) {
-        return Err(OAuthError::password_rate_limited(wait));
+        return Err(OAuthError::password_rate_limited(wait).into());
     }
     let Some(subject) = verifier.verify(username, password).await else {
         state.limiter.failed(&key, now);
         if let Some(ip) = client_auth::peer(&parts.extensions) {
             state.limiter.failed(&format!("peer:{ip}"), now);
         }
-        return Err(OAuthError::invalid_grant(
-            "the resource owner's credentials are wrong",
-        ));
+        return Err(OAuthError::invalid_grant("the resource owner's credentials are wrong").into());
     };
     let family = Some(random_token(16)?);
     issue(
@@ -171,27 +230,28 @@ async fn password(
 
 async fn authorization_code(
     state: &ServerState,
-    client: &ClientRecord,
+    client: ClientRecord,
     params: &Params,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, Refused> {
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     if !valid_verifier(verifier) {
         return Err(OAuthError::invalid_request(
             "code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)",
-        ));
+        )
+        .into());
     }
     let Some((record, first)) = state
         .store
         .take_code(&TokenHash::of(code), &client.client_id)
         .await?
     else {
-        return Err(OAuthError::invalid_grant("authorization code is not valid"));
+        return Err(OAuthError::invalid_grant("authorization code is not valid").into());
     };
     if record.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant(
-            "authorization code was issued to another client",
-        ));
+        return Err(
+            OAuthError::invalid_grant("authorization code was issued to another client").into(),
+        );
     }
     if !first {
         // RFC 6749 §4.1.2: a code used twice revokes what was issued from it.
@@ -201,29 +261,29 @@ async fn authorization_code(
         audit::revoked(&client.client_id, "authorization code reuse", &revoked);
         return Err(OAuthError::invalid_grant(
             "authorization code was already used; the tokens issued from it are revoked",
-        ));
+        )
+        .into());
     }
     if record.expires_at <= time::now() {
-        return Err(OAuthError::invalid_grant("authorization code has expired"));
+        return Err(OAuthError::invalid_grant("authorization code has expired").into());
     }
     match params.get("redirect_uri") {
         Some(uri) if uri != record.redirect_uri => {
             return Err(OAuthError::invalid_grant(
                 "redirect_uri differs from the authorization request's",
-            ));
+            )
+            .into());
         }
         None if client.redirect_uris.len() != 1 => {
-            return Err(OAuthError::invalid_request(
-                "missing parameter `redirect_uri`",
-            ));
+            return Err(OAuthError::invalid_request("missing parameter `redirect_uri`").into());
         }
         _ => {}
     }
     let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     if !bool::from(digest.as_bytes().ct_eq(record.code_challenge.as_bytes())) {
-        return Err(OAuthError::invalid_grant(
-            "code_verifier does not match the code_challenge",
-        ));
+        return Err(
+            OAuthError::invalid_grant("code_verifier does not match the code_challenge").into(),
+        );
     }
     // The client may have lost scopes since consent.
     let scopes = record
@@ -250,25 +310,25 @@ pub(crate) fn valid_verifier(value: &str) -> bool {
 
 async fn refresh(
     state: &ServerState,
-    client: &ClientRecord,
+    client: ClientRecord,
     params: &Params,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, Refused> {
     let presented = params.require("refresh_token")?;
     let Some(old) = state.store.find_refresh(&TokenHash::of(presented)).await? else {
-        return Err(OAuthError::invalid_grant("refresh token is not valid"));
+        return Err(OAuthError::invalid_grant("refresh token is not valid").into());
     };
     if old.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant(
-            "refresh token was issued to another client",
-        ));
+        return Err(OAuthError::invalid_grant("refresh token was issued to another client").into());
     }
     match old.state {
-        TokenState::Revoked => return Err(OAuthError::invalid_grant("refresh token is revoked")),
-        TokenState::Rotated => return Err(reuse(state, &old).await),
+        TokenState::Revoked => {
+            return Err(OAuthError::invalid_grant("refresh token is revoked").into());
+        }
+        TokenState::Rotated => return Err(reuse(state, &old).await.into()),
         TokenState::Active => {}
     }
     if old.is_expired(time::now()) {
-        return Err(OAuthError::invalid_grant("refresh token has expired"));
+        return Err(OAuthError::invalid_grant("refresh token has expired").into());
     }
     let scopes = match params.get("scope") {
         None => old.scopes.clone(),
@@ -277,7 +337,8 @@ async fn refresh(
             if let Some(bad) = scopes.iter().find(|s| !old.scopes.contains(s)) {
                 return Err(OAuthError::invalid_scope(format!(
                     "scope {bad} was not granted originally"
-                )));
+                ))
+                .into());
             }
             scopes
         }
@@ -340,16 +401,17 @@ fn expiry(now: u64, lifetime: TokenLifetime) -> Option<u64> {
 /// Signs and stores the tokens of a successful grant and answers with them (RFC 6749 §5.1).
 async fn issue(
     state: &ServerState,
-    client: &ClientRecord,
+    client: ClientRecord,
     grant_type: GrantType,
     grant: Grant,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, Refused> {
     let now = time::now();
-    let (access_lifetime, refresh_lifetime) = state.lifetimes(client);
+    let (access_lifetime, refresh_lifetime) = state.lifetimes(&client);
     if access_lifetime == TokenLifetime::Unlimited && !state.allow_unlimited {
         return Err(OAuthError::server_error(
             "the client's access-token lifetime is unlimited but the server does not allow it",
-        ));
+        )
+        .into());
     }
     let exp = expiry(now, access_lifetime);
     let jti = random_token(16)?;
@@ -413,44 +475,50 @@ async fn issue(
         }
         _ => None,
     };
-    let mut records = vec![access.clone()];
-    records.extend(refresh.as_ref().map(|(_, r)| r.clone()));
-    match &grant.rotate {
-        Some(old) => {
-            if !state.store.rotate_refresh(&old.id, records).await? {
-                // Another request rotated (or revoked) it first: a replay.
-                return Err(match state.store.token(&old.id).await? {
-                    Some(now) if now.state == TokenState::Rotated => reuse(state, &now).await,
-                    _ => OAuthError::invalid_grant("refresh token is no longer valid"),
-                });
-            }
+    let client_id = client.client_id.clone();
+    let mut tokens = vec![access];
+    tokens.extend(refresh.as_ref().map(|(_, r)| r.clone()));
+    // One atomic step, committed with the tokens of other requests waiting at the same time
+    // (group commit); it stores nothing if the client changed, was disabled or deleted since
+    // it was read, so no token outlives an operator's change.
+    let issue = TokenIssue {
+        client,
+        rotate: grant.rotate.as_ref().map(|old| old.id.clone()),
+        tokens: tokens.clone(),
+    };
+    match state.store.issue_tokens(issue).await? {
+        IssueOutcome::Stored => {}
+        IssueOutcome::Revoked => {
+            // A replay of this grant's code revoked it while these were being issued: they are
+            // stored revoked, and refused from the start.
+            let revoked: Vec<TokenRecord> = tokens
+                .iter()
+                .map(|t| TokenRecord {
+                    state: TokenState::Revoked,
+                    ..t.clone()
+                })
+                .collect();
+            state.denylist.extend(&revoked);
+            audit::revoked(&client_id, "authorization code reuse", &revoked);
         }
-        None => {
-            if !state.store.insert_tokens(records.clone()).await? {
-                // A replay of this grant's code revoked it while these were being issued:
-                // they are stored revoked, and refused from the start.
-                state.denylist.extend(&records);
-                audit::revoked(&client.client_id, "authorization code reuse", &records);
+        IssueOutcome::NotRotated => {
+            // Another request rotated (or revoked) it first: a replay.
+            let old_id = grant.rotate.map(|old| old.id).unwrap_or_default();
+            return Err(match state.store.token(&old_id).await? {
+                Some(now) if now.state == TokenState::Rotated => reuse(state, &now).await,
+                _ => OAuthError::invalid_grant("refresh token is no longer valid"),
             }
+            .into());
         }
+        // `IssueOutcome` is non-exhaustive; anything else stored nothing usable.
+        _ => return Err(Refused::ClientChanged(client_id)),
     }
-    // An administrator may have disabled or deleted the client while this request was being
-    // served, after its tokens were revoked: then these must not outlive the response.
-    let still_approved = state
-        .store
-        .client(&client.client_id)
-        .await?
-        .is_some_and(|c| c.status == ClientStatus::Approved);
-    if !still_approved {
-        let revoked = state.store.revoke_client_tokens(&client.client_id).await?;
-        state.denylist.extend(&revoked);
-        return Err(OAuthError::invalid_client("client is no longer approved"));
+    let mut tokens = tokens.into_iter();
+    let access = tokens.next();
+    let refresh_record = tokens.next();
+    if let Some(access) = &access {
+        audit::token_issued(grant_type.as_str(), access, refresh_record.as_ref());
     }
-    audit::token_issued(
-        grant_type.as_str(),
-        &access,
-        refresh.as_ref().map(|(_, r)| r),
-    );
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    ClientRecord, CodeRecord, RevokedAccess, SigningKeyRecord, Store, StoreError, StoreFuture,
-    TokenHash, TokenKind, TokenRecord, TokenState,
+    ClientRecord, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store, StoreError,
+    StoreFuture, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 
 /// A [`Store`] in process memory. Every operation takes one lock, so each is atomic; nothing
@@ -51,6 +51,47 @@ impl MemoryStore {
 }
 
 impl Inner {
+    fn insert_tokens(&mut self, tokens: Vec<TokenRecord>) -> Result<bool, StoreError> {
+        if tokens.iter().any(|t| self.tokens.contains_key(&t.id)) {
+            return Err(StoreError::Conflict("token id exists".into()));
+        }
+        let mut live = true;
+        for mut token in tokens {
+            if token
+                .family_id
+                .as_ref()
+                .is_some_and(|f| self.revoked_families.contains_key(f))
+            {
+                token.state = TokenState::Revoked;
+                live = false;
+                self.log_revocations(std::slice::from_ref(&token));
+            }
+            self.insert_token(token)?;
+        }
+        Ok(live)
+    }
+
+    fn rotate_refresh(
+        &mut self,
+        old_id: &str,
+        issued: Vec<TokenRecord>,
+    ) -> Result<bool, StoreError> {
+        let active = self
+            .tokens
+            .get(old_id)
+            .is_some_and(|t| t.kind == TokenKind::Refresh && t.state == TokenState::Active);
+        if !active || issued.iter().any(|t| self.tokens.contains_key(&t.id)) {
+            return Ok(false);
+        }
+        if let Some(old) = self.tokens.get_mut(old_id) {
+            old.state = TokenState::Rotated;
+        }
+        for token in issued {
+            self.insert_token(token)?;
+        }
+        Ok(true)
+    }
+
     fn insert_token(&mut self, token: TokenRecord) -> Result<(), StoreError> {
         if self.tokens.contains_key(&token.id) {
             return Err(StoreError::Conflict(format!(
@@ -175,25 +216,7 @@ impl Store for MemoryStore {
     }
 
     fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, bool> {
-        self.with(move |inner| {
-            if tokens.iter().any(|t| inner.tokens.contains_key(&t.id)) {
-                return Err(StoreError::Conflict("token id exists".into()));
-            }
-            let mut live = true;
-            for mut token in tokens {
-                if token
-                    .family_id
-                    .as_ref()
-                    .is_some_and(|f| inner.revoked_families.contains_key(f))
-                {
-                    token.state = TokenState::Revoked;
-                    live = false;
-                    inner.log_revocations(std::slice::from_ref(&token));
-                }
-                inner.insert_token(token)?;
-            }
-            Ok(live)
-        })
+        self.with(move |inner| inner.insert_tokens(tokens))
     }
 
     fn find_refresh<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>> {
@@ -211,21 +234,28 @@ impl Store for MemoryStore {
         old_id: &'a str,
         issued: Vec<TokenRecord>,
     ) -> StoreFuture<'a, bool> {
+        self.with(move |inner| inner.rotate_refresh(old_id, issued))
+    }
+
+    fn issue_tokens(&self, issue: TokenIssue) -> StoreFuture<'_, IssueOutcome> {
         self.with(move |inner| {
-            let active = inner
-                .tokens
-                .get(old_id)
-                .is_some_and(|t| t.kind == TokenKind::Refresh && t.state == TokenState::Active);
-            if !active || issued.iter().any(|t| inner.tokens.contains_key(&t.id)) {
-                return Ok(false);
+            let current = inner
+                .clients
+                .iter()
+                .find(|c| c.client_id == issue.client.client_id);
+            if current != Some(&issue.client) {
+                return Ok(IssueOutcome::ClientChanged);
             }
-            if let Some(old) = inner.tokens.get_mut(old_id) {
-                old.state = TokenState::Rotated;
-            }
-            for token in issued {
-                inner.insert_token(token)?;
-            }
-            Ok(true)
+            Ok(match &issue.rotate {
+                Some(old_id) => match inner.rotate_refresh(old_id, issue.tokens)? {
+                    true => IssueOutcome::Stored,
+                    false => IssueOutcome::NotRotated,
+                },
+                None => match inner.insert_tokens(issue.tokens)? {
+                    true => IssueOutcome::Stored,
+                    false => IssueOutcome::Revoked,
+                },
+            })
         })
     }
 

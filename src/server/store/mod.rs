@@ -130,6 +130,49 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes retired keys whose `retired_until` is before `now`; returns how many.
     fn purge_signing_keys(&self, now: u64) -> StoreFuture<'_, u64>;
 
+    /// Stores the tokens of one successful grant, in one atomic step, provided that the
+    /// client's stored record still equals [`TokenIssue::client`], the record the request
+    /// authenticated with (it may have come from a cache): a client changed, disabled or
+    /// deleted meanwhile gets [`IssueOutcome::ClientChanged`] and nothing is stored. With
+    /// [`TokenIssue::rotate`], the refresh token is rotated as
+    /// [`rotate_refresh`](Self::rotate_refresh) does; otherwise the tokens are inserted as
+    /// [`insert_tokens`](Self::insert_tokens) does.
+    ///
+    /// The default implementation composes the methods above (a read before the write, and a
+    /// check after it that revokes the client's tokens if the client is no longer approved).
+    /// The crate's stores implement it in one transaction, and the SQL stores commit the
+    /// tokens of concurrent requests together (group commit): one transaction, one sync to
+    /// disk, for many requests, each answered only after the commit.
+    fn issue_tokens(&self, issue: TokenIssue) -> StoreFuture<'_, IssueOutcome> {
+        Box::pin(async move {
+            let client_id = issue.client.client_id.clone();
+            if self.client(&client_id).await?.as_ref() != Some(&issue.client) {
+                return Ok(IssueOutcome::ClientChanged);
+            }
+            let outcome = match &issue.rotate {
+                Some(old_id) => {
+                    if !self.rotate_refresh(old_id, issue.tokens).await? {
+                        return Ok(IssueOutcome::NotRotated);
+                    }
+                    IssueOutcome::Stored
+                }
+                None if self.insert_tokens(issue.tokens).await? => IssueOutcome::Stored,
+                None => IssueOutcome::Revoked,
+            };
+            // Disabled or deleted between the read and the write: the tokens must not outlive
+            // the operator's change.
+            let approved = self
+                .client(&client_id)
+                .await?
+                .is_some_and(|c| c.status == ClientStatus::Approved);
+            if !approved {
+                self.revoke_client_tokens(&client_id).await?;
+                return Ok(IssueOutcome::ClientChanged);
+            }
+            Ok(outcome)
+        })
+    }
+
     /// A push channel for the revocation sync: a store that can announce new revocations
     /// (PostgreSQL `LISTEN/NOTIFY`) returns a receiver whose value changes when any instance
     /// logs one, and the server syncs at once instead of at its next poll. `None` (the
@@ -137,6 +180,34 @@ pub trait Store: Send + Sync + 'static {
     fn revocation_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+}
+
+/// The tokens of one successful grant, for [`Store::issue_tokens`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenIssue {
+    /// The client as the request authenticated it. The tokens are stored only if the store's
+    /// record of the client still equals it.
+    pub client: ClientRecord,
+    /// For the refresh grant, the id of the refresh token being rotated.
+    pub rotate: Option<String>,
+    /// The tokens to store: an access token and perhaps a refresh token.
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// What [`Store::issue_tokens`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssueOutcome {
+    /// The tokens are stored, active.
+    Stored,
+    /// The tokens are stored already revoked: their family was revoked (an authorization code
+    /// redeemed twice), as with [`Store::insert_tokens`] returning `false`.
+    Revoked,
+    /// The refresh token to rotate was no longer active: nothing is stored.
+    NotRotated,
+    /// The client's stored record is not the one the request authenticated with (changed,
+    /// disabled or deleted): nothing is stored, or what was is revoked.
+    ClientChanged,
 }
 
 /// A revoked access token, as instances sync it.

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::StoreError;
 use super::sql::{self, db_error, token_columns};
-use super::sql_store::{Dialect, Lock, Statements, sql_store, statements};
+use super::sql_store::{Dialect, GroupCommit, Lock, Statements, sql_store, statements};
 
 /// Serializes appends to the revocation log (and everything else that revokes or purges
 /// tokens), so that sequence order is commit order: a reader that has seen entry `n` has
@@ -65,6 +65,7 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    commits: GroupCommit,
     /// The revocation signal, once something asked for it.
     signal: Arc<OnceLock<watch::Receiver<u64>>>,
 }
@@ -146,6 +147,10 @@ impl PostgresStore {
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await.map_err(sql::migrate_error)?;
         Ok(Self {
+            commits: GroupCommit::start::<Self, _>(
+                pool.clone(),
+                <Self as super::sql_store::SqlStore>::write_loop,
+            ),
             pool,
             signal: Arc::default(),
         })
@@ -324,6 +329,10 @@ impl Dialect for PostgresStore {
         &self.pool
     }
 
+    fn group_commit(&self) -> &GroupCommit {
+        &self.commits
+    }
+
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }
@@ -339,6 +348,18 @@ impl Dialect for PostgresStore {
                     tokens.iter().filter_map(|t| t.family_id.as_deref()),
                 )
                 .await
+            }
+            Lock::Issues(issues) => {
+                let mut clients = Vec::new();
+                let mut families = Vec::new();
+                for issue in issues {
+                    clients.push(issue.client.client_id.as_str());
+                    for token in &issue.tokens {
+                        clients.push(token.client_id.as_str());
+                        families.extend(token.family_id.as_deref());
+                    }
+                }
+                lock_entities(conn, clients, families).await
             }
             Lock::Client(client_id) => lock_entities(conn, [client_id], []).await,
             Lock::Family(family_id) => lock_entities(conn, [], [family_id]).await,

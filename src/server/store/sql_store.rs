@@ -20,6 +20,8 @@
 
 use std::future::Future;
 
+use tokio::sync::{mpsc, oneshot};
+
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _};
 use sqlx::{Transaction, Type};
 
@@ -28,8 +30,8 @@ use super::sql::{
     signing_key_columns, to_i64, token_columns,
 };
 use super::{
-    ClientRecord, ClientStatus, CodeRecord, RevokedAccess, SigningKeyRecord, StoreError, TokenHash,
-    TokenKind, TokenRecord, TokenState,
+    ClientRecord, ClientStatus, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord,
+    StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 use crate::server::SecretHash;
 
@@ -50,6 +52,9 @@ pub(super) enum Lock<'a> {
     /// concurrent revocation of the family or the client's tokens, whichever locks second
     /// sees what the first committed.
     Owners(&'a [TokenRecord]),
+    /// The same for the tokens of several grants committed together, and the clients they
+    /// were issued to.
+    Issues(&'a [&'a TokenIssue]),
     /// A client, whose tokens are about to be revoked.
     Client(&'a str),
     /// A refresh-token family, about to be revoked.
@@ -153,8 +158,19 @@ pub(super) trait Dialect: Send + Sync + 'static {
     /// [`SqlStore::revoke_where`] does, after them.
     const REVOCATION_LOGS: bool;
 
-    /// The store's pool.
+    /// The store's pool, for reads.
     fn pool(&self) -> &Pool<Self::DB>;
+
+    /// The pool that writes go through. SQLite's has one connection, so that the process's
+    /// writers queue in order instead of sleeping on each other's file lock; PostgreSQL
+    /// writes through its one pool.
+    fn writer(&self) -> &Pool<Self::DB> {
+        self.pool()
+    }
+
+    /// The queue of [`Store::issue_tokens`](super::Store::issue_tokens) calls waiting for the
+    /// group commit.
+    fn group_commit(&self) -> &GroupCommit;
 
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &<Self::DB as Database>::QueryResult) -> u64;
@@ -191,7 +207,10 @@ where
 {
     /// A transaction, begun with [`Dialect::BEGIN`].
     async fn begin(&self) -> Result<Transaction<'static, Self::DB>, StoreError> {
-        self.pool().begin_with(Self::BEGIN).await.map_err(db_error)
+        self.writer()
+            .begin_with(Self::BEGIN)
+            .await
+            .map_err(db_error)
     }
 
     /// Binds a client's columns in `client_columns!` order: client_id, name, secret hash,
@@ -455,7 +474,7 @@ where
             )),
             client.clone(),
         )?
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(db_error_as(|| {
             format!("client {} exists", client.client_id)
@@ -464,11 +483,7 @@ where
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let query = sqlx::query(concat!(
-            "SELECT ",
-            client_columns!(),
-            " FROM oauth2_clients WHERE client_id = $1"
-        ));
+        let query = sqlx::query(CLIENT_BY_ID);
         self.select_optional(query.bind(client_id), Self::client_from_row)
             .await
     }
@@ -491,7 +506,7 @@ where
             ),
             client.clone(),
         )?
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(db_error)?;
         Ok(Self::rows_affected(&done) > 0)
@@ -528,7 +543,7 @@ where
         .bind(code.family_id)
         .bind(code.used)
         .bind(to_i64(code.expires_at, "expires_at")?)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(db_error_as(|| "authorization code exists".to_owned()))?;
         Ok(())
@@ -572,37 +587,219 @@ where
         // Against a concurrent revoke_family / revoke_client_tokens: whichever takes the
         // lock second sees what the first committed.
         Self::lock(&mut tx, Lock::Owners(&tokens)).await?;
-        let mut live = true;
         let mut logged = false;
-        for mut token in tokens {
-            if let Some(family) = &token.family_id {
-                let revoked = sqlx::query(
-                    "SELECT 1 AS revoked FROM oauth2_revoked_families WHERE family_id = $1",
-                )
-                .bind(family.clone())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .is_some();
-                if revoked {
-                    token.state = TokenState::Revoked;
-                    live = false;
-                    if token.kind == TokenKind::Access {
-                        if !logged {
-                            Self::lock(&mut tx, Lock::Log).await?;
-                            logged = true;
-                        }
-                        Self::log_revocation(&mut tx, &token).await?;
-                    }
-                }
-            }
-            Self::insert_token(&mut tx, &token).await?;
-        }
+        let live = Self::store_tokens(&mut tx, &tokens, &mut logged).await?;
         if logged {
             Self::notify(&mut tx).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(live)
+    }
+
+    /// Inserts newly issued tokens; those of a revoked family go in revoked (their access
+    /// tokens logged, taking [`Lock::Log`] first unless `logged` says it is taken), and then
+    /// the result is `false`. The caller holds the owners' locks.
+    async fn store_tokens(
+        conn: &mut Connection<Self>,
+        tokens: &[TokenRecord],
+        logged: &mut bool,
+    ) -> Result<bool, StoreError> {
+        let mut live = true;
+        for token in tokens {
+            let revoked = match &token.family_id {
+                Some(family) => sqlx::query(
+                    "SELECT 1 AS revoked FROM oauth2_revoked_families WHERE family_id = $1",
+                )
+                .bind(family.clone())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_error)?
+                .is_some(),
+                None => false,
+            };
+            if !revoked {
+                Self::insert_token(conn, token).await?;
+                continue;
+            }
+            live = false;
+            let token = TokenRecord {
+                state: TokenState::Revoked,
+                ..token.clone()
+            };
+            if token.kind == TokenKind::Access {
+                if !*logged {
+                    Self::lock(conn, Lock::Log).await?;
+                    *logged = true;
+                }
+                Self::log_revocation(conn, &token).await?;
+            }
+            Self::insert_token(conn, &token).await?;
+        }
+        Ok(live)
+    }
+
+    /// The rotation's compare-and-set and inserts. The caller holds the owners' locks, and on
+    /// anything but [`Rotation::Rotated`] rolls back.
+    async fn rotate(
+        conn: &mut Connection<Self>,
+        old_id: &str,
+        issued: &[TokenRecord],
+    ) -> Result<Rotation, StoreError> {
+        // Only an active refresh token matches. A concurrent rotation waits for the write lock
+        // (SQLite) or the row lock (PostgreSQL), then finds it rotated and matches nothing.
+        let rotated = sqlx::query(
+            "UPDATE oauth2_tokens SET state = 'rotated' \
+             WHERE id = $1 AND kind = 'refresh_token' AND state = 'active'",
+        )
+        .bind(old_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if Self::rows_affected(&rotated) != 1 {
+            return Ok(Rotation::NotActive);
+        }
+        for token in issued {
+            if !Self::insert_token_if_new(conn, token).await? {
+                return Ok(Rotation::Taken);
+            }
+        }
+        Ok(Rotation::Rotated)
+    }
+
+    /// [`Store::issue_tokens`](super::Store::issue_tokens): queued for the group commit, or
+    /// committed alone when the store has no writer task.
+    async fn issue_tokens(&self, issue: TokenIssue) -> Result<IssueOutcome, StoreError> {
+        let Some(queue) = &self.group_commit().queue else {
+            return Self::issue_alone(self.writer(), &issue).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = queue.send(Job { issue, reply }).await {
+            // The writer task is gone (its runtime shut down): commit here.
+            return Self::issue_alone(self.writer(), &job.issue).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the store's writer task stopped before committing".into(),
+            ))
+        })
+    }
+
+    /// The group commit's task: takes the calls waiting in `queue` (as many as have arrived,
+    /// up to [`MAX_BATCH`]) and commits them together, until the store is dropped.
+    async fn write_loop(pool: Pool<Self::DB>, mut queue: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            // A caller that has gone (its request was dropped) hands nothing out: skip it.
+            jobs.retain(|job| !job.reply.is_closed());
+            let issues: Vec<&TokenIssue> = jobs.iter().map(|job| &job.issue).collect();
+            let result = match issues.len() {
+                0 => Ok(Vec::new()),
+                _ => Self::issue_together(&pool, &issues).await,
+            };
+            match result {
+                Ok(outcomes) => {
+                    for (job, outcome) in jobs.drain(..).zip(outcomes) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    // One failed statement fails the transaction (PostgreSQL aborts it): each
+                    // call gets its own, and its own answer.
+                    if issues.len() > 1 {
+                        tracing::debug!(
+                            target: "tower_oauth2::server",
+                            %error,
+                            calls = issues.len(),
+                            "group commit failed; committing its calls one by one"
+                        );
+                    }
+                    let single = issues.len() == 1;
+                    for job in jobs.drain(..) {
+                        let result = if single {
+                            Err(error.clone())
+                        } else {
+                            Self::issue_alone(&pool, &job.issue).await
+                        };
+                        let _ = job.reply.send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call of [`Store::issue_tokens`](super::Store::issue_tokens) in its own transaction.
+    async fn issue_alone(
+        pool: &Pool<Self::DB>,
+        issue: &TokenIssue,
+    ) -> Result<IssueOutcome, StoreError> {
+        Self::issue_together(pool, &[issue])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no outcome".into()))
+    }
+
+    /// The calls of [`Store::issue_tokens`](super::Store::issue_tokens) in `issues`, in one
+    /// transaction: one commit (one sync to disk) for all. Each call's outcome is what it
+    /// would have been alone, in this order; an error fails them all and commits nothing.
+    async fn issue_together(
+        pool: &Pool<Self::DB>,
+        issues: &[&TokenIssue],
+    ) -> Result<Vec<IssueOutcome>, StoreError> {
+        let mut tx = pool.begin_with(Self::BEGIN).await.map_err(db_error)?;
+        // The same locks as insert_tokens and rotate_refresh take, for every call at once (in
+        // one order, so two instances' batches cannot deadlock on them).
+        Self::lock(&mut tx, Lock::Issues(issues)).await?;
+        // Each client once, read under those locks: a disable or delete committed before is
+        // seen here; one committed after revokes these tokens too (it takes the client's
+        // lock, which waits for this transaction).
+        let mut clients: Vec<(&str, Option<ClientRecord>)> = Vec::new();
+        for issue in issues {
+            let id = issue.client.client_id.as_str();
+            if !clients.iter().any(|(c, _)| *c == id) {
+                let row = sqlx::query(CLIENT_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                clients.push((id, row.as_ref().map(Self::client_from_row).transpose()?));
+            }
+        }
+        let mut outcomes = Vec::with_capacity(issues.len());
+        let mut logged = false;
+        for issue in issues {
+            let current = clients
+                .iter()
+                .find(|(c, _)| *c == issue.client.client_id)
+                .and_then(|(_, record)| record.as_ref());
+            if current != Some(&issue.client) {
+                outcomes.push(IssueOutcome::ClientChanged);
+                continue;
+            }
+            let outcome = match &issue.rotate {
+                Some(old_id) => match Self::rotate(&mut tx, old_id, &issue.tokens).await? {
+                    Rotation::Rotated => IssueOutcome::Stored,
+                    Rotation::NotActive => IssueOutcome::NotRotated,
+                    // Rolling back only this call's rotation is not possible in a batch: the
+                    // batch fails, and this call, alone, rolls back.
+                    Rotation::Taken if issues.len() == 1 => {
+                        return Ok(vec![IssueOutcome::NotRotated]);
+                    }
+                    Rotation::Taken => {
+                        return Err(StoreError::Conflict("a token id is taken".into()));
+                    }
+                },
+                None => match Self::store_tokens(&mut tx, &issue.tokens, &mut logged).await? {
+                    true => IssueOutcome::Stored,
+                    false => IssueOutcome::Revoked,
+                },
+            };
+            outcomes.push(outcome);
+        }
+        if logged {
+            Self::notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
@@ -622,30 +819,16 @@ where
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         // A concurrent revoke_family either ran first (the old token is revoked and the
-        // update below matches nothing) or waits and then revokes the new tokens too.
+        // update matches nothing) or waits and then revokes the new tokens too.
         Self::lock(&mut tx, Lock::Owners(&issued)).await?;
-        // The compare-and-set: only an active refresh token matches. A concurrent rotation
-        // waits for the write lock (SQLite) or the row lock (PostgreSQL), then finds it
-        // rotated and matches nothing.
-        let rotated = sqlx::query(
-            "UPDATE oauth2_tokens SET state = 'rotated' \
-             WHERE id = $1 AND kind = 'refresh_token' AND state = 'active'",
-        )
-        .bind(old_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if Self::rows_affected(&rotated) != 1 {
-            return Ok(false);
-        }
-        for token in &issued {
-            if !Self::insert_token_if_new(&mut tx, token).await? {
-                // Dropping the transaction rolls the rotation back.
-                return Ok(false);
+        match Self::rotate(&mut tx, old_id, &issued).await? {
+            Rotation::Rotated => {
+                tx.commit().await.map_err(db_error)?;
+                Ok(true)
             }
+            // Dropping the transaction rolls the rotation back.
+            Rotation::NotActive | Rotation::Taken => Ok(false),
         }
-        tx.commit().await.map_err(db_error)?;
-        Ok(true)
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
@@ -876,7 +1059,7 @@ where
     async fn purge_signing_keys(&self, now: u64) -> Result<u64, StoreError> {
         let done = sqlx::query(Self::SQL.purge_keys)
             .bind(clamp_i64(now))
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(db_error)?;
         Ok(Self::rows_affected(&done))
@@ -906,6 +1089,72 @@ const INSERT_TOKEN_IF_NEW: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
 );
 
+const CLIENT_BY_ID: &str = concat!(
+    "SELECT ",
+    client_columns!(),
+    " FROM oauth2_clients WHERE client_id = $1"
+);
+
+/// The most calls of [`Store::issue_tokens`](super::Store::issue_tokens) one group commit
+/// takes.
+const MAX_BATCH: usize = 256;
+
+/// Calls waiting for the writer task before callers wait to queue.
+const QUEUE: usize = 4096;
+
+/// How a rotation's compare-and-set went.
+pub(super) enum Rotation {
+    /// The old refresh token was active and is rotated; the new tokens are in.
+    Rotated,
+    /// The old refresh token was not active: nothing changed.
+    NotActive,
+    /// A new token's id or digest is taken: the transaction must roll back.
+    Taken,
+}
+
+/// A call of [`Store::issue_tokens`](super::Store::issue_tokens) waiting for the group commit.
+pub(super) struct Job {
+    issue: TokenIssue,
+    reply: oneshot::Sender<Result<IssueOutcome, StoreError>>,
+}
+
+/// The queue of a SQL store's group commit: [`Store::issue_tokens`](super::Store::issue_tokens)
+/// calls go to one task per store, which commits the calls that are waiting together.
+///
+/// Why: a token response must wait until its tokens are durable, and a commit's sync to disk
+/// costs the same for one row as for a hundred. Concurrent requests share it, each answered
+/// only after the commit that holds its tokens.
+#[derive(Debug, Clone, Default)]
+pub(super) struct GroupCommit {
+    /// `None`: no runtime to run the task on when the store opened; every call commits alone.
+    queue: Option<mpsc::Sender<Job>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer task of store type `S` on `pool`, on the current tokio runtime.
+    pub(super) fn start<S, F>(
+        pool: Pool<S::DB>,
+        write_loop: fn(Pool<S::DB>, mpsc::Receiver<Job>) -> F,
+    ) -> Self
+    where
+        S: Dialect,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self { queue: None };
+        };
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        runtime.spawn(write_loop(pool, jobs));
+        Self { queue: Some(queue) }
+    }
+}
+
 /// Whether revoking `tokens` logged any: the access tokens are logged.
 fn logs_access(tokens: &[TokenRecord]) -> bool {
     tokens.iter().any(|t| t.kind == TokenKind::Access)
@@ -922,8 +1171,8 @@ macro_rules! sql_store {
         const _: () = {
             use $crate::server::store::sql_store::SqlStore;
             use $crate::server::store::{
-                ClientRecord, CodeRecord, RevokedAccess, SigningKeyRecord, Store, StoreFuture,
-                TokenHash, TokenRecord,
+                ClientRecord, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store,
+                StoreFuture, TokenHash, TokenIssue, TokenRecord,
             };
 
             impl Store for $store {
@@ -964,6 +1213,10 @@ macro_rules! sql_store {
 
                 fn insert_tokens(&self, tokens: Vec<TokenRecord>) -> StoreFuture<'_, bool> {
                     Box::pin(SqlStore::insert_tokens(self, tokens))
+                }
+
+                fn issue_tokens(&self, issue: TokenIssue) -> StoreFuture<'_, IssueOutcome> {
+                    Box::pin(SqlStore::issue_tokens(self, issue))
                 }
 
                 fn find_refresh<'a>(

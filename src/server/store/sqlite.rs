@@ -7,12 +7,12 @@ use std::time::Duration;
 use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteQueryResult,
+    SqliteQueryResult, SqliteSynchronous,
 };
 
 use super::StoreError;
 use super::sql::{self, db_error, token_columns};
-use super::sql_store::{Dialect, Lock, Statements, sql_store, statements};
+use super::sql_store::{Dialect, GroupCommit, Lock, Statements, sql_store, statements};
 
 /// How long a statement waits for another connection's write lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,27 +43,47 @@ const MAX_CONNECTIONS: u32 = 8;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection (the same pool as `pool` for an in-memory database, or one the
+    /// application configured).
+    writer: SqlitePool,
+    commits: GroupCommit,
 }
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database file at `path` and brings its schema up to
-    /// date. The file is put in WAL mode, with foreign keys on and a busy timeout of 5 s;
-    /// callers wait at most 5 s for a pooled connection.
+    /// date. The file is put in WAL mode with `synchronous = FULL` (a commit is on disk before
+    /// it returns), foreign keys on and a busy timeout of 5 s; callers wait at most 5 s for a
+    /// pooled connection.
+    ///
+    /// Reads go through a pool of connections; writes through one connection, so that this
+    /// process's writers queue in order rather than sleep on SQLite's file lock, and the
+    /// tokens of concurrent token requests are committed together (group commit: one
+    /// transaction and one sync to disk for all the requests waiting, each answered after it).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(sql::ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error)?;
+        // Migrate before the readers connect: a reader's first statement must see the schema.
+        Self::migrate(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(sql::ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        Self::migrated(pool).await
+        Ok(Self::with_pools(pool, writer))
     }
 
     /// A store in a private in-memory database, gone when the store is dropped: for tests.
@@ -87,12 +107,30 @@ impl SqliteStore {
     }
 
     /// A store on a pool the application configured itself (sizes, timeouts, pragmas; WAL
-    /// mode and a busy timeout are recommended); brings its schema up to date.
+    /// mode and a busy timeout are recommended); brings its schema up to date. Reads and
+    /// writes share the pool.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         Self::migrated(pool).await
     }
 
     async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
+        Self::migrate(&pool).await?;
+        Ok(Self::with_pools(pool.clone(), pool))
+    }
+
+    fn with_pools(pool: SqlitePool, writer: SqlitePool) -> Self {
+        let commits = GroupCommit::start::<Self, _>(
+            writer.clone(),
+            <Self as super::sql_store::SqlStore>::write_loop,
+        );
+        Self {
+            pool,
+            writer,
+            commits,
+        }
+    }
+
+    async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         // Versions applied by someone else's migrations are no reason to refuse to start.
         migrator.set_ignore_missing(true);
@@ -101,7 +139,7 @@ impl SqliteStore {
         // migrations applied.
         let mut attempt = 0;
         loop {
-            match migrator.run(&pool).await {
+            match migrator.run(pool).await {
                 Ok(()) => break,
                 Err(_) if attempt < 3 => {
                     attempt += 1;
@@ -110,7 +148,7 @@ impl SqliteStore {
                 Err(error) => return Err(sql::migrate_error(error)),
             }
         }
-        Ok(Self { pool })
+        Ok(())
     }
 
     /// The connection pool, for health checks or the app's own queries.
@@ -151,6 +189,14 @@ impl Dialect for SqliteStore {
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn group_commit(&self) -> &GroupCommit {
+        &self.commits
     }
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {

@@ -1007,3 +1007,85 @@ fn split_url_reroutes_through_the_proxy() {
         )
     );
 }
+
+/// A client's secret rotated on A: B, whose client cache holds the old record, issues no
+/// token for the old secret — at once, since the store checks the record inside the write —
+/// and refuses it at introspection within the sync interval (the client change feed); the new
+/// secret works on B at once. A client disabled on A gets no token from B at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_changes_on_one_instance_reach_the_others_cache() {
+    let Some(url) = database_url() else { return };
+    let schema = Schema::new(&url, "clientcache");
+    let a = instance(&url, &schema.name).await;
+    let b = instance(&url, &schema.name).await;
+    let old = register(&a.server, "svc-cache", &["client_credentials"]).await;
+    let token = access_token(&a.app, &old).await;
+
+    // B caches the client.
+    assert_eq!(
+        client_credentials(&b.app, &old).await.status,
+        StatusCode::OK
+    );
+    let introspect = |client: &Client| {
+        let client = client.clone();
+        let token = token.clone();
+        let app = b.app.clone();
+        async move { post_form(&app, "introspect", &client, &[("token", &token)]).await }
+    };
+    assert_eq!(introspect(&old).await.status, StatusCode::OK);
+
+    // A rotates the secret.
+    let request = Request::post("/admin/clients/svc-cache/secret")
+        .body(Body::empty())
+        .expect("a request");
+    let rotated = send(&a.app, request).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{rotated:?}");
+    let changed_at = Instant::now();
+    let new = Client {
+        id: old.id.clone(),
+        secret: rotated.field("client_secret").to_owned(),
+    };
+
+    let reply = client_credentials(&b.app, &old).await;
+    assert_eq!(
+        (reply.status, reply.error()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "B issues nothing for the old secret, whatever its cache holds: {reply:?}"
+    );
+    let reply = client_credentials(&b.app, &new).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the new secret works on B: {reply:?}"
+    );
+
+    let mut refused_after = None;
+    while changed_at.elapsed() <= SYNC_INTERVAL + SLACK {
+        if introspect(&old).await.status == StatusCode::UNAUTHORIZED {
+            refused_after = Some(changed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let delay = refused_after.unwrap_or_else(|| {
+        panic!(
+            "B still accepts the old secret at introspection {:?} after the rotation",
+            changed_at.elapsed()
+        )
+    });
+    println!("B refused the rotated-out secret at introspection after {delay:?}");
+
+    // Disabled on A: B refuses at once.
+    let b_cache_warm = client_credentials(&b.app, &new).await;
+    assert_eq!(b_cache_warm.status, StatusCode::OK);
+    let request = Request::post("/admin/clients/svc-cache/disable")
+        .body(Body::empty())
+        .expect("a request");
+    assert_eq!(send(&a.app, request).await.status, StatusCode::OK);
+    let reply = client_credentials(&b.app, &new).await;
+    assert_eq!(
+        (reply.status, reply.error()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "a disabled client gets no token from B: {reply:?}"
+    );
+}

@@ -44,8 +44,8 @@ pub(super) async fn housekeeping(state: Weak<ServerState>) {
     }
 }
 
-/// Keeps the denylist and the key ring in step with the store (other instances' revocations
-/// and rotations). While the store is unreachable the last synced state stays in force.
+/// Keeps the denylist, the client cache and the key ring in step with the store (other
+/// instances' revocations, client changes and rotations). While the store is unreachable the last synced state stays in force.
 pub(super) async fn sync_loop(state: Weak<ServerState>) {
     let interval = match state.upgrade() {
         Some(state) => state.sync_interval,
@@ -79,6 +79,7 @@ pub(super) async fn sync_loop(state: Weak<ServerState>) {
         };
         let result = async {
             state.sync_revocations().await?;
+            state.sync_clients().await?;
             if state.keys_in_store {
                 state.sync_keys().await?;
             }

@@ -327,6 +327,7 @@ impl AuthorizationServerBuilder {
             keys_in_store,
             sealer,
             revocation_cursor: tokio::sync::Mutex::new(0),
+            client_cursor: tokio::sync::Mutex::new(0),
             sync_interval: self.sync_interval,
         });
         state.sync_revocations().await.map_err(unreachable)?;

@@ -53,6 +53,8 @@ pub(crate) struct ServerState {
     pub(super) sealer: Option<seal::Sealer>,
     /// Where the denylist sync has read the store's revocation log up to.
     pub(super) revocation_cursor: tokio::sync::Mutex<u64>,
+    /// Where the client-cache sync has read the store's client change feed up to.
+    pub(super) client_cursor: tokio::sync::Mutex<u64>,
     /// How often the store is polled for revocations and signing keys.
     pub(super) sync_interval: Duration,
 }
@@ -81,6 +83,18 @@ impl ServerState {
     /// Signs an access token's claims with the active key.
     pub(crate) fn sign(&self, claims: &serde_json::Value) -> Result<String, String> {
         self.ring.load().active.key.sign("at+jwt", claims)
+    }
+
+    /// Drops the clients changed on any instance since the last sync from the client cache.
+    pub(crate) async fn sync_clients(&self) -> Result<(), StoreError> {
+        let mut cursor = self.client_cursor.lock().await;
+        if let Some((changed, next)) = self.store.client_changes_since(*cursor).await? {
+            for client_id in &changed {
+                self.clients.invalidate(client_id);
+            }
+            *cursor = next;
+        }
+        Ok(())
     }
 
     /// Reads the store's revocation log since the last sync into the denylist.

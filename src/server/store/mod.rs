@@ -112,6 +112,15 @@ pub trait Store: Send + Sync + 'static {
     /// from 0), and the cursor to ask with next time. Instances poll this to keep their
     /// in-memory denylists in sync; entries may repeat, and expired ones may be left out.
     fn revocations_since(&self, cursor: u64) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)>;
+    /// The clients changed (updated or deleted) after `cursor` (a position this store hands
+    /// out, starting from 0), and the cursor to ask with next time; `None` if the store keeps
+    /// no such feed (the default: right for a store that one instance uses alone). Instances
+    /// poll it with the revocation sync to drop changed clients from their caches; ids may
+    /// repeat.
+    fn client_changes_since(&self, cursor: u64) -> StoreFuture<'_, Option<(Vec<String>, u64)>> {
+        let _ = cursor;
+        Box::pin(std::future::ready(Ok(None)))
+    }
     /// Deletes codes and tokens that expired before `now`; returns how many.
     fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64>;
 

@@ -498,18 +498,25 @@ where
     }
 
     async fn update_client(&self, client: ClientRecord) -> Result<bool, StoreError> {
+        let client_id = client.client_id.clone();
+        let mut tx = self.begin().await?;
         let done = Self::bind_client(
             sqlx::query(
                 "UPDATE oauth2_clients SET name = $2, secret_hash = $3, redirect_uris = $4, \
              grant_types = $5, scopes = $6, default_scopes = $7, access_token_lifetime = $8, \
              refresh_token_lifetime = $9, status = $10, created_at = $11 WHERE client_id = $1",
             ),
-            client.clone(),
+            client,
         )?
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(Self::rows_affected(&done) > 0)
+        let updated = Self::rows_affected(&done) > 0;
+        if updated {
+            Self::log_client_change(&mut tx, &client_id).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(updated)
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
@@ -524,8 +531,60 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        let deleted = Self::rows_affected(&done) > 0;
+        if deleted {
+            Self::log_client_change(&mut tx, client_id).await?;
+        }
         tx.commit().await.map_err(db_error)?;
-        Ok(Self::rows_affected(&done) > 0)
+        Ok(deleted)
+    }
+
+    /// Appends a changed client to the change feed, announced at commit like a revocation.
+    async fn log_client_change(
+        conn: &mut Connection<Self>,
+        client_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO oauth2_client_changes (client_id, changed_at) VALUES ($1, $2)")
+            .bind(client_id)
+            .bind(clamp_i64(crate::time::now()))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Self::notify(conn).await
+    }
+
+    async fn client_changes_since(
+        &self,
+        cursor: u64,
+    ) -> Result<Option<(Vec<String>, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, client_id FROM oauth2_client_changes WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(clamp_i64(cursor))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?;
+        let mut changed = Vec::with_capacity(rows.len());
+        let mut next = None;
+        for row in &rows {
+            next = Some(sql::from_i64(col(row, "seq")?, "seq")?);
+            changed.push(col(row, "client_id")?);
+        }
+        let next = match next {
+            Some(next) => next,
+            // As for the revocation log: a feed that ends before the cursor is another
+            // database's (restored, replaced): start over.
+            None => {
+                let newest = sql::cursor_from_i64(
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM oauth2_client_changes")
+                        .fetch_one(self.pool())
+                        .await
+                        .map_err(db_error)?,
+                )?;
+                if newest < cursor { 0 } else { cursor }
+            }
+        };
+        Ok(Some((changed, next)))
     }
 
     async fn insert_code(&self, code: CodeRecord) -> Result<(), StoreError> {
@@ -992,6 +1051,12 @@ where
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        // No cached client is older than an hour.
+        sqlx::query("DELETE FROM oauth2_client_changes WHERE changed_at <= $1")
+            .bind(now.saturating_sub(CLIENT_CHANGES_KEPT))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(Self::rows_affected(&codes) + Self::rows_affected(&tokens))
     }
@@ -1088,6 +1153,9 @@ const INSERT_TOKEN_IF_NEW: &str = concat!(
     token_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
 );
+
+/// Seconds a client change stays in the feed.
+const CLIENT_CHANGES_KEPT: i64 = 3600;
 
 const CLIENT_BY_ID: &str = concat!(
     "SELECT ",
@@ -1276,6 +1344,13 @@ macro_rules! sql_store {
                     cursor: u64,
                 ) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)> {
                     Box::pin(SqlStore::revocations_since(self, cursor))
+                }
+
+                fn client_changes_since(
+                    &self,
+                    cursor: u64,
+                ) -> StoreFuture<'_, Option<(Vec<String>, u64)>> {
+                    Box::pin(SqlStore::client_changes_since(self, cursor))
                 }
 
                 fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64> {

@@ -16,6 +16,13 @@
 //! cargo run --example demo --features sqlite
 //! ```
 //!
+//! With the `postgres` feature too, `DEMO_DATABASE_URL` keeps the state in PostgreSQL instead:
+//!
+//! ```sh
+//! DEMO_DATABASE_URL=postgres://postgres@127.0.0.1:5432/demo \
+//!     cargo run --example demo --features sqlite,postgres
+//! ```
+//!
 //! Configuration comes from the environment, all optional:
 //!
 //! | variable | meaning |
@@ -26,11 +33,13 @@
 //! | `DEMO_CLIENT_SECRET` | its secret, at least 32 characters (default: generated and printed when the client is created) |
 //! | `DEMO_USER_PASSWORD` | the password of user `demo` for the password grant (default: generated and printed) |
 //! | `DEMO_DB` | the SQLite database the server keeps its state in (default `./tower-oauth2-demo.db`, created if missing) |
-//! | `DEMO_KEY_SECRET` | at least 32 bytes: seals the signing keys stored in `DEMO_DB` (default: stored unsealed) |
+//! | `DEMO_DATABASE_URL` | a `postgres://` URL: keep the state in that PostgreSQL database (its `public` schema, tables `oauth2_*`) instead of `DEMO_DB`; needs a build with the `postgres` feature |
+//! | `DEMO_KEY_SECRET` | at least 32 bytes: seals the signing keys stored in `DEMO_DB` or `DEMO_DATABASE_URL` (default: stored unsealed) |
 //! | `RUST_LOG` | log filter (default `info`; the audit events have target `tower_oauth2::audit`) |
 //!
-//! A configuration mistake, or a `DEMO_DB` that cannot be opened, exits with code 2 before
-//! anything is served.
+//! A configuration mistake, or a `DEMO_DB` (or `DEMO_DATABASE_URL`) that cannot be opened,
+//! exits with code 2 before anything is served. What is said below of `DEMO_DB` holds for the
+//! PostgreSQL database as well.
 //!
 //! The server's state is in `DEMO_DB`: a restart (even after a crash) keeps the clients, the
 //! tokens, the revocations and the signing keys, so tokens issued before it still verify —
@@ -51,6 +60,8 @@ use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tower_oauth2::RequireScope;
+#[cfg(feature = "postgres")]
+use tower_oauth2::server::store::PostgresStore;
 use tower_oauth2::server::store::StoreError;
 use tower_oauth2::server::store::{ClientRecord, ClientStatus, SqliteStore};
 use tower_oauth2::server::{
@@ -83,6 +94,8 @@ struct Config {
     user_password_generated: bool,
     /// The SQLite database file.
     db: String,
+    /// A `postgres://` URL: the state is there, not in `db`.
+    database_url: Option<String>,
     /// Seals the stored signing keys.
     key_secret: Option<String>,
 }
@@ -110,6 +123,23 @@ fn config() -> Result<Config, String> {
         None => (random_text(12)?, true),
     };
     let key_secret = env("DEMO_KEY_SECRET")?;
+    let database_url = env("DEMO_DATABASE_URL")?;
+    if let Some(url) = &database_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "DEMO_DATABASE_URL: only postgres:// URLs are supported (unset it to use the \
+                 SQLite database DEMO_DB)"
+                    .into(),
+            );
+        }
+        if !cfg!(feature = "postgres") {
+            return Err(
+                "DEMO_DATABASE_URL needs the postgres feature: cargo run --example demo \
+                 --features sqlite,postgres"
+                    .into(),
+            );
+        }
+    }
     if let Some(secret) = key_secret.as_ref().filter(|s| s.len() < KEY_SECRET_MIN) {
         return Err(format!(
             "DEMO_KEY_SECRET: needs at least {KEY_SECRET_MIN} bytes, it has {} (unset it to \
@@ -125,6 +155,7 @@ fn config() -> Result<Config, String> {
         user_password,
         user_password_generated,
         db: env("DEMO_DB")?.unwrap_or_else(|| DEFAULT_DB.into()),
+        database_url,
         key_secret,
     })
 }
@@ -197,20 +228,33 @@ async fn run() -> Result<(), Failure> {
     let base = format!("http://{}", reachable(local));
     let issuer = config.issuer.clone().unwrap_or_else(|| base.clone());
 
-    let store = SqliteStore::open(&config.db).await.map_err(|e| {
-        Failure::Config(format!(
-            "DEMO_DB: cannot open the SQLite database {}: {e}",
-            config.db
-        ))
-    })?;
-    let mut builder = AuthorizationServer::builder()
-        .issuer(issuer.as_str())
-        .store(store)
-        .password_verifier(DemoUser {
-            password_digest: digest(&SHA256, config.user_password.as_bytes())
-                .as_ref()
-                .to_vec(),
-        });
+    let builder = AuthorizationServer::builder().issuer(issuer.as_str());
+    let builder = match &config.database_url {
+        #[cfg(feature = "postgres")]
+        Some(url) => builder.store(PostgresStore::connect(url).await.map_err(|e| {
+            Failure::Config(format!(
+                "DEMO_DATABASE_URL: cannot use the PostgreSQL database {}: {e}",
+                redact(url)
+            ))
+        })?),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => {
+            return Err(Failure::Config(
+                "DEMO_DATABASE_URL needs the postgres feature".into(),
+            ));
+        }
+        None => builder.store(SqliteStore::open(&config.db).await.map_err(|e| {
+            Failure::Config(format!(
+                "DEMO_DB: cannot open the SQLite database {}: {e}",
+                config.db
+            ))
+        })?),
+    };
+    let mut builder = builder.password_verifier(DemoUser {
+        password_digest: digest(&SHA256, config.user_password.as_bytes())
+            .as_ref()
+            .to_vec(),
+    });
     if let Some(secret) = &config.key_secret {
         builder = builder.key_encryption_secret(secret.as_bytes());
     }
@@ -220,7 +264,11 @@ async fn run() -> Result<(), Failure> {
             "the signing keys in DEMO_DB are sealed: set DEMO_KEY_SECRET to the secret they were \
              sealed with, or delete DEMO_DB to start over"
         } else if message.contains("store") {
-            "check DEMO_DB"
+            if config.database_url.is_some() {
+                "check DEMO_DATABASE_URL"
+            } else {
+                "check DEMO_DB"
+            }
         } else if config.issuer.is_some() {
             "check DEMO_ISSUER"
         } else {
@@ -258,7 +306,18 @@ async fn run() -> Result<(), Failure> {
         walkthrough(&Walkthrough {
             base: &base,
             issuer: &issuer,
-            db: &config.db,
+            state: &match &config.database_url {
+                Some(url) => format!(
+                    "{}   (DEMO_DATABASE_URL, PostgreSQL: a restart keeps clients, tokens, \
+                     revocations and signing keys)",
+                    redact(url)
+                ),
+                None => format!(
+                    "{}   (DEMO_DB, SQLite: a restart keeps clients, tokens, revocations and \
+                     signing keys)",
+                    config.db
+                ),
+            },
             keys_sealed,
             client_id: &client.client_id,
             client_found,
@@ -370,6 +429,28 @@ async fn demo_client(
     Ok((client, DemoSecret::FromEnv { replaced: true }, true))
 }
 
+/// `url` without the password of its user info, for messages.
+fn redact(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[after_scheme..after_scheme + at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:***{}",
+                    &url[..after_scheme],
+                    &url[after_scheme + at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// The address to reach `local` at: loopback in place of an unspecified address.
 fn reachable(local: SocketAddr) -> SocketAddr {
     match local.ip() {
@@ -386,7 +467,8 @@ fn reachable(local: SocketAddr) -> SocketAddr {
 struct Walkthrough<'a> {
     base: &'a str,
     issuer: &'a str,
-    db: &'a str,
+    /// Where the state is kept, for the `state` line.
+    state: &'a str,
     keys_sealed: bool,
     client_id: &'a str,
     /// Found in the database rather than registered now.
@@ -496,7 +578,7 @@ fn walkthrough(w: &Walkthrough<'_>) -> String {
     } else {
         "stored unsealed (DEMO_KEY_SECRET set on a new DEMO_DB seals them)"
     };
-    let db = w.db;
+    let state = w.state;
     let found = if w.client_found {
         "found in DEMO_DB: registered by an earlier run"
     } else {
@@ -527,8 +609,7 @@ fn walkthrough(w: &Walkthrough<'_>) -> String {
          \n  endpoints    {base}/oauth2/token  /oauth2/revoke  /oauth2/introspect  /oauth2/jwks.json\
          \n  events API   {base}/public  /me  /events (POST, events:write)  /events/{{id}} (events:read)\
          \n  admin API    {base}/admin/clients  (a token with scope admin)\
-         \n  state        {db}   (DEMO_DB, SQLite: a restart keeps clients, tokens, revocations \
-         and signing keys)\
+         \n  state        {state}\
          \n  signing keys {keys}\n\
          \nDemo client (client_secret_basic or client_secret_post):\
          \n  client_id      {client_id}   ({found})\

@@ -761,17 +761,26 @@ where
                         let _ = job.reply.send(Ok(outcome));
                     }
                 }
-                Err(error) => {
-                    // One failed statement fails the transaction (PostgreSQL aborts it): each
-                    // call gets its own, and its own answer.
-                    if issues.len() > 1 {
-                        tracing::debug!(
-                            target: "tower_oauth2::server",
-                            %error,
-                            calls = issues.len(),
-                            "group commit failed; committing its calls one by one"
-                        );
+                Err(error @ StoreError::Unavailable(_)) => {
+                    // The store is down, full or read-only: every call fails alike, and so
+                    // would those that queued meanwhile, which are answered now rather than
+                    // after another wait for a connection.
+                    for job in jobs.drain(..) {
+                        let _ = job.reply.send(Err(error.clone()));
                     }
+                    while let Ok(job) = queue.try_recv() {
+                        let _ = job.reply.send(Err(error.clone()));
+                    }
+                }
+                Err(error) => {
+                    // A call's own fault (a taken id) failed the transaction: each call gets
+                    // one of its own, and its own answer.
+                    tracing::debug!(
+                        target: "tower_oauth2::server",
+                        %error,
+                        calls = issues.len(),
+                        "group commit failed; committing its calls one by one"
+                    );
                     let single = issues.len() == 1;
                     for job in jobs.drain(..) {
                         let result = if single {

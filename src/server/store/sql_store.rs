@@ -145,7 +145,7 @@ pub(super) use statements;
 /// What differs between the SQL databases, implemented by each store type.
 pub(super) trait Dialect: Send + Sync + 'static {
     /// The sqlx database.
-    type DB: Database;
+    type DB: Database + sqlx::database::HasStatementCache;
 
     /// The statement that begins every transaction.
     const BEGIN: &'static str;
@@ -751,6 +751,7 @@ where
             // A caller that has gone (its request was dropped) hands nothing out: skip it.
             jobs.retain(|job| !job.reply.is_closed());
             let issues: Vec<&TokenIssue> = jobs.iter().map(|job| &job.issue).collect();
+            tracing::trace!(target: "tower_oauth2::server", calls = issues.len(), "group commit");
             let result = match issues.len() {
                 0 => Ok(Vec::new()),
                 _ => Self::issue_together(&pool, &issues).await,
@@ -817,56 +818,199 @@ where
         // The same locks as insert_tokens and rotate_refresh take, for every call at once (in
         // one order, so two instances' batches cannot deadlock on them).
         Self::lock(&mut tx, Lock::Issues(issues)).await?;
-        // Each client once, read under those locks: a disable or delete committed before is
-        // seen here; one committed after revokes these tokens too (it takes the client's
-        // lock, which waits for this transaction).
-        let mut clients: Vec<(&str, Option<ClientRecord>)> = Vec::new();
-        for issue in issues {
-            let id = issue.client.client_id.as_str();
-            if !clients.iter().any(|(c, _)| *c == id) {
-                let row = sqlx::query(CLIENT_BY_ID)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                clients.push((id, row.as_ref().map(Self::client_from_row).transpose()?));
-            }
-        }
-        let mut outcomes = Vec::with_capacity(issues.len());
-        let mut logged = false;
-        for issue in issues {
-            let current = clients
+        // The clients, read under those locks: a disable or delete committed before is seen
+        // here; one committed after revokes these tokens too (it takes the client's lock,
+        // which waits for this transaction).
+        let clients = Self::clients_by_id(&mut tx, issues).await?;
+        let current = |issue: &TokenIssue| {
+            clients
                 .iter()
-                .find(|(c, _)| *c == issue.client.client_id)
-                .and_then(|(_, record)| record.as_ref());
-            if current != Some(&issue.client) {
-                outcomes.push(IssueOutcome::ClientChanged);
-                continue;
-            }
-            let outcome = match &issue.rotate {
+                .find(|c| c.client_id == issue.client.client_id)
+                .is_some_and(|c| *c == issue.client)
+        };
+        let mut logged = false;
+        let outcomes = match issues {
+            [issue] if !current(issue) => vec![IssueOutcome::ClientChanged],
+            [issue] => vec![match &issue.rotate {
                 Some(old_id) => match Self::rotate(&mut tx, old_id, &issue.tokens).await? {
                     Rotation::Rotated => IssueOutcome::Stored,
-                    Rotation::NotActive => IssueOutcome::NotRotated,
-                    // Rolling back only this call's rotation is not possible in a batch: the
-                    // batch fails, and this call, alone, rolls back.
-                    Rotation::Taken if issues.len() == 1 => {
+                    // Dropping the transaction rolls the rotation back.
+                    Rotation::NotActive | Rotation::Taken => {
                         return Ok(vec![IssueOutcome::NotRotated]);
-                    }
-                    Rotation::Taken => {
-                        return Err(StoreError::Conflict("a token id is taken".into()));
                     }
                 },
                 None => match Self::store_tokens(&mut tx, &issue.tokens, &mut logged).await? {
                     true => IssueOutcome::Stored,
                     false => IssueOutcome::Revoked,
                 },
-            };
-            outcomes.push(outcome);
-        }
+            }],
+            _ => Self::store_batch(&mut tx, issues, current, &mut logged).await?,
+        };
         if logged {
             Self::notify(&mut tx).await?;
         }
         tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
+    }
+
+    /// The clients `issues` were issued to, as stored (one statement).
+    async fn clients_by_id(
+        conn: &mut Connection<Self>,
+        issues: &[&TokenIssue],
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let mut ids: Vec<&str> = issues.iter().map(|i| i.client.client_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sql = format!(
+            "{CLIENT_SELECT} WHERE client_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(cacheable(ids.len()));
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(Self::client_from_row)
+            .collect()
+    }
+
+    /// The calls of a group commit, in a few set-wise statements whatever their number: the
+    /// rotations' compare-and-set in one `UPDATE … RETURNING`, the revoked-family check in
+    /// one `SELECT`, and every token in one `INSERT`. (On SQLite each statement is a trip to
+    /// the connection's thread; on PostgreSQL, to the server.) A taken id fails the `INSERT`
+    /// and so the batch, whose calls then commit one by one.
+    async fn store_batch(
+        conn: &mut Connection<Self>,
+        issues: &[&TokenIssue],
+        current: impl Fn(&TokenIssue) -> bool,
+        logged: &mut bool,
+    ) -> Result<Vec<IssueOutcome>, StoreError> {
+        let mut outcomes = vec![IssueOutcome::ClientChanged; issues.len()];
+        let live: Vec<usize> = (0..issues.len()).filter(|&i| current(issues[i])).collect();
+
+        // Rotations: of several calls rotating one token, the first wins.
+        let old_ids: Vec<&str> = live
+            .iter()
+            .filter_map(|&i| issues[i].rotate.as_deref())
+            .collect();
+        let mut rotated: Vec<String> = if old_ids.is_empty() {
+            Vec::new()
+        } else {
+            let sql = format!(
+                "UPDATE oauth2_tokens SET state = 'rotated' WHERE kind = 'refresh_token' \
+                 AND state = 'active' AND id IN ({}) RETURNING id",
+                placeholders(1, old_ids.len())
+            );
+            let mut query = sqlx::query(&sql).persistent(cacheable(old_ids.len()));
+            for id in &old_ids {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            rows.iter()
+                .map(|row| col(row, "id"))
+                .collect::<Result<_, _>>()?
+        };
+
+        // Plain issues into a revoked family go in revoked.
+        let mut families: Vec<&str> = live
+            .iter()
+            .filter(|&&i| issues[i].rotate.is_none())
+            .flat_map(|&i| {
+                issues[i]
+                    .tokens
+                    .iter()
+                    .filter_map(|t| t.family_id.as_deref())
+            })
+            .collect();
+        families.sort_unstable();
+        families.dedup();
+        let revoked_families: Vec<String> = if families.is_empty() {
+            Vec::new()
+        } else {
+            let sql = format!(
+                "SELECT family_id FROM oauth2_revoked_families WHERE family_id IN ({})",
+                placeholders(1, families.len())
+            );
+            let mut query = sqlx::query(&sql).persistent(cacheable(families.len()));
+            for family in &families {
+                query = query.bind(*family);
+            }
+            let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            rows.iter()
+                .map(|row| col(row, "family_id"))
+                .collect::<Result<_, _>>()?
+        };
+
+        let mut tokens: Vec<std::borrow::Cow<'_, TokenRecord>> = Vec::new();
+        for &i in &live {
+            let issue = issues[i];
+            outcomes[i] = match &issue.rotate {
+                Some(old_id) => match rotated.iter().position(|r| r == old_id) {
+                    Some(at) => {
+                        rotated.swap_remove(at);
+                        tokens.extend(issue.tokens.iter().map(std::borrow::Cow::Borrowed));
+                        IssueOutcome::Stored
+                    }
+                    None => IssueOutcome::NotRotated,
+                },
+                None => {
+                    let mut outcome = IssueOutcome::Stored;
+                    for token in &issue.tokens {
+                        let revoked = token
+                            .family_id
+                            .as_ref()
+                            .is_some_and(|f| revoked_families.contains(f));
+                        if !revoked {
+                            tokens.push(std::borrow::Cow::Borrowed(token));
+                            continue;
+                        }
+                        outcome = IssueOutcome::Revoked;
+                        let token = TokenRecord {
+                            state: TokenState::Revoked,
+                            ..token.clone()
+                        };
+                        if token.kind == TokenKind::Access {
+                            if !*logged {
+                                Self::lock(conn, Lock::Log).await?;
+                                *logged = true;
+                            }
+                            Self::log_revocation(conn, &token).await?;
+                        }
+                        tokens.push(std::borrow::Cow::Owned(token));
+                    }
+                    outcome
+                }
+            };
+        }
+
+        if !tokens.is_empty() {
+            let columns = token_columns!().split(", ").count();
+            let mut sql = String::from(concat!(
+                "INSERT INTO oauth2_tokens (",
+                token_columns!(),
+                ") VALUES "
+            ));
+            for k in 0..tokens.len() {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                sql.push_str(&placeholders(k * columns + 1, columns));
+                sql.push(')');
+            }
+            let mut query = sqlx::query(&sql).persistent(cacheable(tokens.len()));
+            for token in &tokens {
+                query = Self::bind_token(query, token)?;
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error_as(|| "a token id is taken".to_owned()))?;
+        }
         Ok(outcomes)
     }
 
@@ -1166,11 +1310,33 @@ const INSERT_TOKEN_IF_NEW: &str = concat!(
 /// Seconds a client change stays in the feed.
 const CLIENT_CHANGES_KEPT: i64 = 3600;
 
+const CLIENT_SELECT: &str = concat!("SELECT ", client_columns!(), " FROM oauth2_clients");
+
 const CLIENT_BY_ID: &str = concat!(
     "SELECT ",
     client_columns!(),
     " FROM oauth2_clients WHERE client_id = $1"
 );
+
+/// Whether a statement with `count` rows or ids is kept prepared on its connection: the
+/// common small sizes are, so that they are parsed once; larger batches, whose statements
+/// would crowd the connection's statement cache, are parsed each time.
+fn cacheable(count: usize) -> bool {
+    count <= 16
+}
+
+/// `$start, $start+1, …`: `count` placeholders.
+fn placeholders(start: usize, count: usize) -> String {
+    let mut text = String::with_capacity(count * 5);
+    for n in start..start + count {
+        if n > start {
+            text.push_str(", ");
+        }
+        text.push('$');
+        text.push_str(&n.to_string());
+    }
+    text
+}
 
 /// The most calls of [`Store::issue_tokens`](super::Store::issue_tokens) one group commit
 /// takes.

@@ -75,6 +75,14 @@ pg_db=""
 cleanup() {
     local status=$?
     stop_all
+    if [[ "$status" != 0 && "$status" != 3 && "$status" != 130 && "$status" != 143 ]]; then
+        # What the targets logged (the demos log warnings and errors on stdout).
+        for f in "$work"/demo-*.out "$work"/demo-*.err "$work"/oidc-provider.err; do
+            [[ -s "$f" ]] || continue
+            log "--- $f (warnings, errors and the last lines)"
+            { grep -E ' (WARN|ERROR) |rror' "$f" | head -n 20; tail -n 5 "$f"; } >&2 || true
+        done
+    fi
     if [[ -n "$pg_db" ]]; then
         psql -q -X -d "$pg_url" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 ||
             log "could not drop database $pg_db"
@@ -156,12 +164,29 @@ done
 
 # --- helpers ----------------------------------------------------------------------------------
 # An access token for introspection / revocation: FORM extra per target.
-access_token() { # TARGET [EXTRA_FORM]
+# Set-up requests outside the timed runs (an access token for (c), the refresh tokens for (b)):
+# a non-200 answer is logged, recorded in $work/setup_failures.txt (the report flags it) and
+# retried, up to 5 times, 1 s apart. Prints the body of the 200 answer.
+setup_post() { # TARGET WHAT URL FORM
     local answer status
-    answer="$(post_form "${base[$1]}${token_path[$1]}" "grant_type=client_credentials&$scope_form${2:-}")"
-    status="${answer##*$'\n'}"
-    [[ "$status" == 200 ]] || { log "$1: client_credentials answered $status: ${answer%$'\n'*}"; exit 1; }
-    json_field access_token <<<"${answer%$'\n'*}"
+    for attempt in 1 2 3 4 5; do
+        answer="$(post_form "$3" "$4")"
+        status="${answer##*$'\n'}"
+        if [[ "$status" == 200 ]]; then
+            printf '%s\n' "${answer%$'\n'*}"
+            return 0
+        fi
+        log "$1: set-up $2 answered $status (attempt $attempt): ${answer%$'\n'*}"
+        echo "$1 $2 $status" >>"$work/setup_failures.txt"
+        sleep 1
+    done
+    log "$1: set-up $2 failed 5 times"
+    exit 1
+}
+
+access_token() { # TARGET [EXTRA_FORM]
+    setup_post "$1" client_credentials "${base[$1]}${token_path[$1]}" \
+        "grant_type=client_credentials&$scope_form${2:-}" | json_field access_token
 }
 
 # N refresh tokens, one a line, into FILE.
@@ -173,11 +198,9 @@ refresh_seeds() { # TARGET N FILE
             { log "oidc-provider: /bench/seed failed"; cat "$work/oidc-provider.err" >&2; exit 1; }
     else
         for _ in $(seq 1 "$n"); do
-            answer="$(post_form "${base[$t]}${token_path[$t]}" \
-                "grant_type=password&username=demo&password=$bench_user_password&$scope_form")"
-            status="${answer##*$'\n'}"
-            [[ "$status" == 200 ]] || { log "$t: password grant answered $status: ${answer%$'\n'*}"; exit 1; }
-            json_field refresh_token <<<"${answer%$'\n'*}" >>"$file"
+            setup_post "$t" password-grant "${base[$t]}${token_path[$t]}" \
+                "grant_type=password&username=demo&password=$bench_user_password&$scope_form" |
+                json_field refresh_token >>"$file"
         done
     fi
     [[ "$(grep -c . "$file")" -ge "$n" ]] || { log "$t: fewer than $n refresh tokens"; exit 1; }
@@ -311,11 +334,12 @@ echo "as_bench: demo (release) on SQLite (file on disk) and PostgreSQL vs oidc-p
     "connections, keep-alive, closed loop; $(nproc) CPUs; $started_at"
 echo
 set +e
-python3 - "$results" "${targets[@]}" <<'EOF'
+touch "$work/setup_failures.txt"
+python3 - "$results" "$work/setup_failures.txt" "${targets[@]}" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 
-path, targets = sys.argv[1], sys.argv[2:]
+path, setup_path, targets = sys.argv[1], sys.argv[2], sys.argv[3:]
 runs = defaultdict(dict)  # (scenario, target) -> round -> (rps, p50, p99, non_2xx, errors)
 for line in open(path):
     s, t, rnd, rps, p50, p99, bad, err = line.split()
@@ -371,6 +395,12 @@ if "oidc-provider" in targets:
     print()
     print("Ratios: demo tokens/s over oidc-provider tokens/s in the same round; the median over "
           "rounds, the rounds' ratios in brackets.")
+setup = defaultdict(int)
+for line in open(setup_path):
+    t, what, status = line.split()
+    setup[(t, what, status)] += 1
+for (t, what, status), count in sorted(setup.items()):
+    flagged.append(f"set-up (outside the timed runs) on {t}: {what} answered {status} {count} time(s), retried")
 if flagged:
     print()
     print("FLAGGED (non-2xx answers or errors; those rows' tokens/s count 2xx answers only):")

@@ -167,3 +167,24 @@ post_form() { # URL FORM
     curl -s -w '\n%{http_code}' -H "Authorization: $bench_basic" \
         -H 'Content-Type: application/x-www-form-urlencoded' --data-raw "$2" "$1"
 }
+
+# N access tokens from the client_credentials grant at BASE_URL+PATH, one a line, into FILE
+# (one keep-alive connection; python3's standard library).
+issue_tokens() { # BASE_URL PATH N FILE [EXTRA_FORM]
+    python3 - "$1" "$2" "$3" "$4" "$bench_basic" "${5:-}" <<'PY'
+import http.client, json, sys, urllib.parse
+base, path, n, out, auth, extra = sys.argv[1:7]
+url = urllib.parse.urlsplit(base)
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+body = "grant_type=client_credentials" + extra
+headers = {"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"}
+with open(out, "w") as f:
+    for _ in range(int(n)):
+        conn.request("POST", path, body, headers)
+        r = conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            sys.exit(f"client_credentials answered {r.status}: {data[:300]!r}")
+        f.write(json.loads(data)["access_token"] + "\n")
+PY
+}

@@ -35,6 +35,7 @@
 //! | `DEMO_DB` | the SQLite database the server keeps its state in (default `./tower-oauth2-demo.db`, created if missing) |
 //! | `DEMO_DATABASE_URL` | a `postgres://` URL: keep the state in that PostgreSQL database (its `public` schema, tables `oauth2_*`) instead of `DEMO_DB`; needs a build with the `postgres` feature |
 //! | `DEMO_KEY_SECRET` | at least 32 bytes: seals the signing keys stored in `DEMO_DB` or `DEMO_DATABASE_URL` (default: stored unsealed) |
+//! | `DEMO_ACCESS_TOKEN_LIFETIME` | the access tokens' lifetime, e.g. `5min` (default `1h`) |
 //! | `RUST_LOG` | log filter (default `info`; the audit events have target `tower_oauth2::audit`) |
 //!
 //! A configuration mistake, or a `DEMO_DB` (or `DEMO_DATABASE_URL`) that cannot be opened,
@@ -66,7 +67,7 @@ use tower_oauth2::server::store::StoreError;
 use tower_oauth2::server::store::{ClientRecord, ClientStatus, SqliteStore};
 use tower_oauth2::server::{
     AuthorizationServer, ClientRegistration, ClientSecret, HookFuture, PasswordVerifier,
-    RegistrationError, SecretHash,
+    RegistrationError, SecretHash, TokenLifetime,
 };
 
 #[path = "shared/events.rs"]
@@ -98,6 +99,8 @@ struct Config {
     database_url: Option<String>,
     /// Seals the stored signing keys.
     key_secret: Option<String>,
+    /// The server's access-token lifetime, when not the default.
+    access_lifetime: Option<TokenLifetime>,
 }
 
 /// A variable's value; unset and empty are the same; not UTF-8 is a mistake.
@@ -157,6 +160,12 @@ fn config() -> Result<Config, String> {
         db: env("DEMO_DB")?.unwrap_or_else(|| DEFAULT_DB.into()),
         database_url,
         key_secret,
+        access_lifetime: env("DEMO_ACCESS_TOKEN_LIFETIME")?
+            .map(|text| {
+                text.parse::<TokenLifetime>()
+                    .map_err(|e| format!("DEMO_ACCESS_TOKEN_LIFETIME: {e}"))
+            })
+            .transpose()?,
     })
 }
 
@@ -257,6 +266,9 @@ async fn run() -> Result<(), Failure> {
     });
     if let Some(secret) = &config.key_secret {
         builder = builder.key_encryption_secret(secret.as_bytes());
+    }
+    if let Some(lifetime) = config.access_lifetime {
+        builder = builder.access_token_lifetime(lifetime);
     }
     let server = builder.build().await.map_err(|e| {
         let message = e.to_string();

@@ -9,10 +9,18 @@ use crate::time;
 use super::ServerState;
 use super::store::StoreError;
 
-/// Purges expired rows and retired keys while the server lives.
+/// How often the in-memory state (denylist, key ring) drops what expired.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Every how many prunes the store's expired rows and retired keys are purged (10 minutes).
+const PURGE_EVERY: u32 = 10;
+
+/// Prunes the in-memory state every minute, and purges expired rows and retired keys every ten,
+/// while the server lives.
 pub(super) async fn housekeeping(state: Weak<ServerState>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(600));
+    let mut interval = tokio::time::interval(PRUNE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
     loop {
         interval.tick().await;
         let Some(state) = state.upgrade() else {
@@ -20,6 +28,11 @@ pub(super) async fn housekeeping(state: Weak<ServerState>) {
         };
         let now = time::now();
         state.prune(now);
+        let due = ticks % PURGE_EVERY == 0;
+        ticks = ticks.wrapping_add(1);
+        if !due {
+            continue;
+        }
         let purged = async {
             // Revocations stay in the log while validators may still accept the token.
             let rows = state

@@ -14,21 +14,21 @@
 #               SOAK_CONNECTIONS x 1000 / SOAK_REVOKE_PAUSE_MS revocations a second
 #   validate    load_client: GET /me with 1,000 distinct access tokens issued at the start,
 #               cycled through, closed loop
-# Access tokens live an hour (the demo's default): runs longer than 50 minutes get the
-# introspected and validated tokens renewed every 30 minutes (one short gap in those two).
-#
-# Revocations are bounded because each revoked access token stays in the server's in-memory
-# denylist until it expires and the next housekeeping pass (every 600 s) prunes it: over a
-# 10-minute run the denylist only grows, by design, with every revocation (a few hundred bytes
-# each). The summary prints how many revocations there were. The other thing that grows by
-# design and levels off: SQLite's page cache, up to 2 MiB (SQLite's default) for each of the
-# store's 8 pooled connections, filling as the database grows. The summary also prints the RSS
-# trend (least squares, kB/min) of the first and last thirds.
+# Access tokens live SOAK_TOKEN_LIFETIME seconds (default 120, the demo's
+# DEMO_ACCESS_TOKEN_LIFETIME), so that what the server keeps per live token reaches its steady
+# state within the run: each revoked access token stays in the in-memory denylist until it
+# expires and the next prune (every 60 s) drops it, and each validated token stays in the
+# token cache until it expires. The introspected and validated tokens are renewed every half
+# lifetime (one short gap in those two generators). What else fills and levels off: SQLite's
+# page cache, up to 2 MiB (SQLite's default) for each of the store's connections (8 readers, 1
+# writer), filling as the database grows. The summary prints how many revocations there were,
+# and the RSS trend (least squares, kB/min) of the first and last thirds.
 #
 # Every SOAK_SAMPLE seconds it prints a row: elapsed seconds, the demo's VmRSS
 # (/proc/PID/status), its open file descriptors (/proc/PID/fd), its threads, and the size of the
 # database (file, -wal and -shm). Then the verdict, over the samples after SOAK_WARMUP seconds
-# (default: a quarter of the run, at most 60 s), split in thirds by time:
+# (default: the token lifetime plus 70 s, so that the first tokens have expired and been
+# pruned, but at most a third of the run), split in thirds by time:
 #   flat  the last third's largest RSS is at most (100 + SOAK_RSS_TOLERANCE) % (default 110 %)
 #         of the first third's largest, and the last third's largest fd count is at most the
 #         first third's largest + SOAK_FD_SLACK (default 2: a connection opening at a sample)
@@ -36,6 +36,7 @@
 # or errors, 0 otherwise.
 #
 # Environment: SOAK_SECONDS, SOAK_SAMPLE, SOAK_WARMUP, SOAK_CONNECTIONS, SOAK_REVOKE_PAUSE_MS,
+# SOAK_TOKEN_LIFETIME,
 # SOAK_RSS_TOLERANCE, SOAK_FD_SLACK (above); CARGO_TARGET_DIR (default target/). Needs cargo,
 # rustc, python3, curl and oha (installed with cargo install oha --locked --root target/tools
 # if not found).
@@ -44,7 +45,9 @@ shopt -s inherit_errexit
 
 seconds="${SOAK_SECONDS:-600}"
 sample="${SOAK_SAMPLE:-10}"
-warmup="${SOAK_WARMUP:-$((seconds / 4 < 60 ? seconds / 4 : 60))}"
+token_lifetime="${SOAK_TOKEN_LIFETIME:-120}"
+default_warmup=$((token_lifetime + 70))
+warmup="${SOAK_WARMUP:-$((default_warmup < seconds / 3 ? default_warmup : seconds / 3))}"
 connections="${SOAK_CONNECTIONS:-2}"
 revoke_pause="${SOAK_REVOKE_PAUSE_MS:-100}"
 rss_tolerance="${SOAK_RSS_TOLERANCE:-10}"
@@ -86,7 +89,7 @@ bench_basic="Basic $(printf '%s:%s' "$bench_client_id" "$bench_client_secret" | 
 scope_form='&scope=events%3Aread+events%3Awrite'
 
 db="$work/demo.db"
-start_demo demo DEMO_DB="$db"
+start_demo demo DEMO_DB="$db" DEMO_ACCESS_TOKEN_LIFETIME="${token_lifetime}s"
 base="http://$demo_addr"
 pid="$demo_pid"
 
@@ -101,7 +104,7 @@ for _ in $(seq 1 "$connections"); do
 done
 
 generator_pids=()
-chunk=$((seconds > 3000 ? 1800 : seconds))
+chunk=$((token_lifetime / 2 > 0 ? token_lifetime / 2 : 1))
 oha_run() { # NAME SECONDS URL FORM
     "$oha" --no-tui --output-format json -z "$2s" -c "$connections" -m POST \
         -H "Authorization: $bench_basic" -T application/x-www-form-urlencoded -d "$4" "$3" \

@@ -17,10 +17,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use tower_oauth2::server::store::MemoryStore;
+use tower_oauth2::server::store::{ClientRecord, ClientStatus, MemoryStore};
 use tower_oauth2::server::{
     ApprovalPolicy, AuthorizationServer, AuthorizationServerBuilder, ClientRegistration,
-    ClientSecret, HookFuture, PasswordVerifier, RegistrationError, TokenLifetime,
+    ClientSecret, HookFuture, PasswordVerifier, RegistrationError, SecretHash, TokenLifetime,
 };
 use tower_oauth2::{Algorithm, AuthErrorKind, VerifiedToken};
 
@@ -1626,4 +1626,74 @@ async fn client_ids_no_client_could_have_are_refused_before_any_lookup() {
         .await;
         assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
     }
+}
+
+/// The client cache may be stale (another instance, or the store changed behind the server's
+/// back): a token is still issued only for the client as stored. Changed here in the store
+/// directly, so this server's cache keeps the old record.
+#[tokio::test]
+async fn a_stale_client_cache_issues_nothing_the_store_would_refuse() {
+    let server = builder()
+        .password_verifier(Users)
+        .build()
+        .await
+        .expect("server");
+    let app = app(&server);
+    let client = register(&server, "cached", |r| {
+        r.grant_types = grants(&["client_credentials", "password", "refresh_token"]);
+    })
+    .await;
+    // The cache now holds the client.
+    assert_issued(&client_credentials(&app, &client, None).await);
+    let login = password_login(&app, &client, Some("read")).await;
+    assert_issued(&login);
+
+    // A new secret, written to the store only.
+    let store = server.store();
+    let stored = store
+        .client("cached")
+        .await
+        .expect("read")
+        .expect("registered");
+    let new_secret = "a-new-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+    store
+        .update_client(ClientRecord {
+            secret_hash: SecretHash::of(new_secret),
+            ..stored.clone()
+        })
+        .await
+        .expect("update");
+    let reply = client_credentials(&app, &client, None).await;
+    assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+    let reply = refresh(&app, &client, &refresh_token(&login), None).await;
+    assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
+    let renewed = client.with_secret(new_secret);
+    assert_issued(&client_credentials(&app, &renewed, None).await);
+    // The refresh token was not rotated by the refused attempt: it still works.
+    assert_issued(&refresh(&app, &renewed, &refresh_token(&login), None).await);
+
+    // Narrowed to `read` in the store: a cached `write` is not granted.
+    store
+        .update_client(ClientRecord {
+            secret_hash: SecretHash::of(new_secret),
+            scopes: vec!["read".into()],
+            default_scopes: vec!["read".into()],
+            ..stored.clone()
+        })
+        .await
+        .expect("update");
+    let reply = client_credentials(&app, &renewed, Some("write")).await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "invalid_scope");
+
+    // Disabled in the store: nothing more.
+    store
+        .update_client(ClientRecord {
+            secret_hash: SecretHash::of(new_secret),
+            status: ClientStatus::Disabled,
+            ..stored
+        })
+        .await
+        .expect("update");
+    let reply = client_credentials(&app, &renewed, None).await;
+    assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -14,7 +15,7 @@ use http::{Extensions, HeaderMap, header};
 
 use super::SecretHash;
 use super::http::{OAuthError, Params};
-use super::store::{ClientRecord, ClientStatus, Store};
+use super::store::{AuthFailures, ClientRecord, ClientStatus, Store, StoreError};
 
 /// Credentials a request presented, before they are checked.
 struct Presented {
@@ -152,9 +153,8 @@ pub(crate) async fn authenticate(
         }
     };
     let Some(client) = client.filter(|_| matches) else {
-        for key in keys.iter().flatten() {
-            limiter.failed(key, now);
-        }
+        let keys: Vec<String> = keys.into_iter().flatten().collect();
+        limiter.record_failures(store, &keys, now).await;
         super::audit::client_auth_refused(&presented.client_id, peer, "bad credentials");
         return Err(OAuthError::invalid_client("client authentication failed"));
     };
@@ -170,11 +170,20 @@ pub(crate) async fn authenticate(
 
 /// Counts failed authentications per key in fixed windows; a key with `max_failures` in the
 /// current window is refused until the window ends.
+///
+/// The check ([`blocked`](Self::blocked)) is in memory only, so a successful authentication
+/// never waits for the store. Failures are counted in memory first — so a store that cannot be
+/// reached never lifts the limit — and then, through
+/// [`Store::record_auth_failures`], in the store, when it shares counts between instances
+/// (PostgreSQL): the instance then takes the shared count and window for the key. Keys other
+/// instances blocked arrive with [`sync`](Self::sync), which the server's sync loop runs.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     max_failures: u32,
     window: Duration,
     entries: Mutex<Entries>,
+    /// Where [`sync`](Self::sync) has read the store's blocked keys up to.
+    cursor: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -188,6 +197,9 @@ const SWEEP_AT: usize = 10_000;
 /// Keys tracked at most: about 20 MB. Beyond, new keys are not counted until a sweep frees
 /// room (a flood of distinct ids then goes unthrottled rather than exhausting memory).
 const MAX_KEYS: usize = 100_000;
+/// How long a failed authentication waits for the store to count it; beyond, it is counted in
+/// this instance only (and the failure answered).
+const SHARED_COUNT_WAIT: Duration = Duration::from_secs(2);
 
 impl RateLimiter {
     pub(crate) fn new(max_failures: u32, window: Duration) -> Self {
@@ -195,6 +207,7 @@ impl RateLimiter {
             max_failures,
             window,
             entries: Mutex::new(Entries::default()),
+            cursor: AtomicU64::new(0),
         }
     }
 
@@ -206,6 +219,76 @@ impl RateLimiter {
         (*count >= self.max_failures && end > now).then(|| end - now)
     }
 
+    /// Counts a failure of each of `keys` (distinct) here, then in the store if it shares
+    /// counts, and adopts the shared counts it answers with. A store that fails or is slow
+    /// leaves the local count in force, and is logged.
+    pub(crate) async fn record_failures(&self, store: &dyn Store, keys: &[String], now: Instant) {
+        for key in keys {
+            self.failed(key, now);
+        }
+        let shared = tokio::time::timeout(
+            SHARED_COUNT_WAIT,
+            store.record_auth_failures(keys, self.max_failures, self.window),
+        )
+        .await;
+        match shared {
+            Ok(Ok(Some(counts))) => {
+                let now = Instant::now();
+                for failures in &counts {
+                    self.adopt(failures, now);
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::warn!(
+                target: "tower_oauth2::server",
+                %error,
+                "failed authentication not counted in the store: counted by this instance only"
+            ),
+            Err(_) => tracing::warn!(
+                target: "tower_oauth2::server",
+                "the store took over {SHARED_COUNT_WAIT:?} to count a failed authentication: \
+                 counted by this instance only"
+            ),
+        }
+    }
+
+    /// Reads the keys other instances have blocked since the last sync (stores that share
+    /// failure counts only), so that they are refused here too.
+    pub(crate) async fn sync(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let cursor = self.cursor.load(Ordering::Relaxed);
+        if let Some((blocks, next)) = store.auth_blocks(cursor, self.max_failures).await? {
+            let now = Instant::now();
+            for failures in &blocks {
+                self.adopt(failures, now);
+            }
+            self.cursor.store(next, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Takes a key's shared count and window, unless this instance counted more in a window
+    /// that is still live (failures it could not record in the store).
+    fn adopt(&self, failures: &AuthFailures, now: Instant) {
+        let Some(start) = (now + failures.remaining).checked_sub(self.window) else {
+            return;
+        };
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let window = self.window;
+        let local = entries.map.get(&failures.key).copied();
+        if local.is_some_and(|(at, count)| at + window > now && count > failures.count) {
+            return;
+        }
+        if local.is_none() && entries.map.len() >= MAX_KEYS {
+            return;
+        }
+        entries
+            .map
+            .insert(failures.key.clone(), (start, failures.count));
+    }
+
+    /// Counts a failure of `key` in this instance.
     pub(crate) fn failed(&self, key: &str, now: Instant) {
         let Ok(mut entries) = self.entries.lock() else {
             return;

@@ -338,6 +338,207 @@ mod tests {
         assert_eq!(limiter.blocked("k", later), None, "a new window starts");
     }
 
+    use crate::server::store::{
+        CodeRecord, RevokedAccess, SigningKeyRecord, StoreFuture, TokenHash, TokenRecord,
+    };
+
+    /// A store that shares failure counts: it answers every failure with `count` (and
+    /// `remaining`), lists `blocks` as blocked, or — `count` `None` — is unreachable. Every
+    /// other operation fails.
+    struct Shared {
+        count: Option<u32>,
+        remaining: Duration,
+        blocks: Vec<AuthFailures>,
+    }
+
+    fn down<T: Send + 'static>() -> StoreFuture<'static, T> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "down".into(),
+        ))))
+    }
+
+    impl Store for Shared {
+        fn insert_client(&self, _: ClientRecord) -> StoreFuture<'_, ()> {
+            down()
+        }
+        fn client<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<ClientRecord>> {
+            down()
+        }
+        fn clients(&self) -> StoreFuture<'_, Vec<ClientRecord>> {
+            down()
+        }
+        fn update_client(&self, _: ClientRecord) -> StoreFuture<'_, bool> {
+            down()
+        }
+        fn delete_client<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
+            down()
+        }
+        fn insert_code(&self, _: CodeRecord) -> StoreFuture<'_, ()> {
+            down()
+        }
+        fn take_code<'a>(
+            &'a self,
+            _: &'a TokenHash,
+            _: &'a str,
+        ) -> StoreFuture<'a, Option<(CodeRecord, bool)>> {
+            down()
+        }
+        fn insert_tokens(&self, _: Vec<TokenRecord>) -> StoreFuture<'_, bool> {
+            down()
+        }
+        fn find_refresh<'a>(&'a self, _: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>> {
+            down()
+        }
+        fn rotate_refresh<'a>(&'a self, _: &'a str, _: Vec<TokenRecord>) -> StoreFuture<'a, bool> {
+            down()
+        }
+        fn token<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+            down()
+        }
+        fn revoke_token<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+            down()
+        }
+        fn revoke_family<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
+            down()
+        }
+        fn revoke_client_tokens<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
+            down()
+        }
+        fn client_tokens<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Vec<TokenRecord>> {
+            down()
+        }
+        fn revoked_access_tokens(&self, _: u64) -> StoreFuture<'_, Vec<TokenRecord>> {
+            down()
+        }
+        fn revocations_since(&self, _: u64) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)> {
+            down()
+        }
+        fn purge_expired(&self, _: u64) -> StoreFuture<'_, u64> {
+            down()
+        }
+        fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
+            down()
+        }
+        fn init_signing_key(&self, _: SigningKeyRecord) -> StoreFuture<'_, SigningKeyRecord> {
+            down()
+        }
+        fn rotate_signing_key(&self, _: SigningKeyRecord, _: Option<u64>) -> StoreFuture<'_, ()> {
+            down()
+        }
+        fn purge_signing_keys(&self, _: u64) -> StoreFuture<'_, u64> {
+            down()
+        }
+        fn record_auth_failures<'a>(
+            &'a self,
+            keys: &'a [String],
+            _: u32,
+            _: Duration,
+        ) -> StoreFuture<'a, Option<Vec<AuthFailures>>> {
+            let Some(count) = self.count else {
+                return down();
+            };
+            let counts = keys
+                .iter()
+                .map(|key| AuthFailures {
+                    key: key.clone(),
+                    count,
+                    remaining: self.remaining,
+                })
+                .collect();
+            Box::pin(std::future::ready(Ok(Some(counts))))
+        }
+        fn auth_blocks(
+            &self,
+            cursor: u64,
+            _: u32,
+        ) -> StoreFuture<'_, Option<(Vec<AuthFailures>, u64)>> {
+            Box::pin(std::future::ready(Ok(Some((
+                self.blocks.clone(),
+                cursor + 1,
+            )))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_never_lifts_the_limit() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let store = Shared {
+            count: None,
+            remaining: Duration::ZERO,
+            blocks: Vec::new(),
+        };
+        let keys = ["client:c".to_owned(), "peer:192.0.2.1".to_owned()];
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            limiter.record_failures(&store, &keys, t0).await;
+        }
+        assert_eq!(limiter.blocked("client:c", t0), None);
+        limiter.record_failures(&store, &keys, t0).await;
+        for key in &keys {
+            assert!(
+                limiter.blocked(key, t0).is_some(),
+                "{key}: counted in process"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_counts_and_blocks_are_adopted() {
+        let window = Duration::from_secs(60);
+        let limiter = RateLimiter::new(3, window);
+        // Other instances counted 2 before this one's first failure: the key is blocked here
+        // after one local failure, until the shared window (30 s left) ends.
+        let store = Shared {
+            count: Some(3),
+            remaining: Duration::from_secs(30),
+            blocks: Vec::new(),
+        };
+        let t0 = Instant::now();
+        limiter
+            .record_failures(&store, &["client:c".to_owned()], t0)
+            .await;
+        let wait = limiter
+            .blocked("client:c", Instant::now())
+            .expect("blocked by the shared count");
+        assert!(
+            wait <= Duration::from_secs(30) && wait > Duration::from_secs(29),
+            "{wait:?}"
+        );
+
+        // A lower shared count does not lower what this instance counted in a live window
+        // (failures it could not record while the store was unreachable).
+        for _ in 0..3 {
+            limiter.failed("client:d", Instant::now());
+        }
+        let store = Shared {
+            count: Some(1),
+            remaining: window,
+            blocks: Vec::new(),
+        };
+        limiter
+            .record_failures(&store, &["client:d".to_owned()], Instant::now())
+            .await;
+        assert!(limiter.blocked("client:d", Instant::now()).is_some());
+
+        // A key another instance blocked arrives with the sync, with no failure seen here.
+        let store = Shared {
+            count: Some(1),
+            remaining: window,
+            blocks: vec![AuthFailures {
+                key: "client:e".into(),
+                count: 5,
+                remaining: Duration::from_secs(10),
+            }],
+        };
+        assert_eq!(limiter.blocked("client:e", Instant::now()), None);
+        limiter.sync(&store).await.expect("sync");
+        let wait = limiter
+            .blocked("client:e", Instant::now())
+            .expect("blocked by the sync");
+        assert!(wait <= Duration::from_secs(10), "{wait:?}");
+        assert_eq!(limiter.cursor.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn credentials_from_basic_or_post_but_not_both() {
         let mut headers = HeaderMap::new();

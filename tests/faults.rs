@@ -4,7 +4,8 @@
 //!
 //! - **SQLite, disk full**: the database lives on a tmpfs of a few MiB (`mount -t tmpfs -o
 //!   size=…`); a filler file takes every free byte. Token, revocation and admin writes answer 503
-//!   `temporarily_unavailable` with `Retry-After`; validation goes on (tokens issued before
+//!   `temporarily_unavailable` with `Retry-After`, and `/authorize` redirects to the client
+//!   with `error=temporarily_unavailable`; validation goes on (tokens issued before
 //!   are accepted, the revoked one refused) and so do reads (introspection); deleting the
 //!   filler brings token issuance back without a restart — and keeps it: 40 requests in a row
 //!   succeed, so no pooled connection was left broken (SQLite rolls a transaction back by
@@ -47,7 +48,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_oauth2::VerifiedToken;
 use tower_oauth2::server::store::{Store, TokenState};
-use tower_oauth2::server::{AuthorizationServer, ClientRegistration, ClientSecret};
+use tower_oauth2::server::{
+    AuthorizationRequest, AuthorizationServer, ClientRegistration, ClientSecret, ConsentDecision,
+    ConsentHandler, HookFuture,
+};
 
 const ISSUER: &str = "https://auth.test";
 /// How long the server may take to issue tokens again once the fault is repaired.
@@ -125,6 +129,7 @@ async fn register(server: &AuthorizationServer, id: &str) -> Client {
 #[derive(Debug, Clone)]
 struct Reply {
     status: StatusCode,
+    location: Option<String>,
     retry_after: Option<u64>,
     cache_control: Option<String>,
     body: Value,
@@ -160,12 +165,14 @@ async fn reply(request: reqwest::RequestBuilder) -> Reply {
             .map(str::to_owned)
     };
     let retry_after = header("retry-after").and_then(|v| v.parse().ok());
+    let location = header("location");
     let cache_control = header("cache-control");
     let bytes = response.bytes().await.expect("a body");
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     Reply {
         status,
+        location,
         retry_after,
         cache_control,
         body,
@@ -224,6 +231,76 @@ async fn admin_register(http: &reqwest::Client, base: &str) -> Reply {
             .body(r#"{"name": "registered during the fault"}"#),
     )
     .await
+}
+
+/// Approves every authorization request, for "alice".
+struct Approve;
+
+impl ConsentHandler for Approve {
+    fn decide<'a>(
+        &'a self,
+        _: &'a AuthorizationRequest,
+        _: &'a http::request::Parts,
+    ) -> HookFuture<'a, ConsentDecision> {
+        Box::pin(async {
+            ConsentDecision::Approve {
+                subject: "alice".into(),
+                scopes: None,
+            }
+        })
+    }
+}
+
+const REDIRECT: &str = "https://app.example/cb";
+
+/// Registers a client of the authorization-code grant that redirects to [`REDIRECT`].
+#[cfg(feature = "sqlite")]
+async fn register_web(server: &AuthorizationServer, id: &str) {
+    let mut registration = ClientRegistration::new(format!("{id} web app"));
+    registration.client_id = Some(id.to_owned());
+    registration.grant_types = Some(vec!["authorization_code".into()]);
+    registration.redirect_uris = vec![REDIRECT.into()];
+    server
+        .register_client(registration)
+        .await
+        .unwrap_or_else(|e| panic!("register {id}: {e}"));
+}
+
+/// `GET /authorize` for `client_id` (consent approves); the reply is the redirect.
+#[cfg(feature = "sqlite")]
+async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> Reply {
+    let challenge = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let query = form(&[
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("state", "xyz"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    reply(http.get(format!("{base}/oauth2/authorize?{query}"))).await
+}
+
+/// The query parameters of a redirect to [`REDIRECT`].
+#[cfg(feature = "sqlite")]
+fn redirected(reply: &Reply, what: &str) -> std::collections::HashMap<String, String> {
+    assert_eq!(reply.status, StatusCode::FOUND, "{what}: {reply:?}");
+    let location = reply.location.as_deref().unwrap_or_default();
+    let query = location
+        .strip_prefix(REDIRECT)
+        .and_then(|rest| rest.strip_prefix('?'))
+        .unwrap_or_else(|| panic!("{what}: a redirect to the client: {reply:?}"));
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// A client that does not follow redirects.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
 }
 
 /// The `jti` of an access token.
@@ -536,17 +613,34 @@ async fn sqlite_disk_full_answers_503_and_recovers() {
     let server = AuthorizationServer::builder()
         .issuer(ISSUER)
         .store(store)
+        .consent_handler(Approve)
         .build()
         .await
         .expect("build");
     let running = serve(&server).await;
-    let (http, base) = (reqwest::Client::new(), running.base.clone());
+    let (http, base) = (http_client(), running.base.clone());
     let client = register(&server, "svc-full").await;
+    register_web(&server, "web-full").await;
     let mut before = before_the_fault(&http, &base, &client).await;
+    let code = redirected(
+        &authorize(&http, &base, "web-full").await,
+        "authorize before",
+    );
+    assert!(code.contains_key("code"), "{code:?}");
 
     let (filler, size) = fs.fill();
     println!("disk full: a filler of {size} bytes takes the rest of the tmpfs");
     assert_degraded(&http, &base, &client, &mut before, "disk full").await;
+    // The authorization endpoint cannot store the code: it tells the client through the
+    // redirect (RFC 6749 §4.1.2.1), with the state.
+    let refused = redirected(&authorize(&http, &base, "web-full").await, "authorize");
+    assert_eq!(
+        refused.get("error").map(String::as_str),
+        Some("temporarily_unavailable"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.get("state").map(String::as_str), Some("xyz"));
+    assert!(!refused.contains_key("code"), "{refused:?}");
     // Reads need no space: introspection still answers.
     let reply = introspect(&http, &base, &client, &before.kept).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -560,6 +654,11 @@ async fn sqlite_disk_full_answers_503_and_recovers() {
     assert_eq!(reply.status, StatusCode::OK, "revocation after: {reply:?}");
     let reply = admin_register(&http, &base).await;
     assert_eq!(reply.status, StatusCode::CREATED, "admin after: {reply:?}");
+    let code = redirected(
+        &authorize(&http, &base, "web-full").await,
+        "authorize after",
+    );
+    assert!(code.contains_key("code"), "{code:?}");
 
     // As a restarted process would see the file.
     let reopened = SqliteStore::open(&db).await.expect("reopen");
@@ -613,7 +712,7 @@ async fn sqlite_read_only_filesystem_answers_503_and_recovers() {
         .await
         .expect("build");
     let running = serve(&server).await;
-    let (http, base) = (reqwest::Client::new(), running.base.clone());
+    let (http, base) = (http_client(), running.base.clone());
     let client = register(&server, "svc-ro").await;
     let mut before = before_the_fault(&http, &base, &client).await;
 
@@ -815,7 +914,7 @@ async fn postgres_stopped_mid_load_answers_503_and_recovers() {
         .await
         .expect("build");
     let running = serve(&server).await;
-    let (http, base) = (reqwest::Client::new(), running.base.clone());
+    let (http, base) = (http_client(), running.base.clone());
     let client = register(&server, "svc-pg").await;
     let before = before_the_fault(&http, &base, &client).await;
 

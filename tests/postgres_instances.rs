@@ -6,6 +6,10 @@
 //! - a revocation on one instance reaches the other's authenticator within the sync interval;
 //! - concurrent redemptions of one refresh token across both instances: exactly one wins;
 //! - a signing-key rotation on one instance reaches the other, and old tokens keep validating;
+//! - failed client authentications are counted across instances: spread over A and B they
+//!   block the client after the configured maximum in total (plus the documented slack of
+//!   one per other instance), the block reaches an instance that saw no failure within the
+//!   sync interval, and the window resets;
 //! - a database outage (the connection runs through a TCP proxy the test switches off): the
 //!   endpoints answer 503 `temporarily_unavailable`, the resource side keeps validating with
 //!   the last synced keys and denylist, and the servers recover when the database is back.
@@ -298,6 +302,22 @@ async fn instance(url: &str, schema: &str) -> Instance {
         .issuer(ISSUER)
         .store(store)
         .password_verifier(Users)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("AuthorizationServer::build: {e}"));
+    let app = app(&server);
+    Instance { server, app }
+}
+
+/// Like [`instance`], with `max` failed client authentications allowed per `window`.
+async fn limited_instance(url: &str, schema: &str, max: u32, window: Duration) -> Instance {
+    let store = PostgresStore::connect_with_schema(url, schema)
+        .await
+        .unwrap_or_else(|e| panic!("PostgresStore::connect_with_schema: {e}"));
+    let server = AuthorizationServer::builder()
+        .issuer(ISSUER)
+        .store(store)
+        .client_auth_rate_limit(max, window)
         .build()
         .await
         .unwrap_or_else(|e| panic!("AuthorizationServer::build: {e}"));
@@ -980,6 +1000,208 @@ async fn database_outage_degrades_to_503_and_recovers() {
     .await
     .expect("A syncs revocations again after the outage");
     assert_revoked(&a, "A", &kept).await;
+}
+
+/// The `Retry-After` of a 429, in seconds.
+fn retry_after(reply: &Reply) -> u64 {
+    reply
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a Retry-After in seconds: {reply:?}"))
+}
+
+/// Asserts a 429 for too many failed client authentications, due within `window`.
+fn assert_rate_limited(reply: &Reply, what: &str, window: Duration) {
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{what}: {reply:?}"
+    );
+    assert_eq!(reply.error(), Some("invalid_client"), "{what}: {reply:?}");
+    let after = retry_after(reply);
+    assert!(
+        (1..=window.as_secs()).contains(&after),
+        "{what}: Retry-After {after} s, the window is {window:?}"
+    );
+}
+
+/// Failed client authentications are counted across instances (PostgreSQL shares the count):
+/// wrong secrets sent alternately to A and B block the client after `MAX` failures in total,
+/// with at most N − 1 = 1 more (the documented slack: the other instance learns of the block
+/// at its next failure for the key or its next sync), where two instances counting apart
+/// would allow 2 × `MAX`. Once blocked, the correct secret is refused on both; a block made
+/// by failures on A alone reaches B within the sync interval (NOTIFY, usually at once); and
+/// when the window ends the client authenticates again on both, and its count starts over.
+/// Ended windows are purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_client_authentications_are_limited_across_instances() {
+    const MAX: usize = 4;
+    const INSTANCES: usize = 2;
+    const WINDOW: Duration = Duration::from_secs(4);
+    let Some(url) = database_url() else { return };
+    let schema = Schema::new(&url, "limit");
+    let a = limited_instance(&url, &schema.name, MAX as u32, WINDOW).await;
+    let b = limited_instance(&url, &schema.name, MAX as u32, WINDOW).await;
+    let instances = [("A", &a), ("B", &b)];
+
+    // Spread over both instances.
+    let spread = register(&a.server, "svc-spread", &["client_credentials"]).await;
+    let wrong = Client {
+        id: spread.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for i in 0..2 * MAX + 2 {
+        let (name, instance) = instances[i % INSTANCES];
+        let reply = client_credentials(&instance.app, &wrong).await;
+        match reply.status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_rate_limited(&reply, &format!("attempt {i} on {name}"), WINDOW)
+            }
+            _ => panic!("attempt {i} on {name}: {reply:?}"),
+        }
+        statuses.push((name, reply.status.as_u16()));
+    }
+    assert!(
+        started.elapsed() < WINDOW,
+        "the attempts took longer than the window ({:?}); the test needs a faster machine",
+        started.elapsed()
+    );
+    println!("wrong secrets alternately on A and B: {statuses:?}");
+    let failed = statuses.iter().filter(|(_, s)| *s == 401).count();
+    assert!(
+        statuses[..MAX].iter().all(|(_, s)| *s == 401),
+        "the first {MAX} failures are answered 401: {statuses:?}"
+    );
+    // The documented slack: one more failure per other instance.
+    let slack = INSTANCES - 1;
+    assert!(
+        failed <= MAX + slack,
+        "{failed} failed attempts got through across {INSTANCES} instances; at most \
+         {MAX} + {slack} allowed: {statuses:?}"
+    );
+    assert!(
+        statuses[MAX + INSTANCES - 1..]
+            .iter()
+            .all(|(_, s)| *s == 429),
+        "once blocked, every attempt is refused: {statuses:?}"
+    );
+    // The correct secret too, on both.
+    for (name, instance) in instances {
+        let reply = client_credentials(&instance.app, &spread).await;
+        assert_rate_limited(&reply, &format!("the correct secret on {name}"), WINDOW);
+    }
+
+    // Failures on A only: B learns of the block through the store, not from a failure.
+    let lone = register(&a.server, "svc-lone", &["client_credentials"]).await;
+    let wrong = Client {
+        id: lone.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    // B has authenticated the client before (and would keep doing so if counts were apart).
+    let reply = client_credentials(&b.app, &lone).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    for i in 0..MAX {
+        let reply = client_credentials(&a.app, &wrong).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {i}: {reply:?}"
+        );
+    }
+    let blocked_at = Instant::now();
+    let reply = client_credentials(&a.app, &lone).await;
+    assert_rate_limited(&reply, "the correct secret on A", WINDOW);
+    let mut issued_on_b = 0;
+    let delay = loop {
+        let reply = client_credentials(&b.app, &lone).await;
+        match reply.status {
+            StatusCode::OK => issued_on_b += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_rate_limited(&reply, "the correct secret on B", WINDOW);
+                break blocked_at.elapsed();
+            }
+            _ => panic!("the correct secret on B: {reply:?}"),
+        }
+        assert!(
+            blocked_at.elapsed() <= SYNC_INTERVAL + Duration::from_millis(500),
+            "B still authenticates the client {:?} after A blocked it",
+            blocked_at.elapsed()
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    println!(
+        "B refused the client blocked on A after {delay:?} ({issued_on_b} tokens issued in between)"
+    );
+    assert!(
+        delay <= SYNC_INTERVAL + SLACK,
+        "B learned of the block after {delay:?}, beyond the {SYNC_INTERVAL:?} sync interval"
+    );
+
+    // The window ends (it started at each client's first failure): both authenticate again,
+    // and a wrong secret counts from 1.
+    let ends = started + WINDOW + Duration::from_millis(500);
+    tokio::time::sleep_until(ends.into()).await;
+    for (name, instance) in instances {
+        let reply = client_credentials(&instance.app, &spread).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{name} after the window: {reply:?}"
+        );
+    }
+    let wrong = Client {
+        id: spread.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    let reply = client_credentials(&b.app, &wrong).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+    let reply = client_credentials(&a.app, &spread).await;
+    assert_eq!(reply.status, StatusCode::OK, "a new window: {reply:?}");
+
+    // Ended windows are purged; the live one stays.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("a pool");
+    let rows = |pool: sqlx::PgPool| {
+        let statement = format!(
+            "SELECT key FROM \"{}\".oauth2_auth_failures ORDER BY key",
+            schema.name
+        );
+        async move {
+            sqlx::query_scalar::<_, String>(&statement)
+                .fetch_all(&pool)
+                .await
+                .expect("the failure rows")
+        }
+    };
+    tokio::time::sleep_until((blocked_at + WINDOW + Duration::from_millis(500)).into()).await;
+    assert_eq!(
+        rows(pool.clone()).await,
+        ["client:svc-lone", "client:svc-spread"],
+        "one row per key"
+    );
+    a.server
+        .store()
+        .purge_expired(tower_oauth2_now())
+        .await
+        .expect("purge");
+    assert_eq!(rows(pool.clone()).await, ["client:svc-spread"]);
+    pool.close().await;
+}
+
+/// Seconds since the Unix epoch.
+fn tower_oauth2_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
 }
 
 #[test]

@@ -305,11 +305,12 @@ async fn authorize(
         used: false,
         expires_at: time::now() + state.code_lifetime.as_secs().max(1),
     };
-    state
-        .store
-        .insert_code(record)
-        .await
-        .map_err(OAuthError::from)?;
+    // The redirect URI is trusted by now: a store that fails is told to the client there,
+    // as `temporarily_unavailable` (RFC 6749 §4.1.2.1: a 503 cannot travel in a redirect).
+    if let Err(error) = state.store.insert_code(record).await {
+        let error = OAuthError::from(error);
+        return Err(Redirect::error(&base, error.code, &error.description));
+    }
     tracing::info!(
         target: "tower_oauth2::audit",
         outcome = "code_issued",

@@ -57,8 +57,9 @@ pub(super) async fn housekeeping(state: Weak<ServerState>) {
     }
 }
 
-/// Keeps the denylist, the client cache and the key ring in step with the store (other
-/// instances' revocations, client changes and rotations). While the store is unreachable the last synced state stays in force.
+/// Keeps the denylist, the client cache, the key ring and the failed-authentication limiter in
+/// step with the store (other instances' revocations, client changes, rotations and blocked
+/// keys). While the store is unreachable the last synced state stays in force.
 pub(super) async fn sync_loop(state: Weak<ServerState>) {
     let interval = match state.upgrade() {
         Some(state) => state.sync_interval,
@@ -96,6 +97,8 @@ pub(super) async fn sync_loop(state: Weak<ServerState>) {
             if state.keys_in_store {
                 state.sync_keys().await?;
             }
+            // Keys other instances blocked (stores that share failure counts).
+            state.limiter.sync(&*state.store).await?;
             Ok::<_, StoreError>(())
         };
         match (result.await, failing_since) {

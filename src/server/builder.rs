@@ -164,7 +164,32 @@ impl AuthorizationServerBuilder {
     }
 
     /// Failed client authentications allowed per client id, and per peer address, within
-    /// `window` before further attempts get 429 (default 10 per minute).
+    /// `window` before further attempts get 429 (default 10 per minute); wrong passwords of the
+    /// `password` grant count the same way per username. A key's window starts at its first
+    /// failure; when it ends the count starts over.
+    ///
+    /// Whether a request is refused is decided in process memory, so a successful
+    /// authentication never waits for the store. How failures are counted depends on the
+    /// store:
+    ///
+    /// - **Shared (`PostgresStore`).** Each failure is also counted in the database (one
+    ///   statement, on the failure path only), and the instance adopts the count and window the
+    ///   database answers with; the window is timed by the database's clock. Failures are thus
+    ///   counted across instances: a key blocked on one instance is refused on another at that
+    ///   instance's next failure for the key, or at its next sync — announced through
+    ///   `LISTEN/NOTIFY`, so usually at once, and at the latest within
+    ///   [`sync_interval`](Self::sync_interval). So across N instances a key gets at most
+    ///   `max_failures + N − 1` failed attempts per window, plus the attempts that were already
+    ///   in flight (past the check) when it became blocked. A request refused with 429 is not
+    ///   counted.
+    /// - **In process (`MemoryStore`, `SqliteStore`, and stores that do not implement
+    ///   [`Store::record_auth_failures`](super::store::Store::record_auth_failures)).** Each
+    ///   instance counts its own failures: across N instances, up to `N × max_failures` per
+    ///   window.
+    ///
+    /// If the store cannot record a failure (unreachable, or slower than 2 s), the failure is
+    /// still counted by the instance that saw it and a warning is logged: an outage never lifts
+    /// the limit, but while it lasts each instance limits on its own (up to `N × max_failures`).
     pub fn client_auth_rate_limit(mut self, max_failures: u32, window: Duration) -> Self {
         self.auth_failures = (max_failures, window);
         self

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use http::{Extensions, HeaderMap, header};
 
 use super::SecretHash;
 use super::http::{OAuthError, Params};
-use super::store::{ClientRecord, ClientStatus, Store};
+use super::store::{AuthFailures, ClientRecord, ClientStatus, Store, StoreError};
 
 /// Credentials a request presented, before they are checked.
 struct Presented {
@@ -200,9 +201,8 @@ pub(crate) async fn authenticate(
         }
     };
     let Some(client) = client.filter(|_| matches) else {
-        for key in keys.iter().flatten() {
-            limiter.failed(key, now);
-        }
+        let keys: Vec<String> = keys.into_iter().flatten().collect();
+        limiter.record_failures(store, &keys, now).await;
         super::audit::client_auth_refused(&presented.client_id, peer, "bad credentials");
         return Err(OAuthError::invalid_client("client authentication failed"));
     };
@@ -223,11 +223,20 @@ pub(crate) async fn authenticate(
 
 /// Counts failed authentications per key in fixed windows; a key with `max_failures` in the
 /// current window is refused until the window ends.
+///
+/// The check ([`blocked`](Self::blocked)) is in memory only, so a successful authentication
+/// never waits for the store. Failures are counted in memory first — so a store that cannot be
+/// reached never lifts the limit — and then, through
+/// [`Store::record_auth_failures`], in the store, when it shares counts between instances
+/// (PostgreSQL): the instance then takes the shared count and window for the key. Keys other
+/// instances blocked arrive with [`sync`](Self::sync), which the server's sync loop runs.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     max_failures: u32,
     window: Duration,
     entries: Mutex<Entries>,
+    /// Where [`sync`](Self::sync) has read the store's blocked keys up to.
+    cursor: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -241,6 +250,9 @@ const SWEEP_AT: usize = 10_000;
 /// Keys tracked at most: about 20 MB. Beyond, new keys are not counted until a sweep frees
 /// room (a flood of distinct ids then goes unthrottled rather than exhausting memory).
 const MAX_KEYS: usize = 100_000;
+/// How long a failed authentication waits for the store to count it; beyond, it is counted in
+/// this instance only (and the failure answered).
+const SHARED_COUNT_WAIT: Duration = Duration::from_secs(2);
 
 impl RateLimiter {
     pub(crate) fn new(max_failures: u32, window: Duration) -> Self {
@@ -248,6 +260,7 @@ impl RateLimiter {
             max_failures,
             window,
             entries: Mutex::new(Entries::default()),
+            cursor: AtomicU64::new(0),
         }
     }
 
@@ -259,6 +272,76 @@ impl RateLimiter {
         (*count >= self.max_failures && end > now).then(|| end - now)
     }
 
+    /// Counts a failure of each of `keys` (distinct) here, then in the store if it shares
+    /// counts, and adopts the shared counts it answers with. A store that fails or is slow
+    /// leaves the local count in force, and is logged.
+    pub(crate) async fn record_failures(&self, store: &dyn Store, keys: &[String], now: Instant) {
+        for key in keys {
+            self.failed(key, now);
+        }
+        let shared = tokio::time::timeout(
+            SHARED_COUNT_WAIT,
+            store.record_auth_failures(keys, self.max_failures, self.window),
+        )
+        .await;
+        match shared {
+            Ok(Ok(Some(counts))) => {
+                let now = Instant::now();
+                for failures in &counts {
+                    self.adopt(failures, now);
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::warn!(
+                target: "tower_oauth2::server",
+                %error,
+                "failed authentication not counted in the store: counted by this instance only"
+            ),
+            Err(_) => tracing::warn!(
+                target: "tower_oauth2::server",
+                "the store took over {SHARED_COUNT_WAIT:?} to count a failed authentication: \
+                 counted by this instance only"
+            ),
+        }
+    }
+
+    /// Reads the keys other instances have blocked since the last sync (stores that share
+    /// failure counts only), so that they are refused here too.
+    pub(crate) async fn sync(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let cursor = self.cursor.load(Ordering::Relaxed);
+        if let Some((blocks, next)) = store.auth_blocks(cursor, self.max_failures).await? {
+            let now = Instant::now();
+            for failures in &blocks {
+                self.adopt(failures, now);
+            }
+            self.cursor.store(next, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Takes a key's shared count and window, unless this instance counted more in a window
+    /// that is still live (failures it could not record in the store).
+    fn adopt(&self, failures: &AuthFailures, now: Instant) {
+        let Some(start) = (now + failures.remaining).checked_sub(self.window) else {
+            return;
+        };
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let window = self.window;
+        let local = entries.map.get(&failures.key).copied();
+        if local.is_some_and(|(at, count)| at + window > now && count > failures.count) {
+            return;
+        }
+        if local.is_none() && entries.map.len() >= MAX_KEYS {
+            return;
+        }
+        entries
+            .map
+            .insert(failures.key.clone(), (start, failures.count));
+    }
+
+    /// Counts a failure of `key` in this instance.
     pub(crate) fn failed(&self, key: &str, now: Instant) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
@@ -306,6 +389,207 @@ mod tests {
         assert_eq!(limiter.blocked("k", later), None);
         limiter.failed("k", later);
         assert_eq!(limiter.blocked("k", later), None, "a new window starts");
+    }
+
+    use crate::server::store::{
+        CodeRecord, RevokedAccess, SigningKeyRecord, StoreFuture, TokenHash, TokenRecord,
+    };
+
+    /// A store that shares failure counts: it answers every failure with `count` (and
+    /// `remaining`), lists `blocks` as blocked, or — `count` `None` — is unreachable. Every
+    /// other operation fails.
+    struct Shared {
+        count: Option<u32>,
+        remaining: Duration,
+        blocks: Vec<AuthFailures>,
+    }
+
+    fn down<T: Send + 'static>() -> StoreFuture<'static, T> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "down".into(),
+        ))))
+    }
+
+    impl Store for Shared {
+        fn insert_client(&self, _: ClientRecord) -> StoreFuture<'_, ()> {
+            down()
+        }
+        fn client<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<ClientRecord>> {
+            down()
+        }
+        fn clients(&self) -> StoreFuture<'_, Vec<ClientRecord>> {
+            down()
+        }
+        fn update_client(&self, _: ClientRecord) -> StoreFuture<'_, bool> {
+            down()
+        }
+        fn delete_client<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
+            down()
+        }
+        fn insert_code(&self, _: CodeRecord) -> StoreFuture<'_, ()> {
+            down()
+        }
+        fn take_code<'a>(
+            &'a self,
+            _: &'a TokenHash,
+            _: &'a str,
+        ) -> StoreFuture<'a, Option<(CodeRecord, bool)>> {
+            down()
+        }
+        fn insert_tokens(&self, _: Vec<TokenRecord>) -> StoreFuture<'_, bool> {
+            down()
+        }
+        fn find_refresh<'a>(&'a self, _: &'a TokenHash) -> StoreFuture<'a, Option<TokenRecord>> {
+            down()
+        }
+        fn rotate_refresh<'a>(&'a self, _: &'a str, _: Vec<TokenRecord>) -> StoreFuture<'a, bool> {
+            down()
+        }
+        fn token<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+            down()
+        }
+        fn revoke_token<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
+            down()
+        }
+        fn revoke_family<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
+            down()
+        }
+        fn revoke_client_tokens<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
+            down()
+        }
+        fn client_tokens<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Vec<TokenRecord>> {
+            down()
+        }
+        fn revoked_access_tokens(&self, _: u64) -> StoreFuture<'_, Vec<TokenRecord>> {
+            down()
+        }
+        fn revocations_since(&self, _: u64) -> StoreFuture<'_, (Vec<RevokedAccess>, u64)> {
+            down()
+        }
+        fn purge_expired(&self, _: u64) -> StoreFuture<'_, u64> {
+            down()
+        }
+        fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
+            down()
+        }
+        fn init_signing_key(&self, _: SigningKeyRecord) -> StoreFuture<'_, SigningKeyRecord> {
+            down()
+        }
+        fn rotate_signing_key(&self, _: SigningKeyRecord, _: Option<u64>) -> StoreFuture<'_, ()> {
+            down()
+        }
+        fn purge_signing_keys(&self, _: u64) -> StoreFuture<'_, u64> {
+            down()
+        }
+        fn record_auth_failures<'a>(
+            &'a self,
+            keys: &'a [String],
+            _: u32,
+            _: Duration,
+        ) -> StoreFuture<'a, Option<Vec<AuthFailures>>> {
+            let Some(count) = self.count else {
+                return down();
+            };
+            let counts = keys
+                .iter()
+                .map(|key| AuthFailures {
+                    key: key.clone(),
+                    count,
+                    remaining: self.remaining,
+                })
+                .collect();
+            Box::pin(std::future::ready(Ok(Some(counts))))
+        }
+        fn auth_blocks(
+            &self,
+            cursor: u64,
+            _: u32,
+        ) -> StoreFuture<'_, Option<(Vec<AuthFailures>, u64)>> {
+            Box::pin(std::future::ready(Ok(Some((
+                self.blocks.clone(),
+                cursor + 1,
+            )))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_never_lifts_the_limit() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let store = Shared {
+            count: None,
+            remaining: Duration::ZERO,
+            blocks: Vec::new(),
+        };
+        let keys = ["client:c".to_owned(), "peer:192.0.2.1".to_owned()];
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            limiter.record_failures(&store, &keys, t0).await;
+        }
+        assert_eq!(limiter.blocked("client:c", t0), None);
+        limiter.record_failures(&store, &keys, t0).await;
+        for key in &keys {
+            assert!(
+                limiter.blocked(key, t0).is_some(),
+                "{key}: counted in process"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_counts_and_blocks_are_adopted() {
+        let window = Duration::from_secs(60);
+        let limiter = RateLimiter::new(3, window);
+        // Other instances counted 2 before this one's first failure: the key is blocked here
+        // after one local failure, until the shared window (30 s left) ends.
+        let store = Shared {
+            count: Some(3),
+            remaining: Duration::from_secs(30),
+            blocks: Vec::new(),
+        };
+        let t0 = Instant::now();
+        limiter
+            .record_failures(&store, &["client:c".to_owned()], t0)
+            .await;
+        let wait = limiter
+            .blocked("client:c", Instant::now())
+            .expect("blocked by the shared count");
+        assert!(
+            wait <= Duration::from_secs(30) && wait > Duration::from_secs(29),
+            "{wait:?}"
+        );
+
+        // A lower shared count does not lower what this instance counted in a live window
+        // (failures it could not record while the store was unreachable).
+        for _ in 0..3 {
+            limiter.failed("client:d", Instant::now());
+        }
+        let store = Shared {
+            count: Some(1),
+            remaining: window,
+            blocks: Vec::new(),
+        };
+        limiter
+            .record_failures(&store, &["client:d".to_owned()], Instant::now())
+            .await;
+        assert!(limiter.blocked("client:d", Instant::now()).is_some());
+
+        // A key another instance blocked arrives with the sync, with no failure seen here.
+        let store = Shared {
+            count: Some(1),
+            remaining: window,
+            blocks: vec![AuthFailures {
+                key: "client:e".into(),
+                count: 5,
+                remaining: Duration::from_secs(10),
+            }],
+        };
+        assert_eq!(limiter.blocked("client:e", Instant::now()), None);
+        limiter.sync(&store).await.expect("sync");
+        let wait = limiter
+            .blocked("client:e", Instant::now())
+            .expect("blocked by the sync");
+        assert!(wait <= Duration::from_secs(10), "{wait:?}");
+        assert_eq!(limiter.cursor.load(Ordering::Relaxed), 1);
     }
 
     #[test]

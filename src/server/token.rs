@@ -205,17 +205,22 @@ async fn password(
         return Err(OAuthError::invalid_grant("the resource owner's credentials are wrong").into());
     }
     let scopes = requested_scopes(&client, params.get("scope"))?;
-    // Guessing passwords through the token endpoint is throttled like guessing secrets.
-    let key = format!("user:{username}");
+    // Guessing passwords through the token endpoint is throttled like guessing secrets. The
+    // key holds a digest of the username, not the name: a store that shares failure counts
+    // keeps the keys, and users type passwords into username fields.
+    let key = format!("user:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(username)));
     let now = Instant::now();
     if let Some(wait) = state.limiter.blocked(&key, now) {
         return Err(OAuthError::password_rate_limited(wait).into());
     }
     let Some(subject) = verifier.verify(username, password).await else {
-        state.limiter.failed(&key, now);
-        if let Some(ip) = client_auth::peer(&parts.extensions) {
-            state.limiter.failed(&format!("peer:{ip}"), now);
-        }
+        let keys: Vec<String> = std::iter::once(key)
+            .chain(client_auth::peer(&parts.extensions).map(|ip| format!("peer:{ip}")))
+            .collect();
+        state
+            .limiter
+            .record_failures(&*state.store, &keys, now)
+            .await;
         return Err(OAuthError::invalid_grant("the resource owner's credentials are wrong").into());
     };
     let family = Some(random_token(16)?);

@@ -121,7 +121,9 @@ pub trait Store: Send + Sync + 'static {
         let _ = cursor;
         Box::pin(std::future::ready(Ok(None)))
     }
-    /// Deletes codes and tokens that expired before `now`; returns how many.
+    /// Deletes codes and tokens that expired before `now`, and returns how many; a store that
+    /// shares failed-authentication counts also deletes the windows that have ended (not
+    /// counted).
     fn purge_expired(&self, now: u64) -> StoreFuture<'_, u64>;
 
     /// The stored signing keys: the active one and the retired ones, oldest first.
@@ -189,6 +191,54 @@ pub trait Store: Send + Sync + 'static {
     fn revocation_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+
+    /// Records one failed authentication for each of `keys` (distinct; `client:<id>`,
+    /// `peer:<address>`, `user:<digest>`) in a failure count every instance on this store
+    /// shares, in one atomic step per key: a key's window starts at its first failure, by the
+    /// store's clock, and lasts `window`; a failure after it ends starts a new one at 1.
+    /// Returns each key's count in its current window, including this failure, and how long
+    /// the window has left. A store that can announce changes (as
+    /// [`revocation_signal`](Self::revocation_signal) does) announces a key whose count has
+    /// just reached `max`, so other instances learn of the block at once.
+    ///
+    /// `None` (the default): the store does not share failure counts, and each instance
+    /// counts in process only ([`MemoryStore`], `SqliteStore`). The server calls this only
+    /// after a failure, never on a successful authentication.
+    fn record_auth_failures<'a>(
+        &'a self,
+        keys: &'a [String],
+        max: u32,
+        window: std::time::Duration,
+    ) -> StoreFuture<'a, Option<Vec<AuthFailures>>> {
+        let _ = (keys, max, window);
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// The keys whose shared failure count is at least `max` in a window that has not ended,
+    /// among those that failed since `cursor` (a position this store hands out, starting from
+    /// 0), and the cursor to ask with next time; entries may repeat. Instances poll this with
+    /// their revocation sync to refuse keys that other instances blocked. `None` (the
+    /// default): failure counts are not shared.
+    fn auth_blocks(
+        &self,
+        cursor: u64,
+        max: u32,
+    ) -> StoreFuture<'_, Option<(Vec<AuthFailures>, u64)>> {
+        let _ = (cursor, max);
+        Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// A key's failed authentications in its current window, as every instance on a store that
+/// shares them counts them ([`Store::record_auth_failures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailures {
+    /// The rate-limiter key (`client:<id>`, `peer:<address>`, `user:<digest>`).
+    pub key: String,
+    /// Failures in the window so far, on every instance.
+    pub count: u32,
+    /// How long the window has left, by the store's clock.
+    pub remaining: std::time::Duration,
 }
 
 /// The tokens of one successful grant, for [`Store::issue_tokens`].

@@ -10,9 +10,9 @@ use sqlx::postgres::{
 use sqlx::{Connection, Postgres};
 use tokio::sync::watch;
 
-use super::StoreError;
 use super::sql::{self, db_error, token_columns};
 use super::sql_store::{Dialect, GroupCommit, Lock, Statements, sql_store, statements};
+use super::{AuthFailures, StoreError};
 
 /// Serializes appends to the revocation log (and everything else that revokes or purges
 /// tokens), so that sequence order is commit order: a reader that has seen entry `n` has
@@ -28,6 +28,56 @@ const CHANNEL: &str = "tower_oauth2_revocations";
 
 /// Wakes listeners after revocations are logged; the payload is the store's schema.
 const NOTIFY: &str = "SELECT pg_notify('tower_oauth2_revocations', current_schema())";
+
+/// The database's clock in milliseconds since the Unix epoch: failure windows are timed by it,
+/// so that instances whose clocks differ share one window.
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// Counts one failure for each key of `$1` (a `text[]`) in its window of `$3` ms, starting a
+/// window where none is live, and returns each key's count and the milliseconds its window has
+/// left. When a count has just reached `$2` it also announces on [`CHANNEL`], so that other
+/// instances sync the block at once (the scalar subquery makes the announcing CTE run).
+const RECORD_FAILURES: &str = concat!(
+    "WITH now AS (SELECT ",
+    db_now_ms!(),
+    " AS ms), \
+     up AS (INSERT INTO oauth2_auth_failures AS f \
+       (key, window_start, window_end, count, updated_at) \
+       SELECT k, now.ms, now.ms + $3, 1, now.ms FROM unnest($1::text[]) AS k, now \
+       ON CONFLICT (key) DO UPDATE SET \
+       window_start = CASE WHEN f.window_end <= excluded.updated_at \
+         THEN excluded.window_start ELSE f.window_start END, \
+       window_end = CASE WHEN f.window_end <= excluded.updated_at \
+         THEN excluded.window_end ELSE f.window_end END, \
+       count = CASE WHEN f.window_end <= excluded.updated_at \
+         THEN 1 ELSE LEAST(f.count + 1, 4294967295) END, \
+       updated_at = excluded.updated_at \
+       RETURNING key, count, window_end - updated_at AS remaining_ms), \
+     announced AS (SELECT pg_notify('tower_oauth2_revocations', current_schema()) \
+       FROM up WHERE count = $2 LIMIT 1) \
+     SELECT key, count, remaining_ms, (SELECT count(*) FROM announced) AS announced FROM up"
+);
+
+/// The keys that failed at `updated_at >= $1` and have at least `$2` failures in a window that
+/// has not ended, with the milliseconds it has left; and the database's clock (one row with a
+/// NULL key when there are none).
+const AUTH_BLOCKS: &str = concat!(
+    "WITH now AS (SELECT ",
+    db_now_ms!(),
+    " AS ms) \
+     SELECT now.ms AS now_ms, f.key, f.count, f.window_end - now.ms AS remaining_ms \
+     FROM now LEFT JOIN oauth2_auth_failures f \
+     ON f.updated_at >= $1 AND f.count >= $2 AND f.window_end > now.ms"
+);
+
+/// How far back of the database's clock at one read of [`AUTH_BLOCKS`] the next one starts:
+/// far more than a failure's statement takes from its timestamp to its commit, so none is
+/// skipped. Keys that failed within it are read again (harmless).
+const AUTH_BLOCKS_OVERLAP_MS: u64 = 5_000;
 
 /// How long the revocation listener waits before it tries to reconnect.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
@@ -53,6 +103,11 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// [`revocation_signal`](super::Store::revocation_signal) listens for it (on one pooled connection,
 /// from the first call on), so that every instance syncs its denylist at once rather than at
 /// its next poll.
+///
+/// Failed client authentications are counted for every instance in `oauth2_auth_failures`
+/// ([`record_auth_failures`](super::Store::record_auth_failures), windows timed by the
+/// database's clock); a key that reaches the limit is announced on the same channel, and
+/// [`auth_blocks`](super::Store::auth_blocks) lists the keys blocked since a cursor.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -160,6 +215,67 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// [`Store::record_auth_failures`](super::Store::record_auth_failures): one
+    /// `INSERT … ON CONFLICT DO UPDATE … RETURNING` for every key.
+    async fn record_failures(
+        &self,
+        keys: &[String],
+        max: u32,
+        window: Duration,
+    ) -> Result<Vec<AuthFailures>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4);
+        let rows = sqlx::query(RECORD_FAILURES)
+            .bind(keys)
+            .bind(i64::from(max))
+            .bind(window_ms.max(1))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(failures_from_row).collect()
+    }
+
+    /// [`Store::auth_blocks`](super::Store::auth_blocks).
+    async fn blocks(&self, cursor: u64, max: u32) -> Result<(Vec<AuthFailures>, u64), StoreError> {
+        let rows = sqlx::query(AUTH_BLOCKS)
+            .bind(sql::clamp_i64(cursor))
+            .bind(i64::from(max))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let mut blocks = Vec::with_capacity(rows.len());
+        let mut now = 0;
+        for row in &rows {
+            now = sql::from_i64(try_get(row, "now_ms")?, "database clock")?;
+            if try_get::<Option<String>>(row, "key")?.is_some() {
+                blocks.push(failures_from_row(row)?);
+            }
+        }
+        Ok((blocks, now.saturating_sub(AUTH_BLOCKS_OVERLAP_MS)))
+    }
+}
+
+fn try_get<'r, T>(row: &'r sqlx::postgres::PgRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    use sqlx::Row as _;
+    row.try_get(name)
+        .map_err(|e| sql::corrupt(format_args!("column {name}: {e}")))
+}
+
+/// A key's count from a row of [`RECORD_FAILURES`] or [`AUTH_BLOCKS`].
+fn failures_from_row(row: &sqlx::postgres::PgRow) -> Result<AuthFailures, StoreError> {
+    let count: i64 = try_get(row, "count")?;
+    let remaining: i64 = try_get(row, "remaining_ms")?;
+    Ok(AuthFailures {
+        key: try_get(row, "key")?,
+        count: u32::try_from(count.max(0)).unwrap_or(u32::MAX),
+        remaining: Duration::from_millis(u64::try_from(remaining).unwrap_or(0)),
+    })
 }
 
 /// Counts the notifications on [`CHANNEL`] from this store's schema into `sender` (and bumps
@@ -372,12 +488,25 @@ impl Dialect for PostgresStore {
     async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
         execute(conn, NOTIFY).await
     }
+
+    /// The failed-authentication windows that have ended, by the database's clock.
+    async fn purge_dialect_rows(conn: &mut PgConnection) -> Result<(), StoreError> {
+        execute(
+            conn,
+            concat!(
+                "DELETE FROM oauth2_auth_failures WHERE window_end <= ",
+                db_now_ms!()
+            ),
+        )
+        .await
+    }
 }
 
-sql_store!(
+sql_store! {
     PostgresStore,
-    /// Changes when any instance logs a revocation in this store's schema (PostgreSQL
-    /// `LISTEN/NOTIFY`), and after the listening connection was re-established. The first
+    /// Changes when any instance logs a revocation in this store's schema, or a key reaches
+    /// the failed-authentication limit (PostgreSQL `LISTEN/NOTIFY`), and after the listening
+    /// connection was re-established. The first
     /// call starts the listener task, on the current tokio runtime (`None` outside one); it
     /// holds one pooled connection and ends when the store and every receiver are dropped.
     fn revocation_signal(&self) -> Option<watch::Receiver<u64>> {
@@ -392,7 +521,28 @@ sql_store!(
         });
         Some(receiver.clone())
     }
-);
+
+    /// Shared by every instance on this schema: one `INSERT … ON CONFLICT DO UPDATE …
+    /// RETURNING` for all the keys, in windows timed by the database's clock. A key whose count
+    /// has just reached `max` is announced on the revocation channel, so every instance's
+    /// [`revocation_signal`](Store::revocation_signal) changes and it syncs the block at once.
+    fn record_auth_failures<'a>(
+        &'a self,
+        keys: &'a [String],
+        max: u32,
+        window: Duration,
+    ) -> StoreFuture<'a, Option<Vec<AuthFailures>>> {
+        Box::pin(async move { self.record_failures(keys, max, window).await.map(Some) })
+    }
+
+    fn auth_blocks(
+        &self,
+        cursor: u64,
+        max: u32,
+    ) -> StoreFuture<'_, Option<(Vec<AuthFailures>, u64)>> {
+        Box::pin(async move { self.blocks(cursor, max).await.map(Some) })
+    }
+}
 
 /// The constructors can be awaited in spawned tasks (compile-time check).
 #[allow(dead_code)]
@@ -473,6 +623,89 @@ mod tests {
             .expect("from_pool");
         let (entries, _) = adopted.revocations_since(0).await.expect("since");
         assert!(entries.iter().any(|e| e.jti == "fc-a"));
+        drop_schema(&store, &schema).await;
+    }
+
+    /// Failure counts per key in windows by the database's clock: one statement counts every
+    /// key, a window that ended starts over at 1, `auth_blocks` reads the keys at the limit
+    /// since a cursor, and `purge_expired` deletes ended windows. The stores that do not share
+    /// counts say so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_authentications_are_counted_in_shared_windows() {
+        let window = Duration::from_millis(800);
+        assert_eq!(
+            crate::server::store::MemoryStore::new()
+                .record_auth_failures(&["client:x".into()], 3, window)
+                .await,
+            Ok(None)
+        );
+        let Some(url) = url() else { return };
+        let schema = fresh_schema("fail");
+        let store = PostgresStore::connect_with_schema(&url, &schema)
+            .await
+            .expect("connect");
+        let other = PostgresStore::connect_with_schema(&url, &schema)
+            .await
+            .expect("a second instance");
+        let keys = vec!["client:a".to_owned(), "peer:192.0.2.1".to_owned()];
+        for n in 1..=3u32 {
+            // Alternately through each instance's pool.
+            let on = if n % 2 == 0 { &other } else { &store };
+            let mut counts = on
+                .record_auth_failures(&keys, 3, window)
+                .await
+                .expect("recorded")
+                .expect("shared");
+            counts.sort_by(|a, b| a.key.cmp(&b.key));
+            assert_eq!(counts.len(), 2);
+            for (counted, key) in counts.iter().zip(&keys) {
+                assert_eq!((&counted.key, counted.count), (key, n));
+                assert!(counted.remaining <= window, "{counted:?}");
+            }
+        }
+        let (blocked, cursor) = other
+            .auth_blocks(0, 3)
+            .await
+            .expect("read")
+            .expect("shared");
+        let mut blocked: Vec<_> = blocked.into_iter().map(|b| b.key).collect();
+        blocked.sort();
+        assert_eq!(blocked, keys);
+        assert!(cursor > 0);
+        let (over, _) = other
+            .auth_blocks(0, 4)
+            .await
+            .expect("read")
+            .expect("shared");
+        assert!(over.is_empty(), "none has 4 failures: {over:?}");
+        // A cursor past every failure reads none.
+        let (later, _) = other
+            .auth_blocks(cursor + 60_000, 3)
+            .await
+            .expect("read")
+            .expect("shared");
+        assert!(later.is_empty(), "{later:?}");
+
+        tokio::time::sleep(window + Duration::from_millis(100)).await;
+        let (ended, _) = other
+            .auth_blocks(0, 3)
+            .await
+            .expect("read")
+            .expect("shared");
+        assert!(ended.is_empty(), "ended windows block nothing: {ended:?}");
+        let counts = store
+            .record_auth_failures(&keys[..1], 3, window)
+            .await
+            .expect("recorded")
+            .expect("shared");
+        assert_eq!(counts.len(), 1);
+        assert_eq!(counts[0].count, 1, "a new window");
+        store.purge_expired(0).await.expect("purge");
+        let left: Vec<String> = sqlx::query_scalar("SELECT key FROM oauth2_auth_failures")
+            .fetch_all(store.pool())
+            .await
+            .expect("rows");
+        assert_eq!(left, ["client:a"], "the ended window of the peer is purged");
         drop_schema(&store, &schema).await;
     }
 

@@ -186,6 +186,16 @@ pub(super) trait Dialect: Send + Sync + 'static {
     fn notify(
         conn: &mut Connection<Self>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + '_;
+
+    /// Deletes, in [`SqlStore::purge_expired`]'s transaction, expired rows of tables only this
+    /// dialect has (PostgreSQL: the shared failed-authentication windows that have ended).
+    /// Nothing by default.
+    fn purge_dialect_rows(
+        conn: &mut Connection<Self>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
+        let _ = conn;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// The [`Store`](super::Store) operations on a [`Dialect`]'s database. Its where clause lists
@@ -1210,6 +1220,7 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        Self::purge_dialect_rows(&mut tx).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Self::rows_affected(&codes) + Self::rows_affected(&tokens))
     }

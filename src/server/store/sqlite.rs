@@ -69,9 +69,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // Transactions run on the writer only, so only it can be left in one.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(sql::ACQUIRE_TIMEOUT)
+            .after_release(close_if_left_in_transaction)
             .connect_with(options.clone())
             .await
             .map_err(db_error)?;
@@ -155,6 +157,31 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Whether a connection coming back to the pool may be reused: not if sqlx still counts it in
+/// a transaction. When a write fails because the disk is full (or on some I/O errors), SQLite
+/// rolls the transaction back by itself; sqlx does not notice, its own `ROLLBACK` then fails
+/// ("no transaction is active"), and every later `BEGIN` on that connection would fail with
+/// "non-zero transaction depth" until the connection is closed — so the store would keep
+/// failing after the disk has room again. The ping first lets the worker finish the rollback a
+/// dropped transaction queued.
+fn close_if_left_in_transaction(
+    conn: &mut SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    use sqlx::Connection as _;
+    Box::pin(async move {
+        conn.ping().await?;
+        let reusable = !conn.is_in_transaction();
+        if !reusable {
+            tracing::warn!(
+                target: "tower_oauth2::server",
+                "closing an SQLite connection SQLite had rolled back under sqlx"
+            );
+        }
+        Ok(reusable)
+    })
 }
 
 /// The revocation statement for `$column`: revoke the tokens whose `$column` is `$1` and

@@ -972,10 +972,12 @@ async fn postgres_stopped_mid_load_answers_503_and_recovers() {
         let down_for = ACQUIRE_TIMEOUT + Duration::from_secs(2);
         tokio::time::sleep(down_for.saturating_sub(down.elapsed())).await;
         assert_validation_goes_on(&http, &base, &before.kept, &before.revoked).await;
+        // Before `pg_ctl start`, not after: the server accepts connections before
+        // `pg_ctl start -w` returns, and a request waiting for a connection is then served.
+        let up = Instant::now();
         cluster
             .pg_ctl_start()
             .unwrap_or_else(|e| panic!("pg_ctl start after -m {mode}: {e}"));
-        let up = Instant::now();
         outages.push((mode, down, up));
         // Recovered once a request sent after the restart got a token.
         let took = until_issued(&http, &base, &client, &mut issued_after).await;

@@ -164,14 +164,18 @@ impl SqliteStore {
 /// rolls the transaction back by itself; sqlx does not notice, its own `ROLLBACK` then fails
 /// ("no transaction is active"), and every later `BEGIN` on that connection would fail with
 /// "non-zero transaction depth" until the connection is closed — so the store would keep
-/// failing after the disk has room again. The ping first lets the worker finish the rollback a
-/// dropped transaction queued.
+/// failing after the disk has room again. A connection that sqlx counts out of any transaction
+/// (every commit) is reused at once; otherwise the ping first lets the worker finish the
+/// rollback a dropped transaction queued.
 fn close_if_left_in_transaction(
     conn: &mut SqliteConnection,
     _: sqlx::pool::PoolConnectionMetadata,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
     use sqlx::Connection as _;
     Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
         conn.ping().await?;
         let reusable = !conn.is_in_transaction();
         if !reusable {

@@ -28,7 +28,7 @@ pub(super) async fn housekeeping(state: Weak<ServerState>) {
         };
         let now = time::now();
         state.prune(now);
-        let due = ticks % PURGE_EVERY == 0;
+        let due = ticks.is_multiple_of(PURGE_EVERY);
         ticks = ticks.wrapping_add(1);
         if !due {
             continue;

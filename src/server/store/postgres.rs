@@ -386,12 +386,27 @@ async fn lock_entities(
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    for key in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(key)
+    match keys.as_slice() {
+        [] => {}
+        [key] => {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(*key)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        }
+        // One round trip for all, still in ascending order: the sorted subquery (fenced by
+        // OFFSET 0) feeds the locking function row by row.
+        _ => {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(k) FROM \
+                 (SELECT k FROM unnest($1::bigint[]) AS t(k) ORDER BY k OFFSET 0) AS sorted",
+            )
+            .bind(keys)
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;
+        }
     }
     Ok(())
 }

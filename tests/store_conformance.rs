@@ -242,6 +242,7 @@ async fn conformance(store: Arc<dyn Store>) {
     check_issue_tokens(store.as_ref()).await;
     check_issue_race(std::slice::from_ref(&store), "race").await;
     check_issue_against_disable(std::slice::from_ref(&store), "race").await;
+    check_revoke_race(std::slice::from_ref(&store), "race").await;
     check_revoke_token(store.as_ref()).await;
     check_revoke_family(store.as_ref()).await;
     check_family_revocation_race(std::slice::from_ref(&store), "race").await;
@@ -1393,6 +1394,80 @@ async fn check_issue_against_disable(instances: &[Arc<dyn Store>], prefix: &str)
     );
 }
 
+/// Revocations racing each other and issues (one group commit on the SQL stores): each token
+/// revoked twice at once is returned by exactly one of the two calls, every one ends revoked
+/// and in the revocation feed, and the issues beside them are stored.
+async fn check_revoke_race(instances: &[Arc<dyn Store>], prefix: &str) {
+    const TOKENS: usize = 16;
+    let t = now();
+    let store = instances[0].as_ref();
+    let id = format!("{prefix}-rvk");
+    register(store, &[&id]).await;
+    let record = client(&id);
+    let (_, cursor) = drain_revocations(store, 0).await;
+    for i in 0..TOKENS {
+        let token = access(&format!("{prefix}-rvk-{i}"), &id, None, t, Some(t + 3600));
+        assert!(insert_tokens(store, vec![token]).await);
+    }
+    let barrier = Arc::new(Barrier::new(3 * TOKENS));
+    let mut revokes = Vec::new();
+    let mut issues = Vec::new();
+    for i in 0..3 * TOKENS {
+        let instance = Arc::clone(&instances[i % instances.len()]);
+        let barrier = Arc::clone(&barrier);
+        if i < 2 * TOKENS {
+            let token_id = format!("{prefix}-rvk-{}", i % TOKENS);
+            revokes.push((
+                i % TOKENS,
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    instance.revoke_token(&token_id).await
+                }),
+            ));
+        } else {
+            let call = issue(
+                &record,
+                None,
+                vec![access(
+                    &format!("{prefix}-rvk-new-{i}"),
+                    &id,
+                    None,
+                    t,
+                    Some(t + 60),
+                )],
+            );
+            issues.push(tokio::spawn(async move {
+                barrier.wait().await;
+                instance.issue_tokens(call).await
+            }));
+        }
+    }
+    let mut returned = [0usize; TOKENS];
+    for (i, task) in revokes {
+        if let Some(token) = task.await.expect("revoke task").expect("revoke_token") {
+            assert_eq!(token.id, format!("{prefix}-rvk-{i}"));
+            assert_eq!(token.state, TokenState::Revoked);
+            returned[i] += 1;
+        }
+    }
+    assert_eq!(
+        returned, [1; TOKENS],
+        "each token is returned by exactly one revocation"
+    );
+    for task in issues {
+        assert_eq!(task.await.expect("issue task"), Ok(IssueOutcome::Stored));
+    }
+    let (fresh, _) = drain_revocations(store, cursor).await;
+    for i in 0..TOKENS {
+        let jti = format!("{prefix}-rvk-{i}");
+        assert_eq!(state_of(store, &jti).await, TokenState::Revoked);
+        assert!(
+            fresh.iter().any(|r| r.jti == jti),
+            "{jti} is in the revocation feed"
+        );
+    }
+}
+
 async fn check_revoke_token(store: &dyn Store) {
     let t = now();
     register(store, &["rvk-a"]).await;
@@ -2530,6 +2605,7 @@ async fn check_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     check_rotation_race(&instances, "two").await;
     check_issue_race(&instances, "two").await;
     check_issue_against_disable(&instances, "two").await;
+    check_revoke_race(&instances, "two").await;
     check_family_revocation_race(&instances, "two").await;
     let t = now();
     check_signing_key_rotation_race(&instances, "two", t).await;

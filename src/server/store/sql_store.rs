@@ -742,15 +742,26 @@ where
             return Self::issue_alone(self.writer(), &issue).await;
         };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = queue.send(Job { issue, reply }).await {
+        if let Err(mpsc::error::SendError(job)) = queue.send(Job::Issue(issue, reply)).await {
             // The writer task is gone (its runtime shut down): commit here.
-            return Self::issue_alone(self.writer(), &job.issue).await;
+            if let Job::Issue(issue, _) = job {
+                return Self::issue_alone(self.writer(), &issue).await;
+            }
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the store's writer task stopped before committing".into(),
-            ))
-        })
+        answer.await.unwrap_or_else(|_| Err(writer_stopped()))
+    }
+
+    /// [`Store::revoke_token`](super::Store::revoke_token): queued for the group commit, or
+    /// committed alone when the store has no writer task.
+    async fn revoke_token_queued(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let Some(queue) = &self.group_commit().queue else {
+            return Self::revoke_alone(self.writer(), id).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        if queue.send(Job::Revoke(id.to_owned(), reply)).await.is_err() {
+            return Self::revoke_alone(self.writer(), id).await;
+        }
+        answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
 
     /// The group commit's task: takes the calls waiting in `queue` (as many as have arrived,
@@ -758,18 +769,31 @@ where
     async fn write_loop(pool: Pool<Self::DB>, mut queue: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            // A caller that has gone (its request was dropped) hands nothing out: skip it.
-            jobs.retain(|job| !job.reply.is_closed());
-            let issues: Vec<&TokenIssue> = jobs.iter().map(|job| &job.issue).collect();
-            tracing::trace!(target: "tower_oauth2::server", calls = issues.len(), "group commit");
-            let result = match issues.len() {
-                0 => Ok(Vec::new()),
-                _ => Self::issue_together(&pool, &issues).await,
-            };
+            // An issuing caller that has gone (its request was dropped) hands nothing out:
+            // skip it. A revocation is made whoever waits for it.
+            jobs.retain(|job| !matches!(job, Job::Issue(_, reply) if reply.is_closed()));
+            let mut issues = Vec::new();
+            let mut revokes = Vec::new();
+            for job in &jobs {
+                match job {
+                    Job::Issue(issue, _) => issues.push(issue),
+                    Job::Revoke(id, _) => revokes.push(id.as_str()),
+                }
+            }
+            tracing::trace!(
+                target: "tower_oauth2::server",
+                issues = issues.len(),
+                revocations = revokes.len(),
+                "group commit"
+            );
+            let result = Self::commit_together(&pool, &issues, &revokes).await;
+            let calls = issues.len() + revokes.len();
             match result {
-                Ok(outcomes) => {
-                    for (job, outcome) in jobs.drain(..).zip(outcomes) {
-                        let _ = job.reply.send(Ok(outcome));
+                Ok((outcomes, revoked)) => {
+                    let mut outcomes = outcomes.into_iter();
+                    let mut revoked = revoked.into_iter();
+                    for job in jobs.drain(..) {
+                        job.answer(|| Ok(outcomes.next()), || Ok(revoked.next()));
                     }
                 }
                 Err(error @ StoreError::Unavailable(_)) => {
@@ -777,10 +801,15 @@ where
                     // would those that queued meanwhile, which are answered now rather than
                     // after another wait for a connection.
                     for job in jobs.drain(..) {
-                        let _ = job.reply.send(Err(error.clone()));
+                        job.fail(error.clone());
                     }
                     while let Ok(job) = queue.try_recv() {
-                        let _ = job.reply.send(Err(error.clone()));
+                        job.fail(error.clone());
+                    }
+                }
+                Err(error) if calls == 1 => {
+                    for job in jobs.drain(..) {
+                        job.fail(error.clone());
                     }
                 }
                 Err(error) => {
@@ -789,17 +818,18 @@ where
                     tracing::debug!(
                         target: "tower_oauth2::server",
                         %error,
-                        calls = issues.len(),
+                        calls,
                         "group commit failed; committing its calls one by one"
                     );
-                    let single = issues.len() == 1;
                     for job in jobs.drain(..) {
-                        let result = if single {
-                            Err(error.clone())
-                        } else {
-                            Self::issue_alone(&pool, &job.issue).await
-                        };
-                        let _ = job.reply.send(result);
+                        match job {
+                            Job::Issue(issue, reply) => {
+                                let _ = reply.send(Self::issue_alone(&pool, &issue).await);
+                            }
+                            Job::Revoke(id, reply) => {
+                                let _ = reply.send(Self::revoke_alone(&pool, &id).await);
+                            }
+                        }
                     }
                 }
             }
@@ -811,56 +841,90 @@ where
         pool: &Pool<Self::DB>,
         issue: &TokenIssue,
     ) -> Result<IssueOutcome, StoreError> {
-        Self::issue_together(pool, &[issue])
+        Self::commit_together(pool, &[issue], &[])
             .await?
+            .0
             .pop()
             .ok_or_else(|| StoreError::Unavailable("no outcome".into()))
     }
 
-    /// The calls of [`Store::issue_tokens`](super::Store::issue_tokens) in `issues`, in one
-    /// transaction: one commit (one sync to disk) for all. Each call's outcome is what it
-    /// would have been alone, in this order; an error fails them all and commits nothing.
-    async fn issue_together(
+    /// One revocation in its own transaction.
+    async fn revoke_alone(
+        pool: &Pool<Self::DB>,
+        id: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(Self::commit_together(pool, &[], &[id])
+            .await?
+            .1
+            .pop()
+            .flatten())
+    }
+
+    /// The calls of [`Store::issue_tokens`](super::Store::issue_tokens) in `issues` and of
+    /// [`Store::revoke_token`](super::Store::revoke_token) in `revokes`, in one transaction:
+    /// one commit (one sync to disk) for all. Each call's outcome is what it would have been
+    /// alone, in this order; an error fails them all and commits nothing.
+    async fn commit_together(
         pool: &Pool<Self::DB>,
         issues: &[&TokenIssue],
-    ) -> Result<Vec<IssueOutcome>, StoreError> {
+        revokes: &[&str],
+    ) -> Result<(Vec<IssueOutcome>, Vec<Option<TokenRecord>>), StoreError> {
         let mut tx = pool.begin_with(Self::BEGIN).await.map_err(db_error)?;
-        // The same locks as insert_tokens and rotate_refresh take, for every call at once (in
-        // one order, so two instances' batches cannot deadlock on them).
-        Self::lock(&mut tx, Lock::Issues(issues)).await?;
-        // The clients, read under those locks: a disable or delete committed before is seen
-        // here; one committed after revokes these tokens too (it takes the client's lock,
-        // which waits for this transaction).
-        let clients = Self::clients_by_id(&mut tx, issues).await?;
-        let current = |issue: &TokenIssue| {
-            clients
-                .iter()
-                .find(|c| c.client_id == issue.client.client_id)
-                .is_some_and(|c| *c == issue.client)
-        };
         let mut logged = false;
-        let outcomes = match issues {
-            [issue] if !current(issue) => vec![IssueOutcome::ClientChanged],
-            [issue] => vec![match &issue.rotate {
-                Some(old_id) => match Self::rotate(&mut tx, old_id, &issue.tokens).await? {
-                    Rotation::Rotated => IssueOutcome::Stored,
-                    // Dropping the transaction rolls the rotation back.
-                    Rotation::NotActive | Rotation::Taken => {
-                        return Ok(vec![IssueOutcome::NotRotated]);
-                    }
-                },
-                None => match Self::store_tokens(&mut tx, &issue.tokens, &mut logged).await? {
-                    true => IssueOutcome::Stored,
-                    false => IssueOutcome::Revoked,
-                },
-            }],
-            _ => Self::store_batch(&mut tx, issues, current, &mut logged).await?,
+        let outcomes = if issues.is_empty() {
+            Vec::new()
+        } else {
+            // The same locks as insert_tokens and rotate_refresh take, for every call at once
+            // (in one order, so two instances' batches cannot deadlock on them).
+            Self::lock(&mut tx, Lock::Issues(issues)).await?;
+            // The clients, read under those locks: a disable or delete committed before is
+            // seen here; one committed after revokes these tokens too (it takes the client's
+            // lock, which waits for this transaction).
+            let clients = Self::clients_by_id(&mut tx, issues).await?;
+            let current = |issue: &TokenIssue| {
+                clients
+                    .iter()
+                    .find(|c| c.client_id == issue.client.client_id)
+                    .is_some_and(|c| *c == issue.client)
+            };
+            match issues {
+                [issue] if !current(issue) => vec![IssueOutcome::ClientChanged],
+                [issue] if revokes.is_empty() => vec![match &issue.rotate {
+                    Some(old_id) => match Self::rotate(&mut tx, old_id, &issue.tokens).await? {
+                        Rotation::Rotated => IssueOutcome::Stored,
+                        // Dropping the transaction rolls the rotation back.
+                        Rotation::NotActive | Rotation::Taken => {
+                            return Ok((vec![IssueOutcome::NotRotated], Vec::new()));
+                        }
+                    },
+                    None => match Self::store_tokens(&mut tx, &issue.tokens, &mut logged).await? {
+                        true => IssueOutcome::Stored,
+                        false => IssueOutcome::Revoked,
+                    },
+                }],
+                _ => Self::store_batch(&mut tx, issues, current, &mut logged).await?,
+            }
         };
-        if logged {
+        let mut revoked = Vec::with_capacity(revokes.len());
+        let mut notify = logged;
+        if !revokes.is_empty() {
+            // Taken by store_tokens or store_batch if they logged.
+            if !logged {
+                Self::lock(&mut tx, Lock::Log).await?;
+            }
+            for id in revokes {
+                let token = Self::revoke_where(&mut tx, Self::SQL.revoke_id, id)
+                    .await?
+                    .pop();
+                notify |= logs_access(token.as_slice());
+                revoked.push(token);
+            }
+        }
+        if notify {
             Self::notify(&mut tx).await?;
         }
         tx.commit().await.map_err(db_error)?;
-        Ok(outcomes)
+        Ok((outcomes, revoked))
     }
 
     /// The clients `issues` were issued to, as stored (one statement).
@@ -1061,19 +1125,6 @@ where
         ));
         self.select_optional(query.bind(id), Self::token_from_row)
             .await
-    }
-
-    async fn revoke_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let mut tx = self.begin().await?;
-        Self::lock(&mut tx, Lock::Log).await?;
-        let revoked = Self::revoke_where(&mut tx, Self::SQL.revoke_id, id)
-            .await?
-            .pop();
-        if logs_access(revoked.as_slice()) {
-            Self::notify(&mut tx).await?;
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(revoked)
     }
 
     async fn revoke_family(&self, family_id: &str) -> Result<Vec<TokenRecord>, StoreError> {
@@ -1366,10 +1417,47 @@ pub(super) enum Rotation {
     Taken,
 }
 
-/// A call of [`Store::issue_tokens`](super::Store::issue_tokens) waiting for the group commit.
-pub(super) struct Job {
-    issue: TokenIssue,
-    reply: oneshot::Sender<Result<IssueOutcome, StoreError>>,
+/// A call waiting for the group commit, with where its answer goes.
+pub(super) enum Job {
+    /// [`Store::issue_tokens`](super::Store::issue_tokens).
+    Issue(
+        TokenIssue,
+        oneshot::Sender<Result<IssueOutcome, StoreError>>,
+    ),
+    /// [`Store::revoke_token`](super::Store::revoke_token) of the token with this id.
+    Revoke(
+        String,
+        oneshot::Sender<Result<Option<TokenRecord>, StoreError>>,
+    ),
+}
+
+impl Job {
+    /// Answers with what `issued` or `revoked` gives, whichever this call is.
+    fn answer(
+        self,
+        issued: impl FnOnce() -> Result<Option<IssueOutcome>, StoreError>,
+        revoked: impl FnOnce() -> Result<Option<Option<TokenRecord>>, StoreError>,
+    ) {
+        let missing = || StoreError::Unavailable("the group commit lost an answer".into());
+        match self {
+            Job::Issue(_, reply) => {
+                let _ = reply.send(issued().and_then(|o| o.ok_or_else(missing)));
+            }
+            Job::Revoke(_, reply) => {
+                let _ = reply.send(revoked().and_then(|o| o.ok_or_else(missing)));
+            }
+        }
+    }
+
+    /// Answers with `error`.
+    fn fail(self, error: StoreError) {
+        let error2 = error.clone();
+        self.answer(|| Err(error), || Err(error2));
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the store's writer task stopped before committing".into())
 }
 
 /// The queue of a SQL store's group commit: [`Store::issue_tokens`](super::Store::issue_tokens)
@@ -1386,7 +1474,10 @@ pub(super) struct GroupCommit {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").finish_non_exhaustive()
+        f.write_str(match self {
+            Job::Issue(..) => "Job::Issue",
+            Job::Revoke(..) => "Job::Revoke",
+        })
     }
 }
 
@@ -1496,7 +1587,7 @@ macro_rules! sql_store {
                     &'a self,
                     id: &'a str,
                 ) -> StoreFuture<'a, Option<TokenRecord>> {
-                    Box::pin(SqlStore::revoke_token(self, id))
+                    Box::pin(SqlStore::revoke_token_queued(self, id))
                 }
 
                 fn revoke_family<'a>(

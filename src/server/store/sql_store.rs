@@ -1461,11 +1461,13 @@ fn writer_stopped() -> StoreError {
 }
 
 /// The queue of a SQL store's group commit: [`Store::issue_tokens`](super::Store::issue_tokens)
-/// calls go to one task per store, which commits the calls that are waiting together.
+/// and [`Store::revoke_token`](super::Store::revoke_token) calls go to one task per store, which
+/// commits the calls that are waiting together.
 ///
 /// Why: a token response must wait until its tokens are durable, and a commit's sync to disk
 /// costs the same for one row as for a hundred. Concurrent requests share it, each answered
-/// only after the commit that holds its tokens.
+/// only after the commit that holds its tokens. If the runtime the store was opened on shuts
+/// down, the task with it, later calls commit on their own, one transaction each.
 #[derive(Debug, Clone, Default)]
 pub(super) struct GroupCommit {
     /// `None`: no runtime to run the task on when the store opened; every call commits alone.

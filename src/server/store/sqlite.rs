@@ -68,7 +68,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The statement journal of a group commit's multi-row INSERT outgrows its 64 KiB
+            // in memory; on the default temp store it then becomes a file created and
+            // deleted on every commit.
+            .pragma("temp_store", "memory");
         // Transactions run on the writer only, so only it can be left in one.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

@@ -177,6 +177,11 @@ echo
 for name in issue refresh introspect revoke validate; do
     [[ -s "$work/$name.err" ]] && { log "$name wrote to stderr:"; head -n 5 "$work/$name.err" >&2; }
 done
+# The demo logs at warn: anything it said explains a failure the load saw.
+if grep -qhE "WARN|ERROR" "$work/demo.out" "$work/demo.err" 2>/dev/null; then
+    log "the demo logged (the last 10 warnings and errors):"
+    grep -hE "WARN|ERROR" "$work/demo.out" "$work/demo.err" | tail -n 10 >&2
+fi
 set +e
 python3 - "$work" "$samples" "$warmup" "$rss_tolerance" "$fd_slack" "$demo_died" <<'EOF'
 import json, os, sys

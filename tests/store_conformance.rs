@@ -253,6 +253,42 @@ async fn conformance(store: Arc<dyn Store>) {
     check_revocation_signal(store.as_ref(), store.as_ref(), "one").await;
     // It counts what it deletes, and other checks' records must not be old enough.
     check_purge_expired(store.as_ref()).await;
+    check_purge_in_chunks(store.as_ref()).await;
+}
+
+/// More expired tokens than one purge transaction deletes (the SQL stores purge in chunks of
+/// 1,000): all go, and the count says so.
+async fn check_purge_in_chunks(store: &dyn Store) {
+    const EXPIRED: usize = 2_500;
+    let t = now();
+    register(store, &["chunk-c"]).await;
+    let tokens: Vec<TokenRecord> = (0..EXPIRED)
+        .map(|i| {
+            access(
+                &format!("chunk-{i}"),
+                "chunk-c",
+                None,
+                1_000,
+                Some(1_000 + 60),
+            )
+        })
+        .collect();
+    assert!(insert_tokens(store, tokens).await);
+    let live = access("chunk-live", "chunk-c", None, t, Some(t + 3600));
+    assert!(insert_tokens(store, vec![live.clone()]).await);
+    let purged = store.purge_expired(t).await.expect("purge_expired");
+    assert_eq!(
+        purged, EXPIRED as u64,
+        "every expired token, and nothing else"
+    );
+    for i in [0, 999, 1_000, 1_999, 2_000, EXPIRED - 1] {
+        assert_eq!(
+            get_token(store, &format!("chunk-{i}")).await,
+            None,
+            "chunk-{i}"
+        );
+    }
+    assert_eq!(get_token(store, "chunk-live").await, Some(live));
 }
 
 /// Runs the suite on its own task, so that the caller can clean up before a failure unwinds.

@@ -1237,43 +1237,56 @@ where
 
     async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
         let now = clamp_i64(now);
-        let mut tx = self.begin().await?;
-        // Serialized with the revoking transactions, which update the same token rows.
-        Self::lock(&mut tx, Lock::Log).await?;
-        let codes = sqlx::query("DELETE FROM oauth2_codes WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *tx)
+        let mut purged = 0;
+        let mut first = true;
+        // In chunks, each its own short transaction: one transaction deleting everything that
+        // expired (hundreds of thousands of tokens on a busy server) would hold the write lock
+        // for seconds, and token requests waiting behind it would time out.
+        loop {
+            let mut tx = self.begin().await?;
+            // Serialized with the revoking transactions, which update the same token rows.
+            Self::lock(&mut tx, Lock::Log).await?;
+            let codes = Self::purge_chunk(&mut tx, PURGE_CODES, now).await?;
+            let tokens = Self::purge_chunk(&mut tx, PURGE_TOKENS, now).await?;
+            let families = Self::purge_chunk(&mut tx, PURGE_FAMILIES, now).await?;
+            // A revocation of an expired token no longer needs syncing.
+            let log = Self::purge_chunk(&mut tx, PURGE_LOG, now).await?;
+            // No cached client is older than an hour.
+            let changes = Self::purge_chunk(
+                &mut tx,
+                PURGE_CLIENT_CHANGES,
+                now.saturating_sub(CLIENT_CHANGES_KEPT),
+            )
+            .await?;
+            if first {
+                Self::purge_dialect_rows(&mut tx).await?;
+                first = false;
+            }
+            tx.commit().await.map_err(db_error)?;
+            purged += codes + tokens;
+            if [codes, tokens, families, log, changes]
+                .iter()
+                .all(|&n| n < PURGE_CHUNK)
+            {
+                return Ok(purged);
+            }
+        }
+    }
+
+    /// Runs one of the `PURGE_*` statements: deletes at most [`PURGE_CHUNK`] rows that expired
+    /// at `until`; how many.
+    async fn purge_chunk(
+        conn: &mut Connection<Self>,
+        statement: &'static str,
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(statement)
+            .bind(until)
+            .bind(clamp_i64(PURGE_CHUNK))
+            .execute(&mut *conn)
             .await
             .map_err(db_error)?;
-        let tokens = sqlx::query(
-            "DELETE FROM oauth2_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        sqlx::query("DELETE FROM oauth2_revoked_families WHERE until IS NOT NULL AND until <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        // A revocation of an expired token no longer needs syncing.
-        sqlx::query(
-            "DELETE FROM oauth2_revocation_log WHERE expires_at IS NOT NULL AND expires_at <= $1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        // No cached client is older than an hour.
-        sqlx::query("DELETE FROM oauth2_client_changes WHERE changed_at <= $1")
-            .bind(now.saturating_sub(CLIENT_CHANGES_KEPT))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        Self::purge_dialect_rows(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Self::rows_affected(&codes) + Self::rows_affected(&tokens))
+        Ok(Self::rows_affected(&done))
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -1368,6 +1381,22 @@ const INSERT_TOKEN_IF_NEW: &str = concat!(
     token_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
 );
+
+/// Rows of each table one purge transaction deletes at most.
+const PURGE_CHUNK: u64 = 1000;
+
+const PURGE_CODES: &str = "DELETE FROM oauth2_codes WHERE hash IN \
+     (SELECT hash FROM oauth2_codes WHERE expires_at <= $1 LIMIT $2)";
+const PURGE_TOKENS: &str = "DELETE FROM oauth2_tokens WHERE id IN \
+     (SELECT id FROM oauth2_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)";
+const PURGE_FAMILIES: &str = "DELETE FROM oauth2_revoked_families WHERE family_id IN \
+     (SELECT family_id FROM oauth2_revoked_families \
+      WHERE until IS NOT NULL AND until <= $1 LIMIT $2)";
+const PURGE_LOG: &str = "DELETE FROM oauth2_revocation_log WHERE seq IN \
+     (SELECT seq FROM oauth2_revocation_log \
+      WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)";
+const PURGE_CLIENT_CHANGES: &str = "DELETE FROM oauth2_client_changes WHERE seq IN \
+     (SELECT seq FROM oauth2_client_changes WHERE changed_at <= $1 LIMIT $2)";
 
 /// Seconds a client change stays in the feed.
 const CLIENT_CHANGES_KEPT: i64 = 3600;

@@ -742,11 +742,11 @@ where
             return Self::issue_alone(self.writer(), &issue).await;
         };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = queue.send(Job::Issue(issue, reply)).await {
+        if let Err(mpsc::error::SendError(Job::Issue(issue, _))) =
+            queue.send(Job::Issue(Box::new(issue), reply)).await
+        {
             // The writer task is gone (its runtime shut down): commit here.
-            if let Job::Issue(issue, _) = job {
-                return Self::issue_alone(self.writer(), &issue).await;
-            }
+            return Self::issue_alone(self.writer(), &issue).await;
         }
         answer.await.unwrap_or_else(|_| Err(writer_stopped()))
     }
@@ -776,7 +776,7 @@ where
             let mut revokes = Vec::new();
             for job in &jobs {
                 match job {
-                    Job::Issue(issue, _) => issues.push(issue),
+                    Job::Issue(issue, _) => issues.push(&**issue),
                     Job::Revoke(id, _) => revokes.push(id.as_str()),
                 }
             }
@@ -1450,7 +1450,7 @@ pub(super) enum Rotation {
 pub(super) enum Job {
     /// [`Store::issue_tokens`](super::Store::issue_tokens).
     Issue(
-        TokenIssue,
+        Box<TokenIssue>,
         oneshot::Sender<Result<IssueOutcome, StoreError>>,
     ),
     /// [`Store::revoke_token`](super::Store::revoke_token) of the token with this id.

@@ -13,7 +13,7 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::Router;
@@ -76,53 +76,54 @@ struct Fixture {
     app: Router,
 }
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+/// Inputs served by one server before it is replaced by a fresh one: every token issued stays
+/// in the `MemoryStore` until it expires, so one server for a whole run would grow until
+/// libFuzzer's RSS limit.
+const INPUTS_PER_SERVER: u32 = 20_000;
+
+fn fixture() -> Fixture {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let app = runtime.block_on(async {
+        let server = AuthorizationServer::builder()
+            .issuer("https://auth.test")
+            .store(MemoryStore::new())
+            .password_verifier(Users)
+            .consent_handler(Approve)
+            // Failed authentications must not lock the fuzzer out of the deeper code.
+            .client_auth_rate_limit(u32::MAX, Duration::from_secs(1))
             .build()
-            .expect("runtime");
-        let app = runtime.block_on(async {
-            let server = AuthorizationServer::builder()
-                .issuer("https://auth.test")
-                .store(MemoryStore::new())
-                .password_verifier(Users)
-                .consent_handler(Approve)
-                // Failed authentications must not lock the fuzzer out of the deeper code.
-                .client_auth_rate_limit(u32::MAX, Duration::from_secs(1))
-                .build()
-                .await
-                .expect("server");
-            let mut registration = ClientRegistration::new("fuzz app");
-            registration.client_id = Some(CLIENT_ID.to_owned());
-            registration.redirect_uris = vec![REDIRECT_URI.to_owned()];
-            registration.grant_types = Some(
-                [
-                    "client_credentials",
-                    "refresh_token",
-                    "password",
-                    "authorization_code",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            );
-            registration.scopes = vec!["read".into(), "write".into()];
-            registration.secret =
-                Some(ClientSecret::from_value(CLIENT_SECRET.to_owned()).expect("long secret"));
-            server.register_client(registration).await.expect("client");
-            // A second client, with client credentials only.
-            let mut other = ClientRegistration::new("other app");
-            other.client_id = Some("other-client".to_owned());
-            other.scopes = vec!["read".into()];
-            other.secret = Some(
-                ClientSecret::from_value(format!("other-{CLIENT_SECRET}")).expect("long secret"),
-            );
-            server.register_client(other).await.expect("client");
-            Router::new().nest("/oauth2", server.router())
-        });
-        Fixture { runtime, app }
-    })
+            .await
+            .expect("server");
+        let mut registration = ClientRegistration::new("fuzz app");
+        registration.client_id = Some(CLIENT_ID.to_owned());
+        registration.redirect_uris = vec![REDIRECT_URI.to_owned()];
+        registration.grant_types = Some(
+            [
+                "client_credentials",
+                "refresh_token",
+                "password",
+                "authorization_code",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        registration.scopes = vec!["read".into(), "write".into()];
+        registration.secret =
+            Some(ClientSecret::from_value(CLIENT_SECRET.to_owned()).expect("long secret"));
+        server.register_client(registration).await.expect("client");
+        // A second client, with client credentials only.
+        let mut other = ClientRegistration::new("other app");
+        other.client_id = Some("other-client".to_owned());
+        other.scopes = vec!["read".into()];
+        other.secret =
+            Some(ClientSecret::from_value(format!("other-{CLIENT_SECRET}")).expect("long secret"));
+        server.register_client(other).await.expect("client");
+        Router::new().nest("/oauth2", server.router())
+    });
+    Fixture { runtime, app }
 }
 
 fn basic() -> String {
@@ -204,7 +205,19 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
-    let Fixture { runtime, app } = fixture();
+    static FIXTURE: Mutex<Option<(Fixture, u32)>> = Mutex::new(None);
+    let mut guard = FIXTURE.lock().unwrap_or_else(|e| e.into_inner());
+    if guard
+        .as_ref()
+        .is_none_or(|(_, served)| *served >= INPUTS_PER_SERVER)
+    {
+        *guard = None; // the old server (and its runtime) goes first
+        *guard = Some((fixture(), 0));
+    }
+    let Some((Fixture { runtime, app }, served)) = guard.as_mut() else {
+        unreachable!("set above");
+    };
+    *served += 1;
     runtime.block_on(async {
         let mut body = body.to_vec();
         if body.windows(4).any(|w| w == b"@RT@") {

@@ -580,21 +580,37 @@ where
             next = Some(sql::from_i64(col(row, "seq")?, "seq")?);
             changed.push(col(row, "client_id")?);
         }
-        let next = match next {
-            Some(next) => next,
-            // As for the revocation log: a feed that ends before the cursor is another
-            // database's (restored, replaced): start over.
-            None => {
-                let newest = sql::cursor_from_i64(
-                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM oauth2_client_changes")
-                        .fetch_one(self.pool())
-                        .await
-                        .map_err(db_error)?,
-                )?;
-                if newest < cursor { 0 } else { cursor }
-            }
-        };
+        let next = self
+            .next_cursor(
+                next,
+                cursor,
+                "SELECT COALESCE(MAX(seq), 0) FROM oauth2_client_changes",
+            )
+            .await?;
         Ok(Some((changed, next)))
+    }
+
+    /// The cursor after a read of a log (the revocation log, the client change feed): the last
+    /// sequence number read, or with nothing new the same cursor — unless the log ends before
+    /// it (`newest` selects its largest sequence number), when this is not the database that
+    /// handed it out (restored, replaced, or its newest rows purged): then 0, to start over,
+    /// since entries may repeat but must never be skipped.
+    async fn next_cursor(
+        &self,
+        last_read: Option<u64>,
+        cursor: u64,
+        newest: &'static str,
+    ) -> Result<u64, StoreError> {
+        if let Some(last) = last_read {
+            return Ok(last);
+        }
+        let newest = sql::cursor_from_i64(
+            sqlx::query_scalar(newest)
+                .fetch_one(self.pool())
+                .await
+                .map_err(db_error)?,
+        )?;
+        Ok(if newest < cursor { 0 } else { cursor })
     }
 
     async fn insert_code(&self, code: CodeRecord) -> Result<(), StoreError> {
@@ -1217,21 +1233,13 @@ where
             entries.push(entry);
             next = Some(seq);
         }
-        let next = match next {
-            Some(next) => next,
-            // Nothing new. If the log ends before the cursor, this is not the database that
-            // handed it out (restored, replaced, or its newest rows purged): start over, since
-            // entries may repeat but must never be skipped.
-            None => {
-                let newest = sql::cursor_from_i64(
-                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log")
-                        .fetch_one(self.pool())
-                        .await
-                        .map_err(db_error)?,
-                )?;
-                if newest < cursor { 0 } else { cursor }
-            }
-        };
+        let next = self
+            .next_cursor(
+                next,
+                cursor,
+                "SELECT COALESCE(MAX(seq), 0) FROM oauth2_revocation_log",
+            )
+            .await?;
         Ok((entries, next))
     }
 

@@ -42,6 +42,7 @@ pub struct AuthorizationServerBuilder {
     leeway: Duration,
     key_encryption_secret: Option<Vec<u8>>,
     sync_interval: Duration,
+    accept_json: bool,
 }
 
 impl Default for AuthorizationServerBuilder {
@@ -64,6 +65,7 @@ impl Default for AuthorizationServerBuilder {
             leeway: Duration::from_secs(60),
             key_encryption_secret: None,
             sync_interval: Duration::from_secs(1),
+            accept_json: false,
         }
     }
 }
@@ -141,6 +143,31 @@ impl AuthorizationServerBuilder {
     /// authenticator accept them. Off by default: such a token is valid until revoked.
     pub fn allow_unlimited_access_tokens(mut self, allow: bool) -> Self {
         self.allow_unlimited = allow;
+        self
+    }
+
+    /// Lets `POST /token` also take its parameters as a JSON object of string members
+    /// (`Content-Type: application/json`), as clients written for Kong's OAuth 2.0 plugin send
+    /// them: `{"grant_type": "client_credentials", "client_id": "…", "client_secret": "…"}`.
+    /// Such a body is treated exactly like the form body: same grants, same client
+    /// authentication, same errors. A member that is not a string (a number, `true`, `null`, an
+    /// array or an object), a member given twice, anything but one object, or a body over the
+    /// size limit is `invalid_request`.
+    ///
+    /// Defaults to `false`: RFC 6749 §3.2 defines the token request as
+    /// `application/x-www-form-urlencoded`, and a JSON body is then `invalid_request`.
+    ///
+    /// ```
+    /// # async fn f() -> Result<(), tower_oauth2::ConfigError> {
+    /// let server = tower_oauth2::server::AuthorizationServer::builder()
+    ///     .issuer("https://auth.example.com")
+    ///     .accept_json_token_requests(true)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn accept_json_token_requests(mut self, accept: bool) -> Self {
+        self.accept_json = accept;
         self
     }
 
@@ -354,6 +381,7 @@ impl AuthorizationServerBuilder {
             revocation_cursor: tokio::sync::Mutex::new(0),
             client_cursor: tokio::sync::Mutex::new(0),
             sync_interval: self.sync_interval,
+            accept_json: self.accept_json,
         });
         state.sync_revocations().await.map_err(unreachable)?;
         tokio::spawn(housekeeping(Arc::downgrade(&state)));

@@ -177,20 +177,52 @@ impl Params {
 
     /// Parses a POST body, which must be form-encoded.
     pub(crate) fn from_form(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
-        let form = headers
+        Self::from_body(headers, body, false)
+    }
+
+    /// Parses a POST body: form-encoded, or, with `accept_json`, a JSON object of string
+    /// members ([`parse_json`](Self::parse_json)).
+    pub(crate) fn from_body(
+        headers: &HeaderMap,
+        body: &[u8],
+        accept_json: bool,
+    ) -> Result<Self, OAuthError> {
+        let media_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                v.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !form {
-            return Err(OAuthError::invalid_request(
+            .map(str::trim);
+        let is = |expected: &str| media_type.is_some_and(|t| t.eq_ignore_ascii_case(expected));
+        if is("application/x-www-form-urlencoded") {
+            Self::parse(body)
+        } else if accept_json && is("application/json") {
+            Self::parse_json(body)
+        } else if accept_json {
+            Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded or application/json",
+            ))
+        } else {
+            Err(OAuthError::invalid_request(
                 "the body must be application/x-www-form-urlencoded",
-            ));
+            ))
         }
-        Self::parse(body)
+    }
+
+    /// Parses a JSON object whose members are all strings, as the form body's parameters: an
+    /// empty string counts as absent, as an empty form value does. A member given twice, a
+    /// member that is not a string, anything but a single object, or text that is not JSON is
+    /// refused: serde_json's maps would keep the last of two members silently, so the object is
+    /// read with a visitor of its own.
+    pub(crate) fn parse_json(text: &[u8]) -> Result<Self, OAuthError> {
+        use serde::Deserializer as _;
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let map = deserializer
+            .deserialize_any(FlatObject)
+            .and_then(|map| deserializer.end().map(|()| map))
+            .map_err(|error| {
+                OAuthError::invalid_request(format!("the JSON body is not accepted: {error}"))
+            })?;
+        Ok(Self(map))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
@@ -204,6 +236,55 @@ impl Params {
 
     pub(crate) fn take(&mut self, name: &str) -> Option<String> {
         self.0.remove(name)
+    }
+}
+
+/// Reads one JSON object of string members into a map; see [`Params::parse_json`].
+struct FlatObject;
+
+impl<'de> serde::de::Visitor<'de> for FlatObject {
+    type Value = HashMap<String, String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("one object whose members are strings")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut seen = std::collections::HashSet::new();
+        let mut map = HashMap::new();
+        while let Some(name) = access.next_key::<String>()? {
+            if !seen.insert(name.clone()) {
+                return Err(A::Error::custom(format!(
+                    "member `{}` is repeated",
+                    printable(&name)
+                )));
+            }
+            let value = match access.next_value::<Value>()? {
+                Value::String(value) => value,
+                other => {
+                    let kind = match other {
+                        Value::Null => "null",
+                        Value::Bool(_) => "a boolean",
+                        Value::Number(_) => "a number",
+                        Value::Array(_) => "an array",
+                        Value::Object(_) => "an object",
+                        Value::String(_) => "a string",
+                    };
+                    return Err(A::Error::custom(format!(
+                        "member `{}` is {kind}; every member must be a string",
+                        printable(&name)
+                    )));
+                }
+            };
+            if !value.is_empty() {
+                map.insert(name, value);
+            }
+        }
+        Ok(map)
     }
 }
 

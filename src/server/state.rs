@@ -57,6 +57,8 @@ pub(crate) struct ServerState {
     pub(super) client_cursor: tokio::sync::Mutex<u64>,
     /// How often the store is polled for revocations and signing keys.
     pub(super) sync_interval: Duration,
+    /// Whether `POST /token` also takes a JSON object of string members.
+    pub(crate) accept_json: bool,
 }
 
 impl ServerState {

@@ -65,7 +65,7 @@ async fn token(
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?;
-    let params = Params::from_form(&parts.headers, &body)?;
+    let params = Params::from_body(&parts.headers, &body, state.accept_json)?;
     // A code is redeemed once, so that grant cannot run twice: it authenticates against the
     // store. The others take the client from the cache, and run once more, against the
     // store, if the client turns out to have changed when their tokens are stored.
@@ -73,7 +73,7 @@ async fn token(
     match grant(state, parts, params, cache, context).await {
         Err(Refused::ClientChanged(client_id)) if cache.is_some() => {
             state.clients.invalidate(&client_id);
-            let params = Params::from_form(&parts.headers, &body)?;
+            let params = Params::from_body(&parts.headers, &body, state.accept_json)?;
             match grant(state, parts, params, None, context).await {
                 Err(Refused::ClientChanged(_)) => Err(client_changed()),
                 other => other.map_err(Refused::into_oauth),

@@ -293,7 +293,7 @@ async fn every_malformed_json_body_is_invalid_request() {
         (
             "a top-level array",
             format!(r#"[{{{head},"grant_type":"client_credentials"}}]"#),
-            "one object",
+            "expected one object, found an array",
         ),
         (
             "a top-level string",
@@ -324,6 +324,10 @@ async fn every_malformed_json_body_is_invalid_request() {
         let answer = post(addr, "application/json", body.into_bytes()).await;
         assert_invalid_request(&answer, case);
         let text = answer.1["error_description"].as_str().unwrap_or_default();
+        assert!(
+            !text.contains(SECRET),
+            "{case}: the description never echoes a value: {text}"
+        );
         assert!(
             text.contains(description),
             "{case}: the description says `{description}`: {text}"

@@ -23,10 +23,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Barrier;
 use tokio::task::JoinError;
 use tower_oauth2::server::store::{
+    AuditQuery, AuditRecord, ClientActivity, MemoryStore, Store, StoreError,
+};
+use tower_oauth2::server::store::{
     ClientRecord, ClientStatus, CodeRecord, GrantType, IssueOutcome, RevokedAccess,
     SigningKeyRecord, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
-use tower_oauth2::server::store::{MemoryStore, Store, StoreError};
 use tower_oauth2::server::{SecretHash, TokenLifetime};
 
 /// How long one store's whole suite may take before it counts as hung (a deadlock, a lock
@@ -254,6 +256,193 @@ async fn conformance(store: Arc<dyn Store>) {
     // It counts what it deletes, and other checks' records must not be old enough.
     check_purge_expired(store.as_ref()).await;
     check_purge_in_chunks(store.as_ref()).await;
+    // Last: it purges the audit log down to a few rows.
+    check_audit_log(store.as_ref()).await;
+}
+
+fn audit_event(at: u64, kind: &str, client_id: Option<&str>, n: usize) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at,
+        kind: kind.to_owned(),
+        client_id: client_id.map(str::to_owned),
+        actor: Some(format!("actor-{n}")),
+        detail: serde_json::json!({"n": n, "scope": "read write", "nested": {"ok": true}}),
+    }
+}
+
+/// Every page of `query` until the last, newest first.
+async fn audit_pages(store: &dyn Store, mut query: AuditQuery) -> Vec<AuditRecord> {
+    let mut all: Vec<AuditRecord> = Vec::new();
+    loop {
+        let page = store
+            .audit_events(query.clone())
+            .await
+            .expect("audit_events");
+        assert!(
+            page.len() <= query.limit,
+            "a page holds at most `limit` events"
+        );
+        let full = page.len() == query.limit;
+        query.before = page.last().map(|e| e.seq);
+        all.extend(page);
+        if !full {
+            return all;
+        }
+    }
+}
+
+/// The audit log: append keeps order and assigns increasing `seq`; each filter, their
+/// combination and the cursor select exactly the matching events, newest first, with no
+/// duplicate or gap across pages; the per-client activity counts `token_issued` events; purge
+/// by age, then by count, deletes the oldest.
+async fn check_audit_log(store: &dyn Store) {
+    let t = now();
+    // 60 events over 60 seconds, three kinds, two clients and some without a client; appended
+    // in three calls, the last one large.
+    let kinds = ["token_issued", "token_refused", "admin_action"];
+    let events: Vec<AuditRecord> = (0..60)
+        .map(|n| {
+            let client = match n % 4 {
+                0 | 1 => Some("audit-a"),
+                2 => Some("audit-b"),
+                _ => None,
+            };
+            audit_event(t - 60 + n as u64, kinds[n % 3], client, n)
+        })
+        .collect();
+    store
+        .append_audit(Vec::new())
+        .await
+        .expect("append nothing");
+    store
+        .append_audit(events[..1].to_vec())
+        .await
+        .expect("append one");
+    store
+        .append_audit(events[1..10].to_vec())
+        .await
+        .expect("append nine");
+    store
+        .append_audit(events[10..].to_vec())
+        .await
+        .expect("append fifty");
+
+    let all = audit_pages(store, AuditQuery::new(7)).await;
+    assert_eq!(all.len(), 60, "every event, once, across pages of 7");
+    let numbers: Vec<u64> = all
+        .iter()
+        .map(|e| e.detail["n"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..60).rev().collect::<Vec<u64>>(),
+        "newest first, no gap"
+    );
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "seq decreases");
+    let first = all.last().expect("oldest");
+    assert_eq!(
+        (
+            first.at,
+            first.kind.as_str(),
+            first.client_id.as_deref(),
+            first.actor.as_deref()
+        ),
+        (t - 60, "token_issued", Some("audit-a"), Some("actor-0"))
+    );
+    assert_eq!(first.detail["nested"]["ok"], true, "the detail round-trips");
+
+    let expect = |filter: &dyn Fn(usize) -> bool| -> Vec<u64> {
+        (0..60u64).rev().filter(|&n| filter(n as usize)).collect()
+    };
+    let numbers_of = |events: &[AuditRecord]| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| e.detail["n"].as_u64().expect("n"))
+            .collect()
+    };
+    let mut by_client = AuditQuery::new(4);
+    by_client.client_id = Some("audit-a".into());
+    assert_eq!(
+        numbers_of(&audit_pages(store, by_client).await),
+        expect(&|n| n % 4 < 2)
+    );
+    let mut by_kind = AuditQuery::new(5);
+    by_kind.kind = Some("token_refused".into());
+    assert_eq!(
+        numbers_of(&audit_pages(store, by_kind).await),
+        expect(&|n| n % 3 == 1)
+    );
+    let mut both = AuditQuery::new(3);
+    both.client_id = Some("audit-b".into());
+    both.kind = Some("admin_action".into());
+    assert_eq!(
+        numbers_of(&audit_pages(store, both).await),
+        expect(&|n| n % 4 == 2 && n % 3 == 2)
+    );
+    let mut window = AuditQuery::new(100);
+    window.since = Some(t - 50);
+    window.until = Some(t - 40);
+    assert_eq!(
+        numbers_of(&audit_pages(store, window).await),
+        expect(&|n| (10..20).contains(&n)),
+        "since is inclusive, until exclusive"
+    );
+    let mut nobody = AuditQuery::new(10);
+    nobody.client_id = Some("audit-nobody".into());
+    assert!(store.audit_events(nobody).await.expect("query").is_empty());
+
+    // Activity: token_issued events per client (n % 3 == 0), counted from `since`.
+    let activity = store
+        .client_activity(t - 30)
+        .await
+        .expect("client_activity");
+    let of = |id: &str| -> ClientActivity {
+        let issued: Vec<u64> = (0..60u64)
+            .filter(|n| {
+                n % 3 == 0
+                    && if id == "audit-a" {
+                        n % 4 < 2
+                    } else {
+                        n % 4 == 2
+                    }
+            })
+            .collect();
+        ClientActivity {
+            client_id: id.to_owned(),
+            last_issued_at: t - 60 + issued.iter().max().copied().unwrap_or_default(),
+            issued_since: issued.iter().filter(|&&n| t - 60 + n >= t - 30).count() as u64,
+        }
+    };
+    assert_eq!(activity, vec![of("audit-a"), of("audit-b")]);
+
+    // Retention: by age (older than t - 20: events 0..40), then by count.
+    assert_eq!(store.purge_audit(t - 20, 1_000).await.expect("purge"), 40);
+    let left = audit_pages(store, AuditQuery::new(100)).await;
+    assert_eq!(numbers_of(&left), expect(&|n| n >= 40));
+    assert_eq!(
+        store.purge_audit(0, 5).await.expect("purge"),
+        15,
+        "keeps the newest 5"
+    );
+    let left = audit_pages(store, AuditQuery::new(100)).await;
+    assert_eq!(numbers_of(&left), expect(&|n| n >= 55));
+    assert_eq!(
+        store.purge_audit(0, 5).await.expect("purge"),
+        0,
+        "nothing more"
+    );
+
+    // Appending goes on after a purge, with larger `seq`s.
+    let newest_seq = left.first().expect("kept").seq;
+    store
+        .append_audit(vec![audit_event(t, "token_revoked", None, 99)])
+        .await
+        .expect("append");
+    let newest = store.audit_events(AuditQuery::new(1)).await.expect("query");
+    assert_eq!(newest.len(), 1);
+    assert!(newest[0].seq > newest_seq);
+    assert_eq!(newest[0].detail["n"], 99);
 }
 
 /// More expired tokens than one purge transaction deletes (the SQL stores purge in chunks of

@@ -12,6 +12,11 @@
 //! | `DELETE /clients/{id}` | revoke all the client's tokens and delete it |
 //! | `GET /clients/{id}/tokens` | the client's active tokens: ids, kinds, scopes, times; never values |
 //! | `DELETE /clients/{id}/tokens/{token_id}` | revoke one token (a refresh token with its family) |
+//! | `GET /audit` | the audit log, newest first: `?client_id=&kind=&since=&until=&cursor=&limit=`; answers `events` and `next_cursor` |
+//!
+//! `GET /clients` also gives each client's `last_token_issued_at` and `tokens_issued_24h`, from
+//! the audit log. Actions are recorded in the audit log with the administrator's subject when
+//! the app's authentication layer put a [`VerifiedToken`](crate::VerifiedToken) in the request.
 
 use std::sync::Arc;
 
@@ -24,8 +29,11 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{json_response, parse_scope, random_token};
-use super::store::{ClientRecord, ClientStatus, GrantType, StoreError, TokenKind, TokenRecord};
+use super::http::{Params, json_response, parse_scope, random_token};
+use super::store::{
+    AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus, GrantType, StoreError,
+    TokenKind, TokenRecord,
+};
 use super::{ApprovalPolicy, ClientSecret, ServerState, TokenLifetime, audit};
 use crate::time;
 
@@ -191,8 +199,42 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/clients/{id}/secret", post(rotate_secret))
         .route("/clients/{id}/tokens", get(tokens))
         .route("/clients/{id}/tokens/{token_id}", delete(revoke_token))
+        .route("/audit", get(audit_log))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Who made an admin request: the subject of the token the app's authentication layer
+/// verified for it, when there is one (the admin router performs no authentication itself).
+pub(crate) struct Actor(Option<String>);
+
+impl Actor {
+    /// The administrator's subject, if known.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// Who revoked, for the audit event: the subject, or `admin`.
+    fn by(&self) -> &str {
+        self.name().unwrap_or("admin")
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Actor(
+            parts
+                .extensions
+                .get::<crate::token::VerifiedToken>()
+                .and_then(|t| t.subject())
+                .map(str::to_owned),
+        ))
+    }
 }
 
 fn lifetime_text(lifetime: Option<TokenLifetime>) -> Value {
@@ -229,6 +271,7 @@ fn token_view(token: &TokenRecord) -> Value {
 /// Checks a registration and stores the client.
 pub(crate) async fn register(
     state: &ServerState,
+    actor: Option<&str>,
     registration: ClientRegistration,
 ) -> Result<(ClientRecord, Option<ClientSecret>), RegistrationError> {
     let name = registration.name.trim();
@@ -361,7 +404,13 @@ pub(crate) async fn register(
         .insert_client(record.clone())
         .await
         .map_err(RegistrationError::Store)?;
-    audit::admin("register", &record.client_id, Some(record.status.as_str()));
+    audit::admin(
+        &state.audit,
+        actor,
+        "register",
+        &record.client_id,
+        Some(record.status.as_str()),
+    );
     Ok((record, shown.then_some(secret)))
 }
 
@@ -422,6 +471,7 @@ fn check_redirect_uri(uri: &str) -> Result<(), String> {
 
 async fn create(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -442,7 +492,7 @@ async fn create(
                 .into_response();
         }
     };
-    match register(&state, registration).await {
+    match register(&state, actor.name(), registration).await {
         Ok((client, secret)) => {
             let mut body = client_view(&client);
             if let Some(secret) = secret {
@@ -456,8 +506,104 @@ async fn create(
 
 async fn list(State(state): State<Arc<ServerState>>) -> Result<Response, AdminError> {
     let clients = state.store.clients().await?;
-    let views: Vec<Value> = clients.iter().map(client_view).collect();
+    let activity: std::collections::HashMap<String, ClientActivity> = state
+        .store
+        .client_activity(time::now().saturating_sub(ACTIVITY_WINDOW))
+        .await?
+        .into_iter()
+        .map(|a| (a.client_id.clone(), a))
+        .collect();
+    let views: Vec<Value> = clients
+        .iter()
+        .map(|client| {
+            let mut view = client_view(client);
+            let activity = activity.get(&client.client_id);
+            view["last_token_issued_at"] = activity.map(|a| a.last_issued_at).into();
+            view["tokens_issued_24h"] = activity.map_or(0, |a| a.issued_since).into();
+            view
+        })
+        .collect();
     Ok(json_response(StatusCode::OK, &json!({"clients": views})))
+}
+
+/// The window of a client's `tokens_issued_24h`.
+const ACTIVITY_WINDOW: u64 = 86_400;
+
+/// Events a page of the audit log holds by default, and at most.
+const AUDIT_PAGE: (usize, usize) = (100, 500);
+
+/// Reads an audit-log query from URL query parameters: `client_id`, `kind` (an
+/// [`AuditKind`](super::AuditKind) name), `since` and `until` (seconds since the Unix epoch;
+/// `since` inclusive, `until` exclusive), `cursor` (the `next_cursor` of the previous page) and
+/// `limit` (1–500, default 100).
+pub(crate) fn audit_query(query: Option<&str>) -> Result<AuditQuery, String> {
+    let params = Params::parse(query.unwrap_or_default().as_bytes()).map_err(|e| e.description)?;
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        params
+            .get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("`{name}` must be a whole number of seconds or a cursor"))
+            })
+            .transpose()
+    };
+    let mut parsed = AuditQuery::new(AUDIT_PAGE.0);
+    parsed.client_id = params.get("client_id").map(str::to_owned);
+    if let Some(kind) = params.get("kind") {
+        let known = super::AuditKind::from_name(kind).ok_or_else(|| {
+            let names: Vec<&str> = super::AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("`kind` must be one of {}", names.join(", "))
+        })?;
+        parsed.kind = Some(known.as_str().to_owned());
+    }
+    parsed.since = number("since")?;
+    parsed.until = number("until")?;
+    parsed.before = number("cursor")?;
+    if let Some(limit) = number("limit")? {
+        parsed.limit = usize::try_from(limit)
+            .ok()
+            .filter(|l| (1..=AUDIT_PAGE.1).contains(l))
+            .ok_or_else(|| format!("`limit` must be between 1 and {}", AUDIT_PAGE.1))?;
+    }
+    Ok(parsed)
+}
+
+/// A page of the audit log, newest first, and the cursor of the next page (`None` on the last).
+pub(crate) async fn audit_page(
+    state: &ServerState,
+    query: AuditQuery,
+) -> Result<(Vec<AuditRecord>, Option<u64>), StoreError> {
+    let limit = query.limit;
+    let events = state.store.audit_events(query).await?;
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok((events, next))
+}
+
+async fn audit_log(
+    State(state): State<Arc<ServerState>>,
+    uri: http::Uri,
+) -> Result<Response, AdminError> {
+    let query = audit_query(uri.query()).map_err(AdminError::BadRequest)?;
+    let (events, next) = audit_page(&state, query).await?;
+    let views: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "at": e.at,
+                "kind": e.kind,
+                "client_id": e.client_id,
+                "actor": e.actor,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"events": views, "next_cursor": next}),
+    ))
 }
 
 async fn load(state: &ServerState, id: &str) -> Result<ClientRecord, AdminError> {
@@ -483,6 +629,7 @@ async fn update_client(state: &ServerState, client: ClientRecord) -> Result<bool
 
 async fn set_status(
     state: &ServerState,
+    actor: &Actor,
     id: &str,
     to: ClientStatus,
     allowed_from: &[ClientStatus],
@@ -499,24 +646,34 @@ async fn set_status(
     if !update_client(state, client.clone()).await? {
         return Err(AdminError::NotFound);
     }
-    audit::admin(to.as_str(), id, None);
+    audit::admin(&state.audit, actor.name(), to.as_str(), id, None);
     Ok(json_response(StatusCode::OK, &client_view(&client)))
 }
 
 async fn approve(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     use ClientStatus::*;
-    set_status(&state, &id, Approved, &[Pending, Rejected, Disabled]).await
+    set_status(
+        &state,
+        &actor,
+        &id,
+        Approved,
+        &[Pending, Rejected, Disabled],
+    )
+    .await
 }
 
 async fn reject(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     set_status(
         &state,
+        &actor,
         &id,
         ClientStatus::Rejected,
         &[ClientStatus::Pending],
@@ -524,38 +681,52 @@ async fn reject(
     .await
 }
 
-async fn revoke_all(state: &ServerState, id: &str, cause: &str) -> Result<usize, AdminError> {
+async fn revoke_all(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+    cause: &str,
+) -> Result<usize, AdminError> {
     let revoked = state.store.revoke_client_tokens(id).await?;
     state.denylist.extend(&revoked);
-    audit::revoked("admin", cause, &revoked);
+    audit::revoked(&state.audit, actor.by(), cause, &revoked);
     Ok(revoked.len())
 }
 
 async fn disable(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     use ClientStatus::*;
     // Status first, so no new token is issued while the old ones are being revoked.
-    let response = set_status(&state, &id, Disabled, &[Pending, Approved, Rejected]).await?;
-    revoke_all(&state, &id, "client disabled").await?;
+    let response = set_status(
+        &state,
+        &actor,
+        &id,
+        Disabled,
+        &[Pending, Approved, Rejected],
+    )
+    .await?;
+    revoke_all(&state, &actor, &id, "client disabled").await?;
     Ok(response)
 }
 
 async fn remove(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     let mut client = load(&state, &id).await?;
     client.status = ClientStatus::Disabled;
     update_client(&state, client).await?;
-    let revoked = revoke_all(&state, &id, "client deleted").await?;
+    let revoked = revoke_all(&state, &actor, &id, "client deleted").await?;
     let deleted = state.store.delete_client(&id).await?;
     state.clients.invalidate(&id);
     if !deleted {
         return Err(AdminError::NotFound);
     }
-    audit::admin("delete", &id, None);
+    audit::admin(&state.audit, actor.name(), "delete", &id, None);
     Ok(json_response(
         StatusCode::OK,
         &json!({"deleted": id, "revoked_tokens": revoked}),
@@ -564,6 +735,7 @@ async fn remove(
 
 async fn rotate_secret(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     let mut client = load(&state, &id).await?;
@@ -573,7 +745,7 @@ async fn rotate_secret(
     if !update_client(&state, client.clone()).await? {
         return Err(AdminError::NotFound);
     }
-    audit::admin("rotate_secret", &id, None);
+    audit::admin(&state.audit, actor.name(), "rotate_secret", &id, None);
     let mut body = client_view(&client);
     body["client_secret"] = secret.expose().into();
     Ok(json_response(StatusCode::OK, &body))
@@ -591,6 +763,7 @@ async fn tokens(
 
 async fn revoke_token(
     State(state): State<Arc<ServerState>>,
+    actor: Actor,
     Path((id, token_id)): Path<(String, String)>,
 ) -> Result<Response, AdminError> {
     let token = state
@@ -609,8 +782,14 @@ async fn revoke_token(
             .collect(),
     };
     state.denylist.extend(&revoked);
-    audit::revoked("admin", "revoked by id", &revoked);
-    audit::admin("revoke_token", &id, Some(&token_id));
+    audit::revoked(&state.audit, actor.by(), "revoked by id", &revoked);
+    audit::admin(
+        &state.audit,
+        actor.name(),
+        "revoke_token",
+        &id,
+        Some(&token_id),
+    );
     let ids: Vec<&str> = revoked.iter().map(|t| t.id.as_str()).collect();
     Ok(json_response(StatusCode::OK, &json!({"revoked": ids})))
 }

@@ -43,7 +43,12 @@ pub(super) async fn housekeeping(state: Weak<ServerState>) {
                 .store
                 .purge_signing_keys(now.saturating_sub(state.leeway))
                 .await?;
-            Ok::<_, StoreError>(rows + keys)
+            let (max_age, max_events) = state.audit_retention;
+            let audit = state
+                .store
+                .purge_audit(now.saturating_sub(max_age.as_secs()), max_events)
+                .await?;
+            Ok::<_, StoreError>(rows + keys + audit)
         };
         match purged.await {
             Ok(0) => {}

@@ -43,6 +43,7 @@ pub struct AuthorizationServerBuilder {
     key_encryption_secret: Option<Vec<u8>>,
     sync_interval: Duration,
     accept_json: bool,
+    audit_retention: (Duration, u64),
 }
 
 impl Default for AuthorizationServerBuilder {
@@ -66,6 +67,7 @@ impl Default for AuthorizationServerBuilder {
             key_encryption_secret: None,
             sync_interval: Duration::from_secs(1),
             accept_json: false,
+            audit_retention: (Duration::from_secs(90 * 86_400), 1_000_000),
         }
     }
 }
@@ -171,6 +173,16 @@ impl AuthorizationServerBuilder {
         self
     }
 
+    /// How long the store's audit log keeps events, and how many it keeps at most: older
+    /// events, then the oldest beyond `max_events`, are deleted by the housekeeping every ten
+    /// minutes. `max_events` must be at least 1.
+    ///
+    /// Defaults to 90 days and 1,000,000 events.
+    pub fn audit_retention(mut self, max_age: Duration, max_events: u64) -> Self {
+        self.audit_retention = (max_age, max_events);
+        self
+    }
+
     /// Whether new clients start approved or pending (default [`ApprovalPolicy::Automatic`]).
     pub fn approval_policy(mut self, policy: ApprovalPolicy) -> Self {
         self.approval = policy;
@@ -253,6 +265,11 @@ impl AuthorizationServerBuilder {
             .issuer
             .ok_or_else(|| ConfigError::new("no issuer configured: call .issuer(..)"))?;
         check_url(&issuer, "issuer")?;
+        if self.audit_retention.1 == 0 {
+            return Err(ConfigError::new(
+                "audit_retention: max_events must be at least 1",
+            ));
+        }
         let issuer = issuer.trim_end_matches('/').to_owned();
         let endpoint_base = match self.endpoint_base {
             Some(base) => {
@@ -356,6 +373,7 @@ impl AuthorizationServerBuilder {
             .leeway(self.leeway)
             .build()?;
 
+        let audit = super::audit::AuditLog::start(Arc::clone(&store));
         let state = Arc::new(ServerState {
             issuer,
             endpoint_base,
@@ -382,6 +400,8 @@ impl AuthorizationServerBuilder {
             client_cursor: tokio::sync::Mutex::new(0),
             sync_interval: self.sync_interval,
             accept_json: self.accept_json,
+            audit,
+            audit_retention: self.audit_retention,
         });
         state.sync_revocations().await.map_err(unreachable)?;
         tokio::spawn(housekeeping(Arc::downgrade(&state)));

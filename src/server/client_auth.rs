@@ -157,6 +157,7 @@ fn secret_matches(client: &ClientRecord, presented: &Presented) -> bool {
 /// (see [`ClientCache`]); otherwise, and without `cache`, the client is read from the store.
 pub(crate) async fn authenticate(
     store: &dyn Store,
+    audit: &super::audit::AuditLog,
     limiter: &RateLimiter,
     cache: Option<&ClientCache>,
     headers: &HeaderMap,
@@ -181,7 +182,7 @@ pub(crate) async fn authenticate(
         .filter_map(|k| limiter.blocked(k, now))
         .max()
     {
-        super::audit::client_auth_refused(&presented.client_id, peer, "rate limited");
+        super::audit::client_auth_refused(audit, &presented.client_id, peer, "rate limited");
         return Err(OAuthError::rate_limited(wait));
     }
     if let Some(cached) = cache.and_then(|c| c.0.get(&presented.client_id))
@@ -203,11 +204,11 @@ pub(crate) async fn authenticate(
     let Some(client) = client.filter(|_| matches) else {
         let keys: Vec<String> = keys.into_iter().flatten().collect();
         limiter.record_failures(store, &keys, now).await;
-        super::audit::client_auth_refused(&presented.client_id, peer, "bad credentials");
+        super::audit::client_auth_refused(audit, &presented.client_id, peer, "bad credentials");
         return Err(OAuthError::invalid_client("client authentication failed"));
     };
     if client.status != ClientStatus::Approved {
-        super::audit::client_auth_refused(&client.client_id, peer, client.status.as_str());
+        super::audit::client_auth_refused(audit, &client.client_id, peer, client.status.as_str());
         return Err(OAuthError::invalid_client(format!(
             "client is {}",
             client.status.as_str()

@@ -36,6 +36,7 @@ async fn introspect(
     let mut params = Params::from_form(&parts.headers, &body)?;
     let client = client_auth::authenticate(
         &*state.store,
+        &state.audit,
         &state.limiter,
         Some(&state.clients),
         &parts.headers,

@@ -84,6 +84,7 @@ use crate::authenticator::Issuer;
 
 use state::ServerState;
 
+pub use audit::AuditKind;
 pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use builder::AuthorizationServerBuilder;
 pub use lifetime::{LifetimeError, TokenLifetime};
@@ -194,6 +195,19 @@ impl AuthorizationServer {
         self.state.sync_revocations().await
     }
 
+    /// Waits until every audit event recorded so far is in the store's audit log. Events are
+    /// appended in the background, a batch at a time; call this before a graceful shutdown, or
+    /// in a test before reading the log.
+    pub async fn flush_audit(&self) {
+        self.state.audit.flush().await;
+    }
+
+    /// How many audit events never reached the store's audit log (its queue was full, or the
+    /// store kept failing); they are still in `tracing`.
+    pub fn audit_events_lost(&self) -> u64 {
+        self.state.audit.lost()
+    }
+
     /// Registers a client directly (as the admin API does), e.g. a demo client at start-up.
     /// `secret` sets its secret; `None` generates one. Returns the client and, when generated,
     /// the secret to hand over once.
@@ -201,7 +215,7 @@ impl AuthorizationServer {
         &self,
         registration: ClientRegistration,
     ) -> Result<(store::ClientRecord, Option<ClientSecret>), RegistrationError> {
-        admin::register(&self.state, registration).await
+        admin::register(&self.state, None, registration).await
     }
 }
 

@@ -31,6 +31,7 @@ async fn revoke(
     let mut params = Params::from_form(&parts.headers, &body)?;
     let client = client_auth::authenticate(
         &*state.store,
+        &state.audit,
         &state.limiter,
         Some(&state.clients),
         &parts.headers,
@@ -75,7 +76,12 @@ async fn revoke_record(
     record: TokenRecord,
 ) -> Result<(), OAuthError> {
     if record.client_id != client.client_id {
-        audit::client_auth_refused(&client.client_id, None, "revoking another client's token");
+        audit::client_auth_refused(
+            &state.audit,
+            &client.client_id,
+            None,
+            "revoking another client's token",
+        );
         return Err(OAuthError::unauthorized_client(
             "the token was not issued to this client",
         ));
@@ -91,6 +97,11 @@ async fn revoke_record(
             .collect(),
     };
     state.denylist.extend(&revoked);
-    audit::revoked(&client.client_id, "revocation request", &revoked);
+    audit::revoked(
+        &state.audit,
+        &client.client_id,
+        "revocation request",
+        &revoked,
+    );
     Ok(())
 }

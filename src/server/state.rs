@@ -59,6 +59,10 @@ pub(crate) struct ServerState {
     pub(super) sync_interval: Duration,
     /// Whether `POST /token` also takes a JSON object of string members.
     pub(crate) accept_json: bool,
+    /// The queue to the store's audit log.
+    pub(crate) audit: super::audit::AuditLog,
+    /// How long audit events are kept, and how many at most.
+    pub(super) audit_retention: (Duration, u64),
 }
 
 impl ServerState {

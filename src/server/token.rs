@@ -41,7 +41,12 @@ pub(crate) async fn handle(State(state): State<Arc<ServerState>>, request: Reque
     match token(&state, &parts, body, &mut context).await {
         Ok(response) => response,
         Err(error) => {
-            audit::token_refused(context.grant, context.client.as_deref(), &error);
+            audit::token_refused(
+                &state.audit,
+                context.grant,
+                context.client.as_deref(),
+                &error,
+            );
             error.into_response()
         }
     }
@@ -127,6 +132,7 @@ async fn grant(
 ) -> Result<Response, Refused> {
     let client = client_auth::authenticate(
         &*state.store,
+        &state.audit,
         &state.limiter,
         cache,
         &parts.headers,
@@ -262,8 +268,13 @@ async fn authorization_code(
         // RFC 6749 §4.1.2: a code used twice revokes what was issued from it.
         let revoked = state.store.revoke_family(&record.family_id).await?;
         state.denylist.extend(&revoked);
-        audit::code_reuse(&client.client_id, revoked.len());
-        audit::revoked(&client.client_id, "authorization code reuse", &revoked);
+        audit::code_reuse(&state.audit, &client.client_id, revoked.len());
+        audit::revoked(
+            &state.audit,
+            &client.client_id,
+            "authorization code reuse",
+            &revoked,
+        );
         return Err(OAuthError::invalid_grant(
             "authorization code was already used; the tokens issued from it are revoked",
         )
@@ -365,8 +376,13 @@ async fn reuse(state: &ServerState, old: &TokenRecord) -> OAuthError {
     match state.store.revoke_family(family).await {
         Ok(revoked) => {
             state.denylist.extend(&revoked);
-            audit::refresh_reuse(family, &old.client_id, revoked.len());
-            audit::revoked(&old.client_id, "refresh token reuse", &revoked);
+            audit::refresh_reuse(&state.audit, family, &old.client_id, revoked.len());
+            audit::revoked(
+                &state.audit,
+                &old.client_id,
+                "refresh token reuse",
+                &revoked,
+            );
             OAuthError::invalid_grant(
                 "refresh token was already used; every token of this grant is revoked",
             )
@@ -504,7 +520,12 @@ async fn issue(
                 })
                 .collect();
             state.denylist.extend(&revoked);
-            audit::revoked(&client_id, "authorization code reuse", &revoked);
+            audit::revoked(
+                &state.audit,
+                &client_id,
+                "authorization code reuse",
+                &revoked,
+            );
         }
         IssueOutcome::NotRotated => {
             // Another request rotated (or revoked) it first: a replay.
@@ -522,7 +543,12 @@ async fn issue(
     let access = tokens.next();
     let refresh_record = tokens.next();
     if let Some(access) = &access {
-        audit::token_issued(grant_type.as_str(), access, refresh_record.as_ref());
+        audit::token_issued(
+            &state.audit,
+            grant_type.as_str(),
+            access,
+            refresh_record.as_ref(),
+        );
     }
     let mut body = json!({
         "access_token": access_token,

@@ -1,12 +1,13 @@
 //! [`MemoryStore`]: everything in one mutex-guarded map set. For tests, demos and single
 //! instances that may forget their clients on restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    ClientRecord, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store, StoreError,
-    StoreFuture, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
+    AuditQuery, AuditRecord, ClientActivity, ClientRecord, CodeRecord, IssueOutcome, RevokedAccess,
+    SigningKeyRecord, Store, StoreError, StoreFuture, TokenHash, TokenIssue, TokenKind,
+    TokenRecord, TokenState,
 };
 
 /// A [`Store`] in process memory. Every operation takes one lock, so each is atomic; nothing
@@ -27,6 +28,10 @@ struct Inner {
     /// Every access-token revocation, in order: position `i` is cursor `i + 1`.
     revocation_log: Vec<RevokedAccess>,
     signing_keys: Vec<SigningKeyRecord>,
+    /// The audit log, oldest first.
+    audit: VecDeque<AuditRecord>,
+    /// The `seq` of the last audit event appended.
+    audit_seq: u64,
 }
 
 impl MemoryStore {
@@ -398,6 +403,66 @@ impl Store for MemoryStore {
                 .revoked_families
                 .retain(|_, until| until.is_none_or(|u| u > now));
             Ok((before - inner.codes.len() - inner.tokens.len()) as u64)
+        })
+    }
+
+    // --- audit log ---
+
+    fn append_audit(&self, events: Vec<AuditRecord>) -> StoreFuture<'_, ()> {
+        self.with(move |inner| {
+            for mut event in events {
+                inner.audit_seq += 1;
+                event.seq = inner.audit_seq;
+                inner.audit.push_back(event);
+            }
+            Ok(())
+        })
+    }
+
+    fn audit_events(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.with(move |inner| {
+            Ok(inner
+                .audit
+                .iter()
+                .rev()
+                .filter(|event| query.matches(event))
+                .take(query.limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn purge_audit(&self, older_than: u64, max_rows: u64) -> StoreFuture<'_, u64> {
+        self.with(move |inner| {
+            let before = inner.audit.len();
+            inner.audit.retain(|event| event.at >= older_than);
+            let keep = usize::try_from(max_rows).unwrap_or(usize::MAX);
+            let excess = inner.audit.len().saturating_sub(keep);
+            inner.audit.drain(..excess);
+            Ok((before - inner.audit.len()) as u64)
+        })
+    }
+
+    fn client_activity(&self, since: u64) -> StoreFuture<'_, Vec<ClientActivity>> {
+        self.with(move |inner| {
+            let mut by_client: HashMap<&str, ClientActivity> = HashMap::new();
+            for event in inner.audit.iter().filter(|e| e.kind == "token_issued") {
+                let Some(client_id) = event.client_id.as_deref() else {
+                    continue;
+                };
+                let entry = by_client
+                    .entry(client_id)
+                    .or_insert_with(|| ClientActivity {
+                        client_id: client_id.to_owned(),
+                        last_issued_at: event.at,
+                        issued_since: 0,
+                    });
+                entry.last_issued_at = entry.last_issued_at.max(event.at);
+                entry.issued_since += u64::from(event.at >= since);
+            }
+            let mut activity: Vec<_> = by_client.into_values().collect();
+            activity.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+            Ok(activity)
         })
     }
 }

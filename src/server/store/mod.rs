@@ -227,6 +227,113 @@ pub trait Store: Send + Sync + 'static {
         let _ = (cursor, max);
         Box::pin(std::future::ready(Ok(None)))
     }
+
+    // --- audit log ---
+
+    /// Appends audit events, in order, in one atomic step; the store assigns each its
+    /// [`AuditRecord::seq`] (the `seq` given is ignored). The default keeps nothing: a store
+    /// that does not implement the audit log leaves the events to `tracing` alone.
+    fn append_audit(&self, events: Vec<AuditRecord>) -> StoreFuture<'_, ()> {
+        let _ = events;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The audit events that match `query`, newest first: at most
+    /// [`AuditQuery::limit`] of them, all with a `seq` below [`AuditQuery::before`] when it is
+    /// set (the `seq` of the last event of the previous page). Empty by default.
+    fn audit_events(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditRecord>> {
+        let _ = query;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// Deletes the audit events older than `older_than` (seconds since the Unix epoch), then
+    /// the oldest ones beyond the newest `max_rows`; returns how many. Nothing by default.
+    fn purge_audit(&self, older_than: u64, max_rows: u64) -> StoreFuture<'_, u64> {
+        let _ = (older_than, max_rows);
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    /// For every client with a `token_issued` event in the log: when the last one happened,
+    /// and how many happened at or after `since`. Empty by default.
+    fn client_activity(&self, since: u64) -> StoreFuture<'_, Vec<ClientActivity>> {
+        let _ = since;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+}
+
+/// One event of the persistent audit log ([`Store::append_audit`]). Never holds a secret or
+/// a token value: token ids (`jti`), family ids, scopes, grant types and error codes only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// The event's position in the log, assigned by the store when it is appended (0 before):
+    /// later events have larger values. Pages of [`Store::audit_events`] continue from it.
+    pub seq: u64,
+    /// When it happened, seconds since the Unix epoch.
+    pub at: u64,
+    /// What happened: `token_issued`, `token_refused`, `client_auth_refused`,
+    /// `token_revoked`, `refresh_token_reuse`, `code_reuse`, `admin_action`, … (see
+    /// [`AuditKind`](crate::server::AuditKind)).
+    pub kind: String,
+    /// The client concerned, if any.
+    pub client_id: Option<String>,
+    /// Who acted, if known: the subject of a token issued to a user, of an administrator.
+    pub actor: Option<String>,
+    /// The rest, as a JSON object (grant, scope, jti, error, reason, peer, …).
+    pub detail: serde_json::Value,
+}
+
+/// Which audit events [`Store::audit_events`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditQuery {
+    /// Only this client's events.
+    pub client_id: Option<String>,
+    /// Only events of this kind.
+    pub kind: Option<String>,
+    /// Only events at or after this time (seconds since the Unix epoch).
+    pub since: Option<u64>,
+    /// Only events before this time (seconds since the Unix epoch).
+    pub until: Option<u64>,
+    /// Only events with a `seq` below this one: the cursor of the next page.
+    pub before: Option<u64>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Every event, newest first, `limit` at a time.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            client_id: None,
+            kind: None,
+            since: None,
+            until: None,
+            before: None,
+            limit,
+        }
+    }
+
+    /// Whether `event` matches the filters (not the cursor or limit).
+    pub fn matches(&self, event: &AuditRecord) -> bool {
+        self.client_id
+            .as_deref()
+            .is_none_or(|c| event.client_id.as_deref() == Some(c))
+            && self.kind.as_deref().is_none_or(|k| event.kind == k)
+            && self.since.is_none_or(|t| event.at >= t)
+            && self.until.is_none_or(|t| event.at < t)
+            && self.before.is_none_or(|b| event.seq < b)
+    }
+}
+
+/// A client's token issuance, from the audit log ([`Store::client_activity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientActivity {
+    /// The client.
+    pub client_id: String,
+    /// When its last token was issued, seconds since the Unix epoch.
+    pub last_issued_at: u64,
+    /// How many tokens it was issued at or after the time asked about.
+    pub issued_since: u64,
 }
 
 /// A key's failed authentications in its current window, as every instance on a store that

@@ -30,8 +30,9 @@ use super::sql::{
     signing_key_columns, to_i64, token_columns,
 };
 use super::{
-    ClientRecord, ClientStatus, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord,
-    StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
+    AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus, CodeRecord, IssueOutcome,
+    RevokedAccess, SigningKeyRecord, StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord,
+    TokenState,
 };
 use crate::server::SecretHash;
 
@@ -1365,6 +1366,127 @@ where
             .map_err(db_error)?;
         Ok(Self::rows_affected(&done))
     }
+    // --- audit log ---
+
+    /// Appends `events` in one transaction, in multi-row inserts of at most
+    /// [`AUDIT_INSERT_ROWS`] rows.
+    async fn append_audit(&self, events: Vec<AuditRecord>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for chunk in events.chunks(AUDIT_INSERT_ROWS) {
+            let mut text = String::from(
+                "INSERT INTO oauth2_audit (at, kind, client_id, actor, detail) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push('(');
+                text.push_str(&placeholders(i * 5 + 1, 5));
+                text.push(')');
+            }
+            let mut query = sqlx::query(&text).persistent(chunk.len() == AUDIT_INSERT_ROWS);
+            for event in chunk {
+                query = query
+                    .bind(to_i64(event.at, "audit time")?)
+                    .bind(event.kind.clone())
+                    .bind(event.client_id.clone())
+                    .bind(event.actor.clone())
+                    .bind(event.detail.to_string());
+            }
+            query.execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn audit_events(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let statement = match (query.client_id.is_some(), query.kind.is_some()) {
+            (false, false) => AUDIT_PAGE,
+            (true, false) => AUDIT_PAGE_CLIENT,
+            (false, true) => AUDIT_PAGE_KIND,
+            (true, true) => AUDIT_PAGE_CLIENT_KIND,
+        };
+        let mut select = sqlx::query(statement)
+            .bind(clamp_i64(query.since.unwrap_or(0)))
+            .bind(clamp_i64(query.until.unwrap_or(u64::MAX)))
+            .bind(clamp_i64(query.before.unwrap_or(u64::MAX)))
+            .bind(clamp_i64(query.limit as u64));
+        if let Some(client_id) = query.client_id {
+            select = select.bind(client_id);
+        }
+        if let Some(kind) = query.kind {
+            select = select.bind(kind);
+        }
+        self.select_all(select, Self::audit_from_row).await
+    }
+
+    fn audit_from_row(row: &Row<Self>) -> Result<AuditRecord, StoreError> {
+        let detail: String = col(row, "detail")?;
+        Ok(AuditRecord {
+            seq: sql::from_i64(col(row, "seq")?, "audit seq")?,
+            at: sql::from_i64(col(row, "at")?, "audit time")?,
+            kind: col(row, "kind")?,
+            client_id: col(row, "client_id")?,
+            actor: col(row, "actor")?,
+            detail: serde_json::from_str(&detail)
+                .map_err(|e| sql::corrupt(format_args!("audit detail: {e}")))?,
+        })
+    }
+
+    /// Deletes by age, then by count, in chunks of [`PURGE_CHUNK`] rows, each its own short
+    /// transaction (as [`purge_expired`](Self::purge_expired) does).
+    async fn purge_audit(&self, older_than: u64, max_rows: u64) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            let n = Self::purge_chunk(&mut tx, PURGE_AUDIT_AGE, clamp_i64(older_than)).await?;
+            tx.commit().await.map_err(db_error)?;
+            purged += n;
+            if n < PURGE_CHUNK {
+                break;
+            }
+        }
+        // The `seq` below which rows are beyond the newest `max_rows`.
+        let Some(first_kept) = sqlx::query_scalar::<_, i64>(
+            "SELECT seq FROM oauth2_audit ORDER BY seq DESC LIMIT 1 OFFSET $1",
+        )
+        .bind(clamp_i64(max_rows.saturating_sub(1)))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?
+        else {
+            return Ok(purged);
+        };
+        loop {
+            let mut tx = self.begin().await?;
+            let n = Self::purge_chunk(&mut tx, PURGE_AUDIT_SEQ, first_kept).await?;
+            tx.commit().await.map_err(db_error)?;
+            purged += n;
+            if n < PURGE_CHUNK {
+                return Ok(purged);
+            }
+        }
+    }
+
+    async fn client_activity(&self, since: u64) -> Result<Vec<ClientActivity>, StoreError> {
+        let select = sqlx::query(
+            "SELECT client_id, MAX(at) AS last_at, \
+             SUM(CASE WHEN at >= $1 THEN 1 ELSE 0 END) AS recent \
+             FROM oauth2_audit WHERE kind = 'token_issued' AND client_id IS NOT NULL \
+             GROUP BY client_id ORDER BY client_id",
+        )
+        .bind(clamp_i64(since));
+        self.select_all(select, |row| {
+            Ok(ClientActivity {
+                client_id: col(row, "client_id")?,
+                last_issued_at: sql::from_i64(col(row, "last_at")?, "audit time")?,
+                issued_since: sql::from_i64(col(row, "recent")?, "audit count")?,
+            })
+        })
+        .await
+    }
 }
 
 /// A typed column read, where a failure means a corrupt row.
@@ -1405,6 +1527,30 @@ const PURGE_LOG: &str = "DELETE FROM oauth2_revocation_log WHERE seq IN \
       WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)";
 const PURGE_CLIENT_CHANGES: &str = "DELETE FROM oauth2_client_changes WHERE seq IN \
      (SELECT seq FROM oauth2_client_changes WHERE changed_at <= $1 LIMIT $2)";
+
+/// Rows per multi-row insert of audit events.
+const AUDIT_INSERT_ROWS: usize = 64;
+
+/// A page of the audit log: `$1` since, `$2` until, `$3` before (cursor), `$4` limit, then the
+/// filters present.
+macro_rules! audit_page {
+    ($($filter:literal)?) => {
+        concat!(
+            "SELECT seq, at, kind, client_id, actor, detail FROM oauth2_audit \
+             WHERE at >= $1 AND at < $2 AND seq < $3",
+            $($filter,)?
+            " ORDER BY seq DESC LIMIT $4"
+        )
+    };
+}
+const AUDIT_PAGE: &str = audit_page!();
+const AUDIT_PAGE_CLIENT: &str = audit_page!(" AND client_id = $5");
+const AUDIT_PAGE_KIND: &str = audit_page!(" AND kind = $5");
+const AUDIT_PAGE_CLIENT_KIND: &str = audit_page!(" AND client_id = $5 AND kind = $6");
+const PURGE_AUDIT_AGE: &str = "DELETE FROM oauth2_audit WHERE seq IN \
+     (SELECT seq FROM oauth2_audit WHERE at < $1 LIMIT $2)";
+const PURGE_AUDIT_SEQ: &str = "DELETE FROM oauth2_audit WHERE seq IN \
+     (SELECT seq FROM oauth2_audit WHERE seq < $1 LIMIT $2)";
 
 /// Seconds a client change stays in the feed.
 const CLIENT_CHANGES_KEPT: i64 = 3600;
@@ -1555,7 +1701,7 @@ macro_rules! sql_store {
         const _: () = {
             use $crate::server::store::sql_store::SqlStore;
             use $crate::server::store::{
-                ClientRecord, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store,
+                AuditQuery, AuditRecord, ClientActivity, ClientRecord, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store,
                 StoreFuture, TokenHash, TokenIssue, TokenRecord,
             };
 
@@ -1694,6 +1840,22 @@ macro_rules! sql_store {
 
                 fn purge_signing_keys(&self, now: u64) -> StoreFuture<'_, u64> {
                     Box::pin(SqlStore::purge_signing_keys(self, now))
+                }
+
+                fn append_audit(&self, events: Vec<AuditRecord>) -> StoreFuture<'_, ()> {
+                    Box::pin(SqlStore::append_audit(self, events))
+                }
+
+                fn audit_events(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditRecord>> {
+                    Box::pin(SqlStore::audit_events(self, query))
+                }
+
+                fn purge_audit(&self, older_than: u64, max_rows: u64) -> StoreFuture<'_, u64> {
+                    Box::pin(SqlStore::purge_audit(self, older_than, max_rows))
+                }
+
+                fn client_activity(&self, since: u64) -> StoreFuture<'_, Vec<ClientActivity>> {
+                    Box::pin(SqlStore::client_activity(self, since))
                 }
 
                 $($($item)*)?

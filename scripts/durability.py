@@ -8,7 +8,9 @@ Through HTTP it then:
 - registers an extra client through the admin API (a token with scope admin);
 - issues two client_credentials access tokens, A and B, and a refresh token R (password grant);
 - revokes A;
-and kills the process with SIGKILL: no shutdown, nothing flushed on the way out.
+- reads the whole audit log through the admin API while four threads keep getting tokens;
+and kills the process with SIGKILL under that traffic: no shutdown, nothing flushed on the way
+out.
 
 It checks that a restart without DEMO_KEY_SECRET is refused (exit code 2, naming it), then
 restarts the demo on the same database and asserts that:
@@ -17,7 +19,8 @@ restarts the demo on the same database and asserts that:
 - A is still refused (401, revoked) and introspects inactive, B active;
 - R refreshes once (200), R again is invalid_grant (reuse), and the reuse revoked the family;
 - the database files (checked right after the kill) hold neither the client secrets nor the
-  token values nor DEMO_KEY_SECRET.
+  token values nor DEMO_KEY_SECRET;
+- every audit event read before the kill is still in the audit log, unchanged.
 Then it kills that process too and checks the demo client's secret on restart: without
 DEMO_CLIENT_SECRET the stored secret is kept (the old secret works, the demo says it was shown
 when the client was created, and the walkthrough it prints runs in bash with that secret
@@ -43,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.parse
@@ -182,6 +186,7 @@ def field(reply: Reply, name: str):
 
 class Scenario:
     def __init__(self, binary: str, workdir: Path):
+        self.audit_before: dict = {}
         self.binary = binary
         self.workdir = workdir
         self.db = workdir / "demo.db"
@@ -281,6 +286,73 @@ class Scenario:
         me = api(d.base, "GET", "/me", token=self.token_a)
         check("A is refused at /me before the kill: 401", me.status == 401, me.evidence())
         return True
+
+    def audit_log(self, label: str) -> dict | None:
+        """Every event of the audit log, through the admin API's pages: {seq: event}."""
+        d = self.demo
+        assert d is not None
+        admin = d.token(self.client, grant_type="client_credentials", scope="admin")
+        token = field(admin, "access_token")
+        events: dict = {}
+        cursor = None
+        for _ in range(1000):
+            path = "/admin/audit?limit=500" + (f"&cursor={cursor}" if cursor else "")
+            page = api(d.base, "GET", path, token=token)
+            body = page.json() or {}
+            if page.status != 200 or "events" not in body:
+                check(f"{label}: the admin API lists the audit log: 200", False, page.evidence())
+                return None
+            for event in body["events"]:
+                events[event["seq"]] = event
+            cursor = body.get("next_cursor")
+            if cursor is None:
+                return events
+        return events
+
+    def audit_under_traffic(self) -> None:
+        """Reads the audit log while clients keep getting tokens, just before the kill."""
+        d = self.demo
+        assert d is not None
+        stop = threading.Event()
+        issued = []
+
+        def traffic() -> None:
+            while not stop.is_set():
+                reply = d.token(self.client, grant_type="client_credentials")
+                if reply.status == 200:
+                    issued.append(reply)
+
+        workers = [threading.Thread(target=traffic, daemon=True) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(1.0)
+        events = self.audit_log("under traffic")
+        time.sleep(0.3)
+        # Killed while the traffic threads are still sending.
+        d.sigkill()
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=10)
+        if events is not None:
+            self.audit_before = events
+            check("under traffic: the audit log holds token_issued events before the kill",
+                  sum(e["kind"] == "token_issued" for e in events.values()) >= 5
+                  and len(issued) >= 5,
+                  f"events: {len(events)}, tokens issued: {len(issued)}")
+
+    def audit_survived(self) -> None:
+        """Every audit event read before the SIGKILL is still there, unchanged."""
+        after = self.audit_log("after the restart")
+        if after is None or not self.audit_before:
+            check("the audit log was read before and after the kill", False,
+                  f"before: {len(self.audit_before)}, after: {after is not None}")
+            return
+        missing = [seq for seq in self.audit_before if seq not in after]
+        changed = [seq for seq, event in self.audit_before.items()
+                   if seq in after and after[seq] != event]
+        check(f"SIGKILL under traffic lost no committed audit row "
+              f"({len(self.audit_before)} read before the kill, {len(after)} after the restart)",
+              not missing and not changed, f"missing: {missing[:10]}\nchanged: {changed[:10]}")
 
     # --- after the kill ---------------------------------------------------------------------
 
@@ -447,12 +519,13 @@ class Scenario:
             return
         if not self.populate():
             return
-        self.demo.sigkill()
+        self.audit_under_traffic()
         self.at_rest()
         self.sealed_keys_need_the_secret()
         if not self.restart("restart after SIGKILL"):
             return
         self.survived()
+        self.audit_survived()
         self.demo.sigkill()
         self.secret_on_restart()
 

@@ -464,6 +464,7 @@ async fn admin_registers_shows_and_lists_without_ever_showing_the_secret_again()
             "access_token_lifetime": "15min",
             "refresh_token_lifetime": null,
             "created_at": created_at,
+            "contacts": [],
             "client_secret": secret,
         })
     );
@@ -714,8 +715,16 @@ async fn manual_approval_pending_clients_cannot_authenticate_until_approved() {
     let reply = admin(&h.app, Method::POST, "/clients/partner/reject", None).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
     assert_eq!(reply.error(), "conflict");
+    // Approving twice is a no-op: the first decision stands, recorded once.
     let reply = admin(&h.app, Method::POST, "/clients/partner/approve", None).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "already approved");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "already approved: {}",
+        reply.text
+    );
+    assert_eq!(reply.body["status"], "approved");
+    assert_eq!(reply.body["decisions"].as_array().map(Vec::len), Some(1));
 
     let other = register(&h.app, json!({"name": "Other", "client_id": "other"})).await;
     let rejected = admin(&h.app, Method::POST, "/clients/other/reject", None).await;
@@ -724,8 +733,15 @@ async fn manual_approval_pending_clients_cannot_authenticate_until_approved() {
     let refused = token(&h.app, &other, &[("grant_type", "client_credentials")]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.error(), "invalid_client");
+    // Rejecting twice is a no-op too.
     let reply = admin(&h.app, Method::POST, "/clients/other/reject", None).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "already rejected");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "already rejected: {}",
+        reply.text
+    );
+    assert_eq!(reply.body["status"], "rejected");
 
     let disabled = admin(&h.app, Method::POST, "/clients/partner/disable", None).await;
     assert_eq!(disabled.body["status"], "disabled");

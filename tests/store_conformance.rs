@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Barrier;
 use tokio::task::JoinError;
 use tower_oauth2::server::store::{
-    AuditQuery, AuditRecord, ClientActivity, MemoryStore, Store, StoreError,
+    ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, Decision, DecisionOutcome,
+    MemoryStore, Store, StoreError,
 };
 use tower_oauth2::server::store::{
     ClientRecord, ClientStatus, CodeRecord, GrantType, IssueOutcome, RevokedAccess,
@@ -67,6 +68,7 @@ fn client(id: &str) -> ClientRecord {
         refresh_token_lifetime: None,
         status: ClientStatus::Approved,
         created_at: 1_700_000_000,
+        contacts: strings(&["ops@app.example"]),
     }
 }
 
@@ -256,8 +258,176 @@ async fn conformance(store: Arc<dyn Store>) {
     // It counts what it deletes, and other checks' records must not be old enough.
     check_purge_expired(store.as_ref()).await;
     check_purge_in_chunks(store.as_ref()).await;
+    check_decisions(store.as_ref()).await;
+    check_decision_race(std::slice::from_ref(&store), "race").await;
     // Last: it purges the audit log down to a few rows.
     check_audit_log(store.as_ref()).await;
+}
+
+fn decision(client_id: &str, approver: &str, decision: Decision) -> ApprovalDecision {
+    ApprovalDecision {
+        client_id: client_id.to_owned(),
+        approver: approver.to_owned(),
+        decision,
+        groups: strings(&["security"]),
+        comment: Some(format!("{approver} says {}", decision.as_str())),
+        decided_at: 1_700_000_100,
+    }
+}
+
+/// Approved once both alice and bob approved; rejected by any rejection.
+fn alice_and_bob(decisions: &[ApprovalDecision]) -> Option<ClientStatus> {
+    if decisions.iter().any(|d| d.decision == Decision::Reject) {
+        return Some(ClientStatus::Rejected);
+    }
+    let approved = |who: &str| {
+        decisions
+            .iter()
+            .any(|d| d.approver == who && d.decision == Decision::Approve)
+    };
+    (approved("alice") && approved("bob")).then_some(ClientStatus::Approved)
+}
+
+async fn register_pending(store: &dyn Store, id: &str) {
+    store
+        .insert_client(ClientRecord {
+            status: ClientStatus::Pending,
+            ..client(id)
+        })
+        .await
+        .expect("insert_client");
+}
+
+/// Decisions: recorded with their comment and groups, settled by the rule in the same step;
+/// a second decision by the same approver changes nothing; a settled client takes no more;
+/// deleting the client deletes its decisions.
+async fn check_decisions(store: &dyn Store) {
+    let settle: &(dyn Fn(&[ApprovalDecision]) -> Option<ClientStatus> + Send + Sync) =
+        &alice_and_bob;
+    assert_eq!(
+        store
+            .decide(decision("dec-none", "alice", Decision::Approve), settle)
+            .await,
+        Ok(DecisionOutcome::NotFound)
+    );
+    register_pending(store, "dec-a").await;
+    let alice = decision("dec-a", "alice", Decision::Approve);
+    match store.decide(alice.clone(), settle).await.expect("decide") {
+        DecisionOutcome::Recorded {
+            client,
+            decisions,
+            settled,
+        } => {
+            assert_eq!(client.status, ClientStatus::Pending);
+            assert_eq!(decisions, vec![alice.clone()]);
+            assert!(!settled);
+        }
+        other => panic!("alice's approval is recorded, got {other:?}"),
+    }
+    // Again, even the other way: her first decision stands.
+    let again = store
+        .decide(decision("dec-a", "alice", Decision::Reject), settle)
+        .await
+        .expect("decide");
+    assert!(
+        matches!(&again, DecisionOutcome::AlreadyDecided { earlier, client }
+            if *earlier == alice && client.status == ClientStatus::Pending),
+        "{again:?}"
+    );
+    let bob = decision("dec-a", "bob", Decision::Approve);
+    match store.decide(bob.clone(), settle).await.expect("decide") {
+        DecisionOutcome::Recorded {
+            client,
+            decisions,
+            settled,
+        } => {
+            assert_eq!(client.status, ClientStatus::Approved);
+            assert_eq!(decisions, vec![alice.clone(), bob.clone()], "oldest first");
+            assert!(settled);
+        }
+        other => panic!("bob's approval settles, got {other:?}"),
+    }
+    let stored = store.client("dec-a").await.expect("read").expect("client");
+    assert_eq!(
+        stored.status,
+        ClientStatus::Approved,
+        "the status is stored"
+    );
+    assert_eq!(
+        store
+            .decide(decision("dec-a", "carol", Decision::Reject), settle)
+            .await,
+        Ok(DecisionOutcome::NotPending(stored))
+    );
+    assert_eq!(store.decisions("dec-a").await, Ok(vec![alice, bob]));
+
+    // One rejection rejects.
+    register_pending(store, "dec-r").await;
+    let no = DecisionOutcome::Recorded {
+        client: ClientRecord {
+            status: ClientStatus::Rejected,
+            ..client("dec-r")
+        },
+        decisions: vec![ApprovalDecision {
+            comment: None,
+            ..decision("dec-r", "bob", Decision::Reject)
+        }],
+        settled: true,
+    };
+    assert_eq!(
+        store
+            .decide(
+                ApprovalDecision {
+                    comment: None,
+                    ..decision("dec-r", "bob", Decision::Reject)
+                },
+                settle
+            )
+            .await,
+        Ok(no)
+    );
+    assert!(store.delete_client("dec-r").await.expect("delete"));
+    assert_eq!(store.decisions("dec-r").await, Ok(Vec::new()));
+    assert_eq!(store.decisions("dec-none").await, Ok(Vec::new()));
+}
+
+/// Alice and bob approve the same pending client at the same moment (on one instance or two),
+/// for several clients: both decisions are recorded, exactly one of them settles the client,
+/// and it ends approved.
+async fn check_decision_race(instances: &[Arc<dyn Store>], prefix: &str) {
+    for round in 0..10 {
+        let id = format!("{prefix}-dec-race-{round}");
+        register_pending(instances[0].as_ref(), &id).await;
+        let barrier = Arc::new(Barrier::new(2));
+        let tasks: Vec<_> = ["alice", "bob"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, who)| {
+                let store = Arc::clone(&instances[i % instances.len()]);
+                let barrier = Arc::clone(&barrier);
+                let d = decision(&id, who, Decision::Approve);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.decide(d, &alice_and_bob).await
+                })
+            })
+            .collect();
+        let mut settled = 0;
+        for task in tasks {
+            match task.await.expect("task").expect("decide") {
+                DecisionOutcome::Recorded { settled: s, .. } => settled += usize::from(s),
+                other => panic!("{id}: both decisions are recorded, got {other:?}"),
+            }
+        }
+        assert_eq!(settled, 1, "{id}: exactly one decision settles the client");
+        let client = instances[0]
+            .client(&id)
+            .await
+            .expect("read")
+            .expect("client");
+        assert_eq!(client.status, ClientStatus::Approved, "{id}");
+        assert_eq!(instances[0].decisions(&id).await.map(|d| d.len()), Ok(2));
+    }
 }
 
 fn audit_event(at: u64, kind: &str, client_id: Option<&str>, n: usize) -> AuditRecord {
@@ -539,6 +709,7 @@ async fn check_clients(store: &dyn Store) {
         refresh_token_lifetime: Some(TokenLifetime::Unlimited),
         status: ClientStatus::Approved,
         created_at: t,
+        contacts: strings(&["ops@app.example", "o'brien+oauth@sub.example.co.uk"]),
     };
     let alpha = ClientRecord {
         client_id: "cl-alpha".into(),
@@ -552,6 +723,7 @@ async fn check_clients(store: &dyn Store) {
         refresh_token_lifetime: None,
         status: ClientStatus::Pending,
         created_at: t,
+        contacts: Vec::new(),
     };
     let mid = ClientRecord {
         // Not the canonical order: the stored order is the client's.
@@ -654,6 +826,7 @@ async fn check_clients(store: &dyn Store) {
         refresh_token_lifetime: None,
         status: ClientStatus::Disabled,
         created_at: 42,
+        contacts: strings(&["new-owner@example.org"]),
     };
     assert_eq!(store.update_client(updated.clone()).await, Ok(true));
     let reloaded = store.client("cl-zeta").await.expect("client");
@@ -2832,6 +3005,7 @@ async fn check_two_instances(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     check_issue_against_disable(&instances, "two").await;
     check_revoke_race(&instances, "two").await;
     check_family_revocation_race(&instances, "two").await;
+    check_decision_race(&instances, "two").await;
     let t = now();
     check_signing_key_rotation_race(&instances, "two", t).await;
     let [a, b] = instances;

@@ -31,8 +31,8 @@ use serde_json::{Value, json};
 
 use super::http::{Params, json_response, parse_scope, random_token};
 use super::store::{
-    AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus, GrantType, StoreError,
-    TokenKind, TokenRecord,
+    ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus,
+    Decision, DecisionOutcome, GrantType, StoreError, TokenKind, TokenRecord,
 };
 use super::{ApprovalPolicy, ClientSecret, ServerState, TokenLifetime, audit};
 use crate::time;
@@ -68,6 +68,10 @@ pub struct ClientRegistration {
     /// Refresh-token lifetime (default: the server's).
     #[serde(default)]
     pub refresh_token_lifetime: Option<String>,
+    /// E-mail addresses of the people responsible for the client, told when the registration
+    /// is approved or rejected (at most 10).
+    #[serde(default)]
+    pub contacts: Vec<String>,
     /// A secret chosen by the application instead of a generated one (not accepted from JSON).
     #[serde(skip)]
     pub secret: Option<ClientSecret>,
@@ -91,6 +95,7 @@ impl std::fmt::Debug for ClientRegistration {
             .field("redirect_uris", &self.redirect_uris)
             .field("grant_types", &self.grant_types)
             .field("scopes", &self.scopes)
+            .field("contacts", &self.contacts)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,7 @@ enum AdminError {
     Invalid(&'static str, String),
     NotFound,
     Conflict(String),
+    Forbidden(String),
     Store(StoreError),
 }
 
@@ -163,6 +169,10 @@ impl IntoResponse for AdminError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": "invalid_client_metadata", "field": field,
                        "error_description": format!("{field}: {message}")}),
+            ),
+            AdminError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                json!({"error": "not_an_approver", "error_description": message}),
             ),
             AdminError::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -199,6 +209,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/clients/{id}/secret", post(rotate_secret))
         .route("/clients/{id}/tokens", get(tokens))
         .route("/clients/{id}/tokens/{token_id}", delete(revoke_token))
+        .route("/clients/{id}/decisions", get(decisions))
         .route("/audit", get(audit_log))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
@@ -206,12 +217,17 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 
 /// Who made an admin request: the subject of the token the app's authentication layer
 /// verified for it, when there is one (the admin router performs no authentication itself).
-pub(crate) struct Actor(Option<String>);
+pub(crate) struct Actor(Option<crate::token::VerifiedToken>);
 
 impl Actor {
     /// The administrator's subject, if known.
     pub(crate) fn name(&self) -> Option<&str> {
-        self.0.as_deref()
+        self.0.as_ref().and_then(|t| t.subject())
+    }
+
+    /// The claims of the administrator's token, if any.
+    fn claims(&self) -> Option<Value> {
+        self.0.as_ref().and_then(|t| t.claims::<Value>().ok())
     }
 
     /// Who revoked, for the audit event: the subject, or `admin`.
@@ -231,8 +247,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
             parts
                 .extensions
                 .get::<crate::token::VerifiedToken>()
-                .and_then(|t| t.subject())
-                .map(str::to_owned),
+                .cloned(),
         ))
     }
 }
@@ -253,6 +268,7 @@ fn client_view(client: &ClientRecord) -> Value {
         "access_token_lifetime": lifetime_text(client.access_token_lifetime),
         "refresh_token_lifetime": lifetime_text(client.refresh_token_lifetime),
         "created_at": client.created_at,
+        "contacts": client.contacts,
     })
 }
 
@@ -383,6 +399,12 @@ pub(crate) async fn register(
             (secret, true)
         }
     };
+    if registration.contacts.len() > 10 {
+        return Err(invalid("contacts", "at most 10 addresses"));
+    }
+    for contact in &registration.contacts {
+        super::approval::check_email(contact).map_err(|e| invalid("contacts", e))?;
+    }
     let record = ClientRecord {
         client_id,
         name: name.to_owned(),
@@ -395,9 +417,10 @@ pub(crate) async fn register(
         refresh_token_lifetime,
         status: match state.approval {
             ApprovalPolicy::Automatic => ClientStatus::Approved,
-            ApprovalPolicy::Manual => ClientStatus::Pending,
+            ApprovalPolicy::Manual | ApprovalPolicy::Groups(_) => ClientStatus::Pending,
         },
         created_at: time::now(),
+        contacts: registration.contacts,
     };
     state
         .store
@@ -411,6 +434,9 @@ pub(crate) async fn register(
         &record.client_id,
         Some(record.status.as_str()),
     );
+    if let ApprovalPolicy::Groups(groups) = &state.approval {
+        state.notifications.submitted(&record, groups);
+    }
     Ok((record, shown.then_some(secret)))
 }
 
@@ -485,7 +511,18 @@ async fn create(
     if !json {
         return AdminError::BadRequest("the body must be application/json".into()).into_response();
     }
-    let registration: ClientRegistration = match serde_json::from_slice(&body) {
+    // An object only: serde's derive would also take a positional array as a struct.
+    let registration = match serde_json::from_slice::<Value>(&body) {
+        Ok(value @ Value::Object(_)) => serde_json::from_value::<ClientRegistration>(value),
+        Ok(_) => {
+            return AdminError::BadRequest(
+                "the body is not a valid registration: expected an object".into(),
+            )
+            .into_response();
+        }
+        Err(e) => Err(e),
+    };
+    let registration = match registration {
         Ok(r) => r,
         Err(e) => {
             return AdminError::BadRequest(format!("the body is not a valid registration: {e}"))
@@ -650,35 +687,255 @@ async fn set_status(
     Ok(json_response(StatusCode::OK, &client_view(&client)))
 }
 
+/// The optional body of an approval decision: `{"comment": "…"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// The comment of a decision request: an empty body, or JSON (which a browser cannot send
+/// cross-site without a CORS preflight) with at most a `comment` of up to 1,000 characters.
+fn decision_comment(headers: &http::HeaderMap, body: &[u8]) -> Result<Option<String>, AdminError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(AdminError::BadRequest(
+            "the body must be empty or application/json".into(),
+        ));
+    }
+    let refused = |e: &dyn std::fmt::Display| {
+        AdminError::BadRequest(format!("the body is not a decision: {e}"))
+    };
+    // An object only: serde's derive would also take `["…"]` as a struct.
+    let parsed: DecisionBody = match serde_json::from_slice::<Value>(body) {
+        Ok(value @ Value::Object(_)) => serde_json::from_value(value).map_err(|e| refused(&e))?,
+        Ok(_) => return Err(refused(&"expected an object with at most `comment`")),
+        Err(e) => return Err(refused(&e)),
+    };
+    let comment = parsed
+        .comment
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 1000) {
+        return Err(AdminError::BadRequest(
+            "`comment`: at most 1,000 characters".into(),
+        ));
+    }
+    Ok(comment)
+}
+
+/// Why a decision was refused.
+#[derive(Debug)]
+pub(crate) enum DecideError {
+    /// The person may not decide (not in any approver group, or unknown).
+    Forbidden(String),
+    /// The request conflicts with the client's state or the approver's earlier decision.
+    Conflict(String),
+    /// No such client.
+    NotFound,
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for DecideError {
+    fn from(error: StoreError) -> Self {
+        DecideError::Store(error)
+    }
+}
+
+impl From<DecideError> for AdminError {
+    fn from(error: DecideError) -> Self {
+        match error {
+            DecideError::Forbidden(why) => AdminError::Forbidden(why),
+            DecideError::Conflict(why) => AdminError::Conflict(why),
+            DecideError::NotFound => AdminError::NotFound,
+            DecideError::Store(error) => AdminError::Store(error),
+        }
+    }
+}
+
+/// A decision taken: the client after it, and every decision on it.
+pub(crate) struct Decided {
+    pub(crate) client: ClientRecord,
+    pub(crate) decisions: Vec<ApprovalDecision>,
+}
+
+/// An approver's decision on a registration, under the server's approval policy. Under
+/// [`ApprovalPolicy::Groups`], `approver` must be in one of the groups (by the listed members,
+/// the app's directory, or `claims`); under the other policies, any administrator decides
+/// (the first decision settles). Deciding the same way twice is a no-op. Approving a disabled
+/// client re-enables it (as an administrator's action), and so does approving a rejected one,
+/// except under approver groups, where a rejection is final.
+pub(crate) async fn decide(
+    state: &ServerState,
+    approver: Option<&str>,
+    claims: Option<&Value>,
+    client_id: &str,
+    decision: Decision,
+    comment: Option<String>,
+) -> Result<Decided, DecideError> {
+    let (groups, name) = match &state.approval {
+        ApprovalPolicy::Groups(groups) => {
+            let Some(subject) = approver else {
+                return Err(DecideError::Forbidden(
+                    "the approver is unknown: under approver groups the admin API must sit \
+                     behind an authentication layer"
+                        .into(),
+                ));
+            };
+            let listed = match &state.approver_directory {
+                Some(directory) => directory.groups_of(subject).await,
+                None => Vec::new(),
+            };
+            let mine = groups.groups_of(subject, claims, &listed);
+            if mine.is_empty() {
+                let names: Vec<&str> = groups.groups().iter().map(|g| g.name()).collect();
+                return Err(DecideError::Forbidden(format!(
+                    "{subject} is in none of the approver groups ({}), so cannot decide on \
+                     registrations",
+                    names.join(", ")
+                )));
+            }
+            (mine, subject.to_owned())
+        }
+        _ => (Vec::new(), approver.unwrap_or("admin").to_owned()),
+    };
+    let record = ApprovalDecision {
+        client_id: client_id.to_owned(),
+        approver: name.clone(),
+        decision,
+        groups,
+        comment,
+        decided_at: time::now(),
+    };
+    let policy = &state.approval;
+    let settle = move |decisions: &[ApprovalDecision]| match policy {
+        ApprovalPolicy::Groups(groups) => groups.settle(decisions),
+        // The first decision settles.
+        _ => decisions.last().map(|d| match d.decision {
+            Decision::Approve => ClientStatus::Approved,
+            Decision::Reject => ClientStatus::Rejected,
+        }),
+    };
+    match state.store.decide(record, &settle).await? {
+        DecisionOutcome::NotFound => Err(DecideError::NotFound),
+        DecisionOutcome::AlreadyDecided { earlier, client } => {
+            if earlier.decision != decision {
+                return Err(DecideError::Conflict(format!(
+                    "{name} already decided to {} this registration",
+                    earlier.decision.as_str()
+                )));
+            }
+            let decisions = state.store.decisions(client_id).await?;
+            Ok(Decided { client, decisions })
+        }
+        DecisionOutcome::NotPending(mut client) => match (decision, client.status) {
+            // Re-enabling a disabled client; and, where no group rule binds, a rejected one
+            // (under approver groups a rejection is final: register again).
+            (Decision::Approve, ClientStatus::Disabled)
+            | (Decision::Approve, ClientStatus::Rejected)
+                if client.status == ClientStatus::Disabled
+                    || !matches!(state.approval, ApprovalPolicy::Groups(_)) =>
+            {
+                client.status = ClientStatus::Approved;
+                let id = client.client_id.clone();
+                let updated = state.store.update_client(client.clone()).await;
+                state.clients.invalidate(&id);
+                if !updated? {
+                    return Err(DecideError::NotFound);
+                }
+                audit::admin(&state.audit, Some(&name), "approved", client_id, None);
+                let decisions = state.store.decisions(client_id).await?;
+                Ok(Decided { client, decisions })
+            }
+            (_, status) => Err(DecideError::Conflict(format!(
+                "client is {}; only a pending registration can be {}",
+                status.as_str(),
+                match decision {
+                    Decision::Approve => "approved",
+                    Decision::Reject => "rejected",
+                }
+            ))),
+        },
+        DecisionOutcome::Recorded {
+            client,
+            decisions,
+            settled,
+        } => {
+            if let Some(last) = decisions.last() {
+                audit::approval_decision(&state.audit, last, settled.then_some(client.status));
+                if settled {
+                    state.clients.invalidate(client_id);
+                    state.notifications.decided(&client, last);
+                }
+            }
+            Ok(Decided { client, decisions })
+        }
+    }
+}
+
+fn decision_view(decision: &ApprovalDecision) -> Value {
+    json!({
+        "approver": decision.approver,
+        "decision": decision.decision.as_str(),
+        "groups": decision.groups,
+        "comment": decision.comment,
+        "decided_at": decision.decided_at,
+    })
+}
+
+async fn decide_request(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+    decision: Decision,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Response, AdminError> {
+    let comment = decision_comment(headers, body)?;
+    let claims = actor.claims();
+    let decided = decide(state, actor.name(), claims.as_ref(), id, decision, comment).await?;
+    let mut view = client_view(&decided.client);
+    view["decisions"] = decided.decisions.iter().map(decision_view).collect();
+    Ok(json_response(StatusCode::OK, &view))
+}
+
 async fn approve(
     State(state): State<Arc<ServerState>>,
     actor: Actor,
     Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Bytes,
 ) -> Result<Response, AdminError> {
-    use ClientStatus::*;
-    set_status(
-        &state,
-        &actor,
-        &id,
-        Approved,
-        &[Pending, Rejected, Disabled],
-    )
-    .await
+    decide_request(&state, &actor, &id, Decision::Approve, &headers, &body).await
 }
 
 async fn reject(
     State(state): State<Arc<ServerState>>,
     actor: Actor,
     Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Bytes,
 ) -> Result<Response, AdminError> {
-    set_status(
-        &state,
-        &actor,
-        &id,
-        ClientStatus::Rejected,
-        &[ClientStatus::Pending],
-    )
-    .await
+    decide_request(&state, &actor, &id, Decision::Reject, &headers, &body).await
+}
+
+async fn decisions(
+    State(state): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    load(&state, &id).await?;
+    let decisions = state.store.decisions(&id).await?;
+    let views: Vec<Value> = decisions.iter().map(decision_view).collect();
+    Ok(json_response(StatusCode::OK, &json!({"decisions": views})))
 }
 
 async fn revoke_all(

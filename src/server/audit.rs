@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::OAuthError;
-use super::store::{AuditRecord, Store, TokenRecord};
+use super::store::{ApprovalDecision, AuditRecord, ClientStatus, Store, TokenRecord};
 use crate::time;
 
 /// What an audit event records: the `kind` of an [`AuditRecord`].
@@ -38,11 +38,14 @@ pub enum AuditKind {
     /// An administrator registered, approved, rejected, disabled, deleted a client, rotated
     /// its secret or revoked a token.
     AdminAction,
+    /// An approver approved or rejected a registration (with the groups they decided as,
+    /// their comment, and the status it settled, if any).
+    ApprovalDecision,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 7] = [
+    pub const ALL: [AuditKind; 8] = [
         AuditKind::TokenIssued,
         AuditKind::TokenRefused,
         AuditKind::ClientAuthRefused,
@@ -50,10 +53,12 @@ impl AuditKind {
         AuditKind::RefreshTokenReuse,
         AuditKind::AuthorizationCodeReuse,
         AuditKind::AdminAction,
+        AuditKind::ApprovalDecision,
     ];
 
     /// Its stable name, as stored: `token_issued`, `token_refused`, `client_auth_refused`,
-    /// `token_revoked`, `refresh_token_reuse`, `authorization_code_reuse`, `admin_action`.
+    /// `token_revoked`, `refresh_token_reuse`, `authorization_code_reuse`, `admin_action`,
+    /// `approval_decision`.
     pub fn as_str(self) -> &'static str {
         match self {
             AuditKind::TokenIssued => "token_issued",
@@ -63,6 +68,7 @@ impl AuditKind {
             AuditKind::RefreshTokenReuse => "refresh_token_reuse",
             AuditKind::AuthorizationCodeReuse => "authorization_code_reuse",
             AuditKind::AdminAction => "admin_action",
+            AuditKind::ApprovalDecision => "approval_decision",
         }
     }
 
@@ -333,5 +339,33 @@ pub(crate) fn admin(
         client_id,
         detail,
         "admin action"
+    );
+}
+
+pub(crate) fn approval_decision(
+    log: &AuditLog,
+    decision: &ApprovalDecision,
+    settled: Option<ClientStatus>,
+) {
+    log.append(
+        AuditKind::ApprovalDecision,
+        Some(&decision.client_id),
+        Some(&decision.approver),
+        json!({
+            "decision": decision.decision.as_str(),
+            "groups": decision.groups,
+            "comment": decision.comment,
+            "settled": settled.map(ClientStatus::as_str),
+        }),
+    );
+    tracing::info!(
+        target: "tower_oauth2::audit",
+        outcome = "approval_decision",
+        client_id = %decision.client_id,
+        approver = %decision.approver,
+        decision = decision.decision.as_str(),
+        groups = %decision.groups.join(" "),
+        settled = settled.map(ClientStatus::as_str),
+        "approval decision"
     );
 }

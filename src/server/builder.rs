@@ -44,6 +44,8 @@ pub struct AuthorizationServerBuilder {
     sync_interval: Duration,
     accept_json: bool,
     audit_retention: (Duration, u64),
+    approver_directory: Option<Arc<dyn super::ApproverDirectory>>,
+    notifier: Option<Arc<dyn super::Notifier>>,
 }
 
 impl Default for AuthorizationServerBuilder {
@@ -68,6 +70,8 @@ impl Default for AuthorizationServerBuilder {
             sync_interval: Duration::from_secs(1),
             accept_json: false,
             audit_retention: (Duration::from_secs(90 * 86_400), 1_000_000),
+            approver_directory: None,
+            notifier: None,
         }
     }
 }
@@ -180,6 +184,23 @@ impl AuthorizationServerBuilder {
     /// Defaults to 90 days and 1,000,000 events.
     pub fn audit_retention(mut self, max_age: Duration, max_events: u64) -> Self {
         self.audit_retention = (max_age, max_events);
+        self
+    }
+
+    /// Where the app keeps who is in which approver group, for
+    /// [`ApprovalPolicy::Groups`]; asked with each decision. Without one, membership comes from
+    /// the groups' listed members and the [membership claim](super::ApproverGroups::membership_claim).
+    pub fn approver_directory(mut self, directory: impl super::ApproverDirectory) -> Self {
+        self.approver_directory = Some(Arc::new(directory));
+        self
+    }
+
+    /// Tells people about registrations: submitted (to the approver groups' addresses),
+    /// approved and rejected (to the client's contacts). Delivered in the background, each
+    /// tried up to four times; a failure is logged and never undoes or delays a decision. E.g.
+    /// `SmtpNotifier` (feature `smtp`). Defaults to none.
+    pub fn notifier(mut self, notifier: impl super::Notifier) -> Self {
+        self.notifier = Some(Arc::new(notifier));
         self
     }
 
@@ -402,6 +423,8 @@ impl AuthorizationServerBuilder {
             accept_json: self.accept_json,
             audit,
             audit_retention: self.audit_retention,
+            approver_directory: self.approver_directory,
+            notifications: super::approval::Notifications::start(self.notifier),
         });
         state.sync_revocations().await.map_err(unreachable)?;
         tokio::spawn(housekeeping(Arc::downgrade(&state)));

@@ -51,6 +51,7 @@
 //! `invalid_request`, and every token response carries `Cache-Control: no-store`.
 
 mod admin;
+mod approval;
 mod audit;
 mod authorize;
 mod background;
@@ -84,6 +85,10 @@ use crate::authenticator::Issuer;
 
 use state::ServerState;
 
+pub use approval::{
+    ApprovalRule, ApproverDirectory, ApproverGroup, ApproverGroups, Notification, NotificationKind,
+    Notifier,
+};
 pub use audit::AuditKind;
 pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use builder::AuthorizationServerBuilder;
@@ -97,13 +102,19 @@ pub use token::PasswordVerifier;
 pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Whether newly registered clients may authenticate at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ApprovalPolicy {
     /// Clients are approved when registered (the default).
     #[default]
     Automatic,
-    /// Clients are registered pending; an administrator approves or rejects them.
+    /// Clients are registered pending; the first administrator to decide approves or rejects
+    /// them.
     Manual,
+    /// Clients are registered pending, and approved when every approver group's rule is
+    /// satisfied, or rejected by any member's rejection; see [`ApproverGroups`]. Only members
+    /// of the groups may decide (others get 403).
+    Groups(ApproverGroups),
 }
 
 /// An authorization server. Cheap to clone; every clone is the same server.

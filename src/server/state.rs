@@ -63,6 +63,10 @@ pub(crate) struct ServerState {
     pub(crate) audit: super::audit::AuditLog,
     /// How long audit events are kept, and how many at most.
     pub(super) audit_retention: (Duration, u64),
+    /// The app's directory of approver groups.
+    pub(crate) approver_directory: Option<Arc<dyn super::ApproverDirectory>>,
+    /// The queue to the app's notifier.
+    pub(crate) notifications: super::approval::Notifications,
 }
 
 impl ServerState {

@@ -5,9 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AuditQuery, AuditRecord, ClientActivity, ClientRecord, CodeRecord, IssueOutcome, RevokedAccess,
-    SigningKeyRecord, Store, StoreError, StoreFuture, TokenHash, TokenIssue, TokenKind,
-    TokenRecord, TokenState,
+    ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus,
+    CodeRecord, DecisionOutcome, IssueOutcome, RevokedAccess, SigningKeyRecord, Store, StoreError,
+    StoreFuture, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 
 /// A [`Store`] in process memory. Every operation takes one lock, so each is atomic; nothing
@@ -32,6 +32,8 @@ struct Inner {
     audit: VecDeque<AuditRecord>,
     /// The `seq` of the last audit event appended.
     audit_seq: u64,
+    /// Approval decisions, oldest first.
+    decisions: Vec<ApprovalDecision>,
 }
 
 impl MemoryStore {
@@ -189,6 +191,7 @@ impl Store for MemoryStore {
             let before = inner.clients.len();
             inner.clients.retain(|c| c.client_id != client_id);
             inner.codes.retain(|_, code| code.client_id != client_id);
+            inner.decisions.retain(|d| d.client_id != client_id);
             Ok(inner.clients.len() != before)
         })
     }
@@ -440,6 +443,63 @@ impl Store for MemoryStore {
             let excess = inner.audit.len().saturating_sub(keep);
             inner.audit.drain(..excess);
             Ok((before - inner.audit.len()) as u64)
+        })
+    }
+
+    fn decide<'a>(
+        &'a self,
+        decision: ApprovalDecision,
+        settle: &'a (dyn Fn(&[ApprovalDecision]) -> Option<ClientStatus> + Send + Sync),
+    ) -> StoreFuture<'a, DecisionOutcome> {
+        self.with(move |inner| {
+            let Some(index) = inner
+                .clients
+                .iter()
+                .position(|c| c.client_id == decision.client_id)
+            else {
+                return Ok(DecisionOutcome::NotFound);
+            };
+            let client = inner.clients[index].clone();
+            if let Some(earlier) = inner
+                .decisions
+                .iter()
+                .find(|d| d.client_id == decision.client_id && d.approver == decision.approver)
+            {
+                return Ok(DecisionOutcome::AlreadyDecided {
+                    earlier: earlier.clone(),
+                    client,
+                });
+            }
+            if client.status != ClientStatus::Pending {
+                return Ok(DecisionOutcome::NotPending(client));
+            }
+            inner.decisions.push(decision.clone());
+            let decisions: Vec<ApprovalDecision> = inner
+                .decisions
+                .iter()
+                .filter(|d| d.client_id == decision.client_id)
+                .cloned()
+                .collect();
+            let settled = settle(&decisions);
+            if let Some(status) = settled {
+                inner.clients[index].status = status;
+            }
+            Ok(DecisionOutcome::Recorded {
+                client: inner.clients[index].clone(),
+                decisions,
+                settled: settled.is_some(),
+            })
+        })
+    }
+
+    fn decisions<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Vec<ApprovalDecision>> {
+        self.with(move |inner| {
+            Ok(inner
+                .decisions
+                .iter()
+                .filter(|d| d.client_id == client_id)
+                .cloned()
+                .collect())
         })
     }
 

@@ -259,6 +259,108 @@ pub trait Store: Send + Sync + 'static {
         let _ = since;
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+
+    // --- approval decisions ---
+
+    /// Records an approver's decision on a pending client and settles its status, in one
+    /// atomic step, serialized with other decisions on the same client: if the approver has
+    /// decided on this client before, changes nothing and answers
+    /// [`DecisionOutcome::AlreadyDecided`]; if the client is not pending,
+    /// [`DecisionOutcome::NotPending`]; otherwise stores the decision, calls `settle` with
+    /// every decision on the client (oldest first), sets the status it returns (if any), and
+    /// answers [`DecisionOutcome::Recorded`]. Of approvers deciding at the same moment, each
+    /// sees the decisions committed before its own, so exactly one settles the client.
+    ///
+    /// The default refuses ([`StoreError::Unavailable`]): approver groups need a store that
+    /// implements it, as the crate's three do.
+    fn decide<'a>(
+        &'a self,
+        decision: ApprovalDecision,
+        settle: &'a (dyn Fn(&[ApprovalDecision]) -> Option<ClientStatus> + Send + Sync),
+    ) -> StoreFuture<'a, DecisionOutcome> {
+        let _ = (decision, settle);
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "this store keeps no approval decisions".into(),
+        ))))
+    }
+
+    /// The decisions recorded on a client, oldest first. Empty by default.
+    fn decisions<'a>(&'a self, client_id: &'a str) -> StoreFuture<'a, Vec<ApprovalDecision>> {
+        let _ = client_id;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Approve the registration.
+    Approve,
+    /// Reject it.
+    Reject,
+}
+
+impl Decision {
+    /// `approve` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+
+    /// The decision with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "approve" => Some(Decision::Approve),
+            "reject" => Some(Decision::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// An approver's decision on a client registration ([`Store::decide`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalDecision {
+    /// The client decided on.
+    pub client_id: String,
+    /// The approver's subject.
+    pub approver: String,
+    /// Approve or reject.
+    pub decision: Decision,
+    /// The approver groups the approver decided as (empty under
+    /// [`ApprovalPolicy::Manual`](crate::server::ApprovalPolicy::Manual)).
+    pub groups: Vec<String>,
+    /// The approver's comment.
+    pub comment: Option<String>,
+    /// When, seconds since the Unix epoch.
+    pub decided_at: u64,
+}
+
+/// What [`Store::decide`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DecisionOutcome {
+    /// No client has that id.
+    NotFound,
+    /// The approver had decided on this client before: that decision stands, nothing changed.
+    AlreadyDecided {
+        /// The approver's earlier decision.
+        earlier: ApprovalDecision,
+        /// The client as it is.
+        client: ClientRecord,
+    },
+    /// The client is not pending: nothing changed.
+    NotPending(ClientRecord),
+    /// The decision is recorded.
+    Recorded {
+        /// The client after it: its status changed if `settle` said so.
+        client: ClientRecord,
+        /// Every decision on the client, oldest first, this one last.
+        decisions: Vec<ApprovalDecision>,
+        /// Whether this decision changed the client's status.
+        settled: bool,
+    },
 }
 
 /// One event of the persistent audit log ([`Store::append_audit`]). Never holds a secret or
@@ -571,6 +673,9 @@ pub struct ClientRecord {
     pub status: ClientStatus,
     /// Registration time, seconds since the Unix epoch.
     pub created_at: u64,
+    /// E-mail addresses of the people responsible for the client, told when its registration
+    /// is approved or rejected.
+    pub contacts: Vec<String>,
 }
 
 /// An authorization code waiting to be redeemed.

@@ -167,7 +167,7 @@ pub(super) fn family_mark_until(
 macro_rules! client_columns {
     () => {
         "client_id, name, secret_hash, redirect_uris, grant_types, scopes, default_scopes, \
-         access_token_lifetime, refresh_token_lifetime, status, created_at"
+         access_token_lifetime, refresh_token_lifetime, status, created_at, contacts"
     };
 }
 
@@ -221,6 +221,7 @@ pub(super) mod tests {
             refresh_token_lifetime: Some(TokenLifetime::Unlimited),
             status: ClientStatus::Approved,
             created_at: 100,
+            contacts: vec!["ops@app.example".into()],
         }
     }
 

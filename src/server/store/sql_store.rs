@@ -30,9 +30,9 @@ use super::sql::{
     signing_key_columns, to_i64, token_columns,
 };
 use super::{
-    AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus, CodeRecord, IssueOutcome,
-    RevokedAccess, SigningKeyRecord, StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord,
-    TokenState,
+    ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus,
+    CodeRecord, Decision, DecisionOutcome, IssueOutcome, RevokedAccess, SigningKeyRecord,
+    StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 use crate::server::SecretHash;
 
@@ -243,7 +243,8 @@ where
             .bind(sql::lifetime_text(client.access_token_lifetime))
             .bind(sql::lifetime_text(client.refresh_token_lifetime))
             .bind(client.status.as_str())
-            .bind(created_at))
+            .bind(created_at)
+            .bind(sql::list_json(&client.contacts)))
     }
 
     /// Binds a token's columns in `token_columns!` order.
@@ -333,6 +334,7 @@ where
             status: ClientStatus::parse(&status)
                 .ok_or_else(|| sql::corrupt(format_args!("client status {status:?}")))?,
             created_at: sql::from_i64(col(row, "created_at")?, "created_at")?,
+            contacts: sql::parse_list(&col::<_, String>(row, "contacts")?, "contacts")?,
         })
     }
 
@@ -481,7 +483,7 @@ where
             sqlx::query(concat!(
                 "INSERT INTO oauth2_clients (",
                 client_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             )),
             client.clone(),
         )?
@@ -515,7 +517,8 @@ where
             sqlx::query(
                 "UPDATE oauth2_clients SET name = $2, secret_hash = $3, redirect_uris = $4, \
              grant_types = $5, scopes = $6, default_scopes = $7, access_token_lifetime = $8, \
-             refresh_token_lifetime = $9, status = $10, created_at = $11 WHERE client_id = $1",
+             refresh_token_lifetime = $9, status = $10, created_at = $11, contacts = $12 \
+             WHERE client_id = $1",
             ),
             client,
         )?
@@ -533,6 +536,11 @@ where
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM oauth2_codes WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM oauth2_approval_decisions WHERE client_id = $1")
             .bind(client_id)
             .execute(&mut *tx)
             .await
@@ -1366,6 +1374,109 @@ where
             .map_err(db_error)?;
         Ok(Self::rows_affected(&done))
     }
+    // --- approval decisions ---
+
+    async fn decide(
+        &self,
+        decision: ApprovalDecision,
+        settle: &(dyn Fn(&[ApprovalDecision]) -> Option<ClientStatus> + Send + Sync),
+    ) -> Result<DecisionOutcome, StoreError> {
+        let client_id = decision.client_id.clone();
+        let mut tx = self.begin().await?;
+        // Decisions on one client one at a time: each sees those committed before it.
+        Self::lock(&mut tx, Lock::Client(&client_id)).await?;
+        let client = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oauth2_clients WHERE client_id = $1"
+        ))
+        .bind(client_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(Self::client_from_row)
+        .transpose()?;
+        let Some(mut client) = client else {
+            return Ok(DecisionOutcome::NotFound);
+        };
+        let earlier = sqlx::query(DECISION_OF)
+            .bind(client_id.as_str())
+            .bind(decision.approver.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(Self::decision_from_row)
+            .transpose()?;
+        if let Some(earlier) = earlier {
+            return Ok(DecisionOutcome::AlreadyDecided { earlier, client });
+        }
+        if client.status != ClientStatus::Pending {
+            return Ok(DecisionOutcome::NotPending(client));
+        }
+        sqlx::query(
+            "INSERT INTO oauth2_approval_decisions \
+             (client_id, approver, decision, groups, comment, decided_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(client_id.as_str())
+        .bind(decision.approver.as_str())
+        .bind(decision.decision.as_str())
+        .bind(sql::list_json(&decision.groups))
+        .bind(decision.comment.clone())
+        .bind(to_i64(decision.decided_at, "decided_at")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let decisions = sqlx::query(DECISIONS_OF)
+            .bind(client_id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(Self::decision_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let settled = settle(&decisions);
+        if let Some(status) = settled {
+            sqlx::query("UPDATE oauth2_clients SET status = $2 WHERE client_id = $1")
+                .bind(client_id.as_str())
+                .bind(status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            Self::log_client_change(&mut tx, &client_id).await?;
+            client.status = status;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(DecisionOutcome::Recorded {
+            client,
+            decisions,
+            settled: settled.is_some(),
+        })
+    }
+
+    async fn decisions(&self, client_id: &str) -> Result<Vec<ApprovalDecision>, StoreError> {
+        self.select_all(
+            sqlx::query(DECISIONS_OF).bind(client_id),
+            Self::decision_from_row,
+        )
+        .await
+    }
+
+    fn decision_from_row(row: &Row<Self>) -> Result<ApprovalDecision, StoreError> {
+        let decision: String = col(row, "decision")?;
+        Ok(ApprovalDecision {
+            client_id: col(row, "client_id")?,
+            approver: col(row, "approver")?,
+            decision: Decision::parse(&decision)
+                .ok_or_else(|| sql::corrupt(format_args!("decision {decision:?}")))?,
+            groups: sql::parse_list(&col::<_, String>(row, "groups")?, "groups")?,
+            comment: col(row, "comment")?,
+            decided_at: sql::from_i64(col(row, "decided_at")?, "decided_at")?,
+        })
+    }
+
     // --- audit log ---
 
     /// Appends `events` in one transaction, in multi-row inserts of at most
@@ -1527,6 +1638,11 @@ const PURGE_LOG: &str = "DELETE FROM oauth2_revocation_log WHERE seq IN \
       WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)";
 const PURGE_CLIENT_CHANGES: &str = "DELETE FROM oauth2_client_changes WHERE seq IN \
      (SELECT seq FROM oauth2_client_changes WHERE changed_at <= $1 LIMIT $2)";
+
+const DECISIONS_OF: &str = "SELECT client_id, approver, decision, groups, comment, decided_at \
+     FROM oauth2_approval_decisions WHERE client_id = $1 ORDER BY seq";
+const DECISION_OF: &str = "SELECT client_id, approver, decision, groups, comment, decided_at \
+     FROM oauth2_approval_decisions WHERE client_id = $1 AND approver = $2";
 
 /// Rows per multi-row insert of audit events.
 const AUDIT_INSERT_ROWS: usize = 64;
@@ -1701,7 +1817,8 @@ macro_rules! sql_store {
         const _: () = {
             use $crate::server::store::sql_store::SqlStore;
             use $crate::server::store::{
-                AuditQuery, AuditRecord, ClientActivity, ClientRecord, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store,
+                ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord,
+                ClientStatus, DecisionOutcome, CodeRecord, IssueOutcome, RevokedAccess, SigningKeyRecord, Store,
                 StoreFuture, TokenHash, TokenIssue, TokenRecord,
             };
 
@@ -1856,6 +1973,21 @@ macro_rules! sql_store {
 
                 fn client_activity(&self, since: u64) -> StoreFuture<'_, Vec<ClientActivity>> {
                     Box::pin(SqlStore::client_activity(self, since))
+                }
+
+                fn decide<'a>(
+                    &'a self,
+                    decision: ApprovalDecision,
+                    settle: &'a (dyn Fn(&[ApprovalDecision]) -> Option<ClientStatus> + Send + Sync),
+                ) -> StoreFuture<'a, DecisionOutcome> {
+                    Box::pin(SqlStore::decide(self, decision, settle))
+                }
+
+                fn decisions<'a>(
+                    &'a self,
+                    client_id: &'a str,
+                ) -> StoreFuture<'a, Vec<ApprovalDecision>> {
+                    Box::pin(SqlStore::decisions(self, client_id))
                 }
 
                 $($($item)*)?

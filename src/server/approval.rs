@@ -275,7 +275,7 @@ pub struct Notification {
     pub comment: Option<String>,
 }
 
-/// Delivers [`Notification`]s: e-mail (`SmtpNotifier`, feature
+/// Delivers [`Notification`]s: e-mail ([`SmtpNotifier`](super::SmtpNotifier), feature
 /// `smtp`), a chat webhook, a ticket. An error is logged and the delivery tried again a few
 /// times; it never undoes or delays the decision.
 pub trait Notifier: Send + Sync + 'static {

@@ -198,7 +198,7 @@ impl AuthorizationServerBuilder {
     /// Tells people about registrations: submitted (to the approver groups' addresses),
     /// approved and rejected (to the client's contacts). Delivered in the background, each
     /// tried up to four times; a failure is logged and never undoes or delays a decision. E.g.
-    /// `SmtpNotifier` (feature `smtp`). Defaults to none.
+    /// [`SmtpNotifier`](super::SmtpNotifier) (feature `smtp`). Defaults to none.
     pub fn notifier(mut self, notifier: impl super::Notifier) -> Self {
         self.notifier = Some(Arc::new(notifier));
         self

@@ -67,6 +67,8 @@ mod ring;
 mod seal;
 mod secret;
 mod signing;
+#[cfg(feature = "smtp")]
+mod smtp;
 mod state;
 pub mod store;
 mod token;
@@ -95,6 +97,9 @@ pub use builder::AuthorizationServerBuilder;
 pub use lifetime::{LifetimeError, TokenLifetime};
 pub use secret::{ClientSecret, SecretError, SecretHash};
 pub use signing::SigningKey;
+#[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+pub use smtp::{SmtpNotifier, SmtpNotifierBuilder};
 use store::{Store, StoreError};
 pub use token::PasswordVerifier;
 

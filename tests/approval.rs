@@ -403,3 +403,116 @@ async fn a_registration_must_be_an_object() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// An approved client with scopes `read write` and the client-credentials grant.
+async fn approved_client(f: &Fixture, id: &str) -> String {
+    let mut registration = ClientRegistration::new(format!("{id} app"));
+    registration.client_id = Some(id.into());
+    registration.scopes = vec!["read".into(), "write".into()];
+    registration.secret = Some(ClientSecret::from_value(secret_of(id)).expect("secret"));
+    let (mut record, _) = f
+        .server
+        .register_client(registration)
+        .await
+        .expect("registered");
+    record.status = tower_oauth2::server::store::ClientStatus::Approved;
+    f.server
+        .store()
+        .update_client(record)
+        .await
+        .expect("approve");
+    secret_of(id)
+}
+
+#[tokio::test]
+async fn narrowing_a_client_revokes_what_no_longer_fits_after_confirmation() {
+    let f = fixture().await;
+    let secret = approved_client(&f, "narrow").await;
+    let mut tokens = Vec::new();
+    for scope in ["read", "write", "read%20write"] {
+        let (status, body) = f.token("narrow", &secret, scope).await;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(body["access_token"].as_str().expect("token").to_owned());
+    }
+    let valid = |token: &str| f.server.authenticator().verify(token).is_ok();
+
+    // Without confirmation: 409 with the count, and nothing changes.
+    let (status, body) = f
+        .admin(
+            "alice",
+            "PATCH",
+            "/clients/narrow",
+            Some(json!({"scopes": ["read"]})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "confirmation_required");
+    assert_eq!(body["tokens_to_revoke"], 2);
+    let (_, shown) = f.admin("alice", "GET", "/clients/narrow", None).await;
+    assert_eq!(shown["scopes"], json!(["read", "write"]));
+    assert!(tokens.iter().all(|t| valid(t)), "nothing revoked yet");
+
+    // Confirmed: the two tokens with `write` are revoked, the `read` one lives.
+    let (status, body) = f
+        .admin(
+            "alice",
+            "PATCH",
+            "/clients/narrow",
+            Some(json!({"scopes": ["read"], "confirm": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked_tokens"], 2);
+    assert_eq!(body["scopes"], json!(["read"]));
+    assert_eq!(
+        body["default_scopes"],
+        json!(["read"]),
+        "defaults that remain allowed"
+    );
+    assert!(valid(&tokens[0]));
+    assert!(
+        !valid(&tokens[1]) && !valid(&tokens[2]),
+        "the write tokens are refused"
+    );
+    let (status, _) = f.token("narrow", &secret, "write").await;
+    assert_eq!(status, 400, "write is no longer granted");
+
+    // A change that narrows nothing needs no confirmation.
+    let (status, body) = f
+        .admin(
+            "alice",
+            "PATCH",
+            "/clients/narrow",
+            Some(json!({"name": "Renamed", "contacts": ["ops@narrow.example"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked_tokens"], 0);
+    assert_eq!(body["name"], "Renamed");
+    assert!(valid(&tokens[0]));
+
+    // Bad changes: 400 or 422 naming the field, nothing changed.
+    for (change, expected) in [
+        (json!({"colour": "blue"}), 400),
+        (json!(["scopes"]), 400),
+        (json!({"access_token_lifetime": "5 parsecs"}), 422),
+        (json!({"default_scopes": ["admin"]}), 422),
+        (json!({"contacts": ["nope"]}), 422),
+    ] {
+        let (status, body) = f
+            .admin("alice", "PATCH", "/clients/narrow", Some(change.clone()))
+            .await;
+        assert_eq!(status, expected, "{change}: {body}");
+    }
+    let (_, shown) = f.admin("alice", "GET", "/clients/narrow", None).await;
+    assert_eq!(shown["name"], "Renamed");
+    let (status, _) = f
+        .admin(
+            "alice",
+            "PATCH",
+            "/clients/nobody",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+}

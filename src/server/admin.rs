@@ -7,8 +7,10 @@
 //! | `GET /clients/{id}` | show a client |
 //! | `POST /clients/{id}/approve` | approve a pending (or rejected, or disabled) client |
 //! | `POST /clients/{id}/reject` | reject a pending client |
+//! | `GET /clients/{id}/decisions` | the approval decisions on a client: who, when, approve or reject, as which groups, comment |
 //! | `POST /clients/{id}/disable` | disable a client and revoke all its tokens |
 //! | `POST /clients/{id}/secret` | rotate the secret; answers with the new one, shown once |
+//! | `PATCH /clients/{id}` | change a client (name, contacts, redirect URIs, grant types, scopes, default scopes, lifetimes); a change that narrows it revokes the tokens that no longer fit, and needs `"confirm": true` (otherwise 409 `confirmation_required` with `tokens_to_revoke`) |
 //! | `DELETE /clients/{id}` | revoke all the client's tokens and delete it |
 //! | `GET /clients/{id}/tokens` | the client's active tokens: ids, kinds, scopes, times; never values |
 //! | `DELETE /clients/{id}/tokens/{token_id}` | revoke one token (a refresh token with its family) |
@@ -139,6 +141,8 @@ enum AdminError {
     NotFound,
     Conflict(String),
     Forbidden(String),
+    /// The change would revoke this many tokens and was not confirmed.
+    ConfirmationRequired(usize),
     Store(StoreError),
 }
 
@@ -174,6 +178,16 @@ impl IntoResponse for AdminError {
                 StatusCode::FORBIDDEN,
                 json!({"error": "not_an_approver", "error_description": message}),
             ),
+            AdminError::ConfirmationRequired(count) => (
+                StatusCode::CONFLICT,
+                json!({
+                    "error": "confirmation_required",
+                    "error_description": format!(
+                        "this change narrows the client and revokes {count} active token(s)                          that no longer fit it; send it again with \"confirm\": true"
+                    ),
+                    "tokens_to_revoke": count,
+                }),
+            ),
             AdminError::NotFound => (
                 StatusCode::NOT_FOUND,
                 json!({"error": "not_found", "error_description": "no such client or token"}),
@@ -202,7 +216,7 @@ impl IntoResponse for AdminError {
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/clients", get(list).post(create))
-        .route("/clients/{id}", get(show).delete(remove))
+        .route("/clients/{id}", get(show).patch(patch).delete(remove))
         .route("/clients/{id}/approve", post(approve))
         .route("/clients/{id}/reject", post(reject))
         .route("/clients/{id}/disable", post(disable))
@@ -288,8 +302,42 @@ fn token_view(token: &TokenRecord) -> Value {
 pub(crate) async fn register(
     state: &ServerState,
     actor: Option<&str>,
-    registration: ClientRegistration,
+    mut registration: ClientRegistration,
 ) -> Result<(ClientRecord, Option<ClientSecret>), RegistrationError> {
+    let (secret, shown) = match registration.secret.take() {
+        Some(secret) => (secret, false),
+        None => {
+            let (secret, _) =
+                ClientSecret::generate().map_err(|e| invalid("client_secret", e.to_string()))?;
+            (secret, true)
+        }
+    };
+    let record = checked_record(state, registration, super::SecretHash::of(secret.expose()))?;
+    state
+        .store
+        .insert_client(record.clone())
+        .await
+        .map_err(RegistrationError::Store)?;
+    audit::admin(
+        &state.audit,
+        actor,
+        "register",
+        &record.client_id,
+        Some(record.status.as_str()),
+    );
+    if let ApprovalPolicy::Groups(groups) = &state.approval {
+        state.notifications.submitted(&record, groups);
+    }
+    Ok((record, shown.then_some(secret)))
+}
+
+/// Checks a registration's members and builds the client record it describes, new: status
+/// by the approval policy, created now.
+fn checked_record(
+    state: &ServerState,
+    registration: ClientRegistration,
+    secret_hash: super::SecretHash,
+) -> Result<ClientRecord, RegistrationError> {
     let name = registration.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("name", "required, at most 200 characters"));
@@ -391,24 +439,16 @@ pub(crate) async fn register(
             "unlimited access tokens are not allowed on this server",
         ));
     }
-    let (secret, shown) = match registration.secret {
-        Some(secret) => (secret, false),
-        None => {
-            let (secret, _) =
-                ClientSecret::generate().map_err(|e| invalid("client_secret", e.to_string()))?;
-            (secret, true)
-        }
-    };
     if registration.contacts.len() > 10 {
         return Err(invalid("contacts", "at most 10 addresses"));
     }
     for contact in &registration.contacts {
         super::approval::check_email(contact).map_err(|e| invalid("contacts", e))?;
     }
-    let record = ClientRecord {
+    Ok(ClientRecord {
         client_id,
         name: name.to_owned(),
-        secret_hash: super::SecretHash::of(secret.expose()),
+        secret_hash,
         redirect_uris: registration.redirect_uris,
         grant_types,
         scopes,
@@ -421,23 +461,7 @@ pub(crate) async fn register(
         },
         created_at: time::now(),
         contacts: registration.contacts,
-    };
-    state
-        .store
-        .insert_client(record.clone())
-        .await
-        .map_err(RegistrationError::Store)?;
-    audit::admin(
-        &state.audit,
-        actor,
-        "register",
-        &record.client_id,
-        Some(record.status.as_str()),
-    );
-    if let ApprovalPolicy::Groups(groups) = &state.approval {
-        state.notifications.submitted(&record, groups);
-    }
-    Ok((record, shown.then_some(secret)))
+    })
 }
 
 fn scope_list(list: &[String]) -> Result<Vec<String>, String> {
@@ -936,6 +960,190 @@ async fn decisions(
     let decisions = state.store.decisions(&id).await?;
     let views: Vec<Value> = decisions.iter().map(decision_view).collect();
     Ok(json_response(StatusCode::OK, &json!({"decisions": views})))
+}
+
+/// A change to a client (`PATCH /clients/{id}`): each member given replaces the client's;
+/// `confirm` must be `true` when the change revokes tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientChange {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    contacts: Option<Vec<String>>,
+    #[serde(default)]
+    redirect_uris: Option<Vec<String>>,
+    #[serde(default)]
+    grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    default_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    access_token_lifetime: Option<String>,
+    #[serde(default)]
+    refresh_token_lifetime: Option<String>,
+    #[serde(default)]
+    confirm: bool,
+}
+
+/// Whether `token` still fits `client` after a change that removed the grant types
+/// `removed`: its scopes are among the client's, a refresh token needs the refresh grant, a
+/// client-credentials token (no family, the client as subject) that grant, and a user's token
+/// both user grants the client had. The server does not record which user grant issued a
+/// token, so removing `authorization_code` or `password` revokes every user token.
+fn fits(token: &TokenRecord, client: &ClientRecord, removed: &[GrantType]) -> bool {
+    let scopes = token.scopes.iter().all(|s| client.scopes.contains(s));
+    let by_client = token.family_id.is_none() && token.subject == client.client_id;
+    let grant = if token.kind == TokenKind::Refresh {
+        client.grant_types.contains(&GrantType::RefreshToken)
+    } else if by_client {
+        !removed.contains(&GrantType::ClientCredentials)
+    } else {
+        !removed.contains(&GrantType::AuthorizationCode) && !removed.contains(&GrantType::Password)
+    };
+    scopes && grant
+}
+
+/// What [`update`] did, or would do.
+pub(crate) struct Updated {
+    /// The client after the change.
+    pub(crate) client: ClientRecord,
+    /// The tokens the change revoked (or, unconfirmed, would revoke).
+    pub(crate) revoked: usize,
+}
+
+/// Applies a change to a client, checked as a registration is. A change that narrows the
+/// client (fewer scopes or grant types) revokes the tokens that no longer fit it; unless
+/// `confirm`, such a change is refused with [`AdminError::ConfirmationRequired`] and the count,
+/// and nothing changes.
+async fn update(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+    change: ClientChange,
+) -> Result<Updated, AdminError> {
+    let current = load(state, id).await?;
+    let registration = ClientRegistration {
+        name: change.name.unwrap_or_else(|| current.name.clone()),
+        client_id: Some(current.client_id.clone()),
+        redirect_uris: change
+            .redirect_uris
+            .unwrap_or_else(|| current.redirect_uris.clone()),
+        grant_types: Some(change.grant_types.unwrap_or_else(|| {
+            current
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect()
+        })),
+        default_scopes: Some(change.default_scopes.unwrap_or_else(|| {
+            if change.scopes.is_some() {
+                // New scopes without new defaults: the defaults that remain allowed.
+                let scopes = change.scopes.as_deref().unwrap_or_default();
+                current
+                    .default_scopes
+                    .iter()
+                    .filter(|s| scopes.contains(s))
+                    .cloned()
+                    .collect()
+            } else {
+                current.default_scopes.clone()
+            }
+        })),
+        scopes: change.scopes.unwrap_or_else(|| current.scopes.clone()),
+        access_token_lifetime: change
+            .access_token_lifetime
+            .or_else(|| current.access_token_lifetime.map(|l| l.to_string())),
+        refresh_token_lifetime: change
+            .refresh_token_lifetime
+            .or_else(|| current.refresh_token_lifetime.map(|l| l.to_string())),
+        contacts: change.contacts.unwrap_or_else(|| current.contacts.clone()),
+        secret: None,
+    };
+    let mut client = checked_record(state, registration, current.secret_hash.clone())?;
+    client.status = current.status;
+    client.created_at = current.created_at;
+    let removed: Vec<GrantType> = current
+        .grant_types
+        .iter()
+        .copied()
+        .filter(|g| !client.grant_types.contains(g))
+        .collect();
+    let unfit: Vec<TokenRecord> = state
+        .store
+        .client_tokens(id, time::now())
+        .await?
+        .into_iter()
+        .filter(|t| !fits(t, &client, &removed))
+        .collect();
+    if !unfit.is_empty() && !change.confirm {
+        return Err(AdminError::ConfirmationRequired(unfit.len()));
+    }
+    // The record first: a token request racing the change is refused, not issued under the
+    // old rules.
+    if !update_client(state, client.clone()).await? {
+        return Err(AdminError::NotFound);
+    }
+    let mut revoked = Vec::new();
+    for token in &unfit {
+        revoked.extend(state.store.revoke_token(&token.id).await?);
+    }
+    state.denylist.extend(&revoked);
+    audit::revoked(&state.audit, actor.by(), "client narrowed", &revoked);
+    audit::admin(
+        &state.audit,
+        actor.name(),
+        "update",
+        id,
+        Some(&format!("{} tokens revoked", revoked.len())),
+    );
+    Ok(Updated {
+        client,
+        revoked: revoked.len(),
+    })
+}
+
+async fn patch(
+    State(state): State<Arc<ServerState>>,
+    actor: Actor,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    if !is_json(&headers) {
+        return Err(AdminError::BadRequest(
+            "the body must be application/json".into(),
+        ));
+    }
+    let change: ClientChange = match serde_json::from_slice::<Value>(&body) {
+        Ok(value @ Value::Object(_)) => serde_json::from_value(value)
+            .map_err(|e| AdminError::BadRequest(format!("the body is not a client change: {e}")))?,
+        Ok(_) => {
+            return Err(AdminError::BadRequest(
+                "the body is not a client change: expected an object".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(AdminError::BadRequest(format!(
+                "the body is not a client change: {e}"
+            )));
+        }
+    };
+    let updated = update(&state, &actor, &id, change).await?;
+    let mut view = client_view(&updated.client);
+    view["revoked_tokens"] = updated.revoked.into();
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// Whether a request's body is declared JSON (which a browser cannot send cross-site without
+/// a CORS preflight).
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn revoke_all(

@@ -135,7 +135,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> RegistrationError
 }
 
 /// An admin API error.
-enum AdminError {
+pub(crate) enum AdminError {
     BadRequest(String),
     Invalid(&'static str, String),
     NotFound,
@@ -525,34 +525,11 @@ async fn create(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    // A JSON content type cannot be sent cross-site without a CORS preflight, so a browser
-    // with an admin's cookie cannot be made to register clients.
-    let json = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return AdminError::BadRequest("the body must be application/json".into()).into_response();
-    }
-    // An object only: serde's derive would also take a positional array as a struct.
-    let registration = match serde_json::from_slice::<Value>(&body) {
-        Ok(value @ Value::Object(_)) => serde_json::from_value::<ClientRegistration>(value),
-        Ok(_) => {
-            return AdminError::BadRequest(
-                "the body is not a valid registration: expected an object".into(),
-            )
-            .into_response();
-        }
-        Err(e) => Err(e),
-    };
-    let registration = match registration {
-        Ok(r) => r,
-        Err(e) => {
-            return AdminError::BadRequest(format!("the body is not a valid registration: {e}"))
-                .into_response();
-        }
-    };
+    let registration: ClientRegistration =
+        match json_object(&headers, &body, "a valid registration") {
+            Ok(registration) => registration,
+            Err(error) => return error.into_response(),
+        };
     match register(&state, actor.name(), registration).await {
         Ok((client, secret)) => {
             let mut body = client_view(&client);
@@ -719,31 +696,13 @@ struct DecisionBody {
     comment: Option<String>,
 }
 
-/// The comment of a decision request: an empty body, or JSON (which a browser cannot send
-/// cross-site without a CORS preflight) with at most a `comment` of up to 1,000 characters.
+/// The comment of a decision request: an empty body, or a JSON object with at most a
+/// `comment` of up to 1,000 characters.
 fn decision_comment(headers: &http::HeaderMap, body: &[u8]) -> Result<Option<String>, AdminError> {
     if body.is_empty() {
         return Ok(None);
     }
-    let json = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(AdminError::BadRequest(
-            "the body must be empty or application/json".into(),
-        ));
-    }
-    let refused = |e: &dyn std::fmt::Display| {
-        AdminError::BadRequest(format!("the body is not a decision: {e}"))
-    };
-    // An object only: serde's derive would also take `["…"]` as a struct.
-    let parsed: DecisionBody = match serde_json::from_slice::<Value>(body) {
-        Ok(value @ Value::Object(_)) => serde_json::from_value(value).map_err(|e| refused(&e))?,
-        Ok(_) => return Err(refused(&"expected an object with at most `comment`")),
-        Err(e) => return Err(refused(&e)),
-    };
+    let parsed: DecisionBody = json_object(headers, body, "a decision (`comment` only)")?;
     let comment = parsed
         .comment
         .map(|c| c.trim().to_owned())
@@ -754,36 +713,6 @@ fn decision_comment(headers: &http::HeaderMap, body: &[u8]) -> Result<Option<Str
         ));
     }
     Ok(comment)
-}
-
-/// Why a decision was refused.
-#[derive(Debug)]
-pub(crate) enum DecideError {
-    /// The person may not decide (not in any approver group, or unknown).
-    Forbidden(String),
-    /// The request conflicts with the client's state or the approver's earlier decision.
-    Conflict(String),
-    /// No such client.
-    NotFound,
-    /// The store failed.
-    Store(StoreError),
-}
-
-impl From<StoreError> for DecideError {
-    fn from(error: StoreError) -> Self {
-        DecideError::Store(error)
-    }
-}
-
-impl From<DecideError> for AdminError {
-    fn from(error: DecideError) -> Self {
-        match error {
-            DecideError::Forbidden(why) => AdminError::Forbidden(why),
-            DecideError::Conflict(why) => AdminError::Conflict(why),
-            DecideError::NotFound => AdminError::NotFound,
-            DecideError::Store(error) => AdminError::Store(error),
-        }
-    }
 }
 
 /// A decision taken: the client after it, and every decision on it.
@@ -805,11 +734,11 @@ pub(crate) async fn decide(
     client_id: &str,
     decision: Decision,
     comment: Option<String>,
-) -> Result<Decided, DecideError> {
+) -> Result<Decided, AdminError> {
     let (groups, name) = match &state.approval {
         ApprovalPolicy::Groups(groups) => {
             let Some(subject) = approver else {
-                return Err(DecideError::Forbidden(
+                return Err(AdminError::Forbidden(
                     "the approver is unknown: under approver groups the admin API must sit \
                      behind an authentication layer"
                         .into(),
@@ -822,7 +751,7 @@ pub(crate) async fn decide(
             let mine = groups.groups_of(subject, claims, &listed);
             if mine.is_empty() {
                 let names: Vec<&str> = groups.groups().iter().map(|g| g.name()).collect();
-                return Err(DecideError::Forbidden(format!(
+                return Err(AdminError::Forbidden(format!(
                     "{subject} is in none of the approver groups ({}), so cannot decide on \
                      registrations",
                     names.join(", ")
@@ -850,10 +779,10 @@ pub(crate) async fn decide(
         }),
     };
     match state.store.decide(record, &settle).await? {
-        DecisionOutcome::NotFound => Err(DecideError::NotFound),
+        DecisionOutcome::NotFound => Err(AdminError::NotFound),
         DecisionOutcome::AlreadyDecided { earlier, client } => {
             if earlier.decision != decision {
-                return Err(DecideError::Conflict(format!(
+                return Err(AdminError::Conflict(format!(
                     "{name} already decided to {} this registration",
                     earlier.decision.as_str()
                 )));
@@ -870,17 +799,14 @@ pub(crate) async fn decide(
                     || !matches!(state.approval, ApprovalPolicy::Groups(_)) =>
             {
                 client.status = ClientStatus::Approved;
-                let id = client.client_id.clone();
-                let updated = state.store.update_client(client.clone()).await;
-                state.clients.invalidate(&id);
-                if !updated? {
-                    return Err(DecideError::NotFound);
+                if !update_client(state, client.clone()).await? {
+                    return Err(AdminError::NotFound);
                 }
                 audit::admin(&state.audit, Some(&name), "approved", client_id, None);
                 let decisions = state.store.decisions(client_id).await?;
                 Ok(Decided { client, decisions })
             }
-            (_, status) => Err(DecideError::Conflict(format!(
+            (_, status) => Err(AdminError::Conflict(format!(
                 "client is {}; only a pending registration can be {}",
                 status.as_str(),
                 match decision {
@@ -1111,33 +1037,37 @@ async fn patch(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    if !is_json(&headers) {
-        return Err(AdminError::BadRequest(
-            "the body must be application/json".into(),
-        ));
-    }
-    let change: ClientChange = match serde_json::from_slice::<Value>(&body) {
-        Ok(value @ Value::Object(_)) => serde_json::from_value(value)
-            .map_err(|e| AdminError::BadRequest(format!("the body is not a client change: {e}")))?,
-        Ok(_) => {
-            return Err(AdminError::BadRequest(
-                "the body is not a client change: expected an object".into(),
-            ));
-        }
-        Err(e) => {
-            return Err(AdminError::BadRequest(format!(
-                "the body is not a client change: {e}"
-            )));
-        }
-    };
+    let change: ClientChange = json_object(&headers, &body, "a client change")?;
     let updated = update(&state, &actor, &id, change).await?;
     let mut view = client_view(&updated.client);
     view["revoked_tokens"] = updated.revoked.into();
     Ok(json_response(StatusCode::OK, &view))
 }
 
-/// Whether a request's body is declared JSON (which a browser cannot send cross-site without
-/// a CORS preflight).
+/// Reads a JSON body that must be one object into `T`: declared `application/json` (which a
+/// browser cannot send cross-site without a CORS preflight, so an administrator's cookie cannot
+/// be used to post it), and an object (serde's derive would also take a positional array as a
+/// struct). `what` names it in the 400 answer.
+fn json_object<T: serde::de::DeserializeOwned>(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<T, AdminError> {
+    if !is_json(headers) {
+        return Err(AdminError::BadRequest(
+            "the body must be application/json".into(),
+        ));
+    }
+    let refused =
+        |e: &dyn std::fmt::Display| AdminError::BadRequest(format!("the body is not {what}: {e}"));
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value @ Value::Object(_)) => serde_json::from_value(value).map_err(|e| refused(&e)),
+        Ok(_) => Err(refused(&"expected an object")),
+        Err(e) => Err(refused(&e)),
+    }
+}
+
+/// Whether a request's body is declared JSON.
 fn is_json(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)

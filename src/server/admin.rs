@@ -234,13 +234,19 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 pub(crate) struct Actor(Option<crate::token::VerifiedToken>);
 
 impl Actor {
+    /// The administrator whose verified token this is (the console's session holds one).
+    #[cfg_attr(not(feature = "console"), allow(dead_code))]
+    pub(crate) fn new(token: Option<crate::token::VerifiedToken>) -> Self {
+        Actor(token)
+    }
+
     /// The administrator's subject, if known.
     pub(crate) fn name(&self) -> Option<&str> {
         self.0.as_ref().and_then(|t| t.subject())
     }
 
     /// The claims of the administrator's token, if any.
-    fn claims(&self) -> Option<Value> {
+    pub(crate) fn claims(&self) -> Option<Value> {
         self.0.as_ref().and_then(|t| t.claims::<Value>().ok())
     }
 
@@ -333,7 +339,7 @@ pub(crate) async fn register(
 
 /// Checks a registration's members and builds the client record it describes, new: status
 /// by the approval policy, created now.
-fn checked_record(
+pub(crate) fn checked_record(
     state: &ServerState,
     registration: ClientRegistration,
     secret_hash: super::SecretHash,
@@ -542,22 +548,35 @@ async fn create(
     }
 }
 
-async fn list(State(state): State<Arc<ServerState>>) -> Result<Response, AdminError> {
+/// Every client, with its token activity of the last 24 hours.
+pub(crate) async fn client_list(
+    state: &ServerState,
+) -> Result<Vec<(ClientRecord, Option<ClientActivity>)>, StoreError> {
     let clients = state.store.clients().await?;
-    let activity: std::collections::HashMap<String, ClientActivity> = state
+    let mut activity: std::collections::HashMap<String, ClientActivity> = state
         .store
         .client_activity(time::now().saturating_sub(ACTIVITY_WINDOW))
         .await?
         .into_iter()
         .map(|a| (a.client_id.clone(), a))
         .collect();
-    let views: Vec<Value> = clients
-        .iter()
+    Ok(clients
+        .into_iter()
         .map(|client| {
+            let activity = activity.remove(&client.client_id);
+            (client, activity)
+        })
+        .collect())
+}
+
+async fn list(State(state): State<Arc<ServerState>>) -> Result<Response, AdminError> {
+    let views: Vec<Value> = client_list(&state)
+        .await?
+        .iter()
+        .map(|(client, activity)| {
             let mut view = client_view(client);
-            let activity = activity.get(&client.client_id);
-            view["last_token_issued_at"] = activity.map(|a| a.last_issued_at).into();
-            view["tokens_issued_24h"] = activity.map_or(0, |a| a.issued_since).into();
+            view["last_token_issued_at"] = activity.as_ref().map(|a| a.last_issued_at).into();
+            view["tokens_issued_24h"] = activity.as_ref().map_or(0, |a| a.issued_since).into();
             view
         })
         .collect();
@@ -644,7 +663,7 @@ async fn audit_log(
     ))
 }
 
-async fn load(state: &ServerState, id: &str) -> Result<ClientRecord, AdminError> {
+pub(crate) async fn load(state: &ServerState, id: &str) -> Result<ClientRecord, AdminError> {
     state.store.client(id).await?.ok_or(AdminError::NotFound)
 }
 
@@ -671,7 +690,7 @@ async fn set_status(
     id: &str,
     to: ClientStatus,
     allowed_from: &[ClientStatus],
-) -> Result<Response, AdminError> {
+) -> Result<ClientRecord, AdminError> {
     let mut client = load(state, id).await?;
     if !allowed_from.contains(&client.status) {
         return Err(AdminError::Conflict(format!(
@@ -685,7 +704,7 @@ async fn set_status(
         return Err(AdminError::NotFound);
     }
     audit::admin(&state.audit, actor.name(), to.as_str(), id, None);
-    Ok(json_response(StatusCode::OK, &client_view(&client)))
+    Ok(client)
 }
 
 /// The optional body of an approval decision: `{"comment": "…"}`.
@@ -780,6 +799,15 @@ pub(crate) async fn decide(
     };
     match state.store.decide(record, &settle).await? {
         DecisionOutcome::NotFound => Err(AdminError::NotFound),
+        // The approver approved this client once, and it has been disabled since: approving
+        // again re-enables it, as below.
+        DecisionOutcome::AlreadyDecided { earlier, client }
+            if decision == Decision::Approve
+                && earlier.decision == Decision::Approve
+                && client.status == ClientStatus::Disabled =>
+        {
+            reenable(state, &name, client).await
+        }
         DecisionOutcome::AlreadyDecided { earlier, client } => {
             if earlier.decision != decision {
                 return Err(AdminError::Conflict(format!(
@@ -790,7 +818,7 @@ pub(crate) async fn decide(
             let decisions = state.store.decisions(client_id).await?;
             Ok(Decided { client, decisions })
         }
-        DecisionOutcome::NotPending(mut client) => match (decision, client.status) {
+        DecisionOutcome::NotPending(client) => match (decision, client.status) {
             // Re-enabling a disabled client; and, where no group rule binds, a rejected one
             // (under approver groups a rejection is final: register again).
             (Decision::Approve, ClientStatus::Disabled)
@@ -798,13 +826,7 @@ pub(crate) async fn decide(
                 if client.status == ClientStatus::Disabled
                     || !matches!(state.approval, ApprovalPolicy::Groups(_)) =>
             {
-                client.status = ClientStatus::Approved;
-                if !update_client(state, client.clone()).await? {
-                    return Err(AdminError::NotFound);
-                }
-                audit::admin(&state.audit, Some(&name), "approved", client_id, None);
-                let decisions = state.store.decisions(client_id).await?;
-                Ok(Decided { client, decisions })
+                reenable(state, &name, client).await
             }
             (_, status) => Err(AdminError::Conflict(format!(
                 "client is {}; only a pending registration can be {}",
@@ -830,6 +852,27 @@ pub(crate) async fn decide(
             Ok(Decided { client, decisions })
         }
     }
+}
+
+/// Approves a disabled (or rejected) client again: an administrator's action, not a decision.
+async fn reenable(
+    state: &ServerState,
+    name: &str,
+    mut client: ClientRecord,
+) -> Result<Decided, AdminError> {
+    client.status = ClientStatus::Approved;
+    if !update_client(state, client.clone()).await? {
+        return Err(AdminError::NotFound);
+    }
+    audit::admin(
+        &state.audit,
+        Some(name),
+        "approved",
+        &client.client_id,
+        None,
+    );
+    let decisions = state.store.decisions(&client.client_id).await?;
+    Ok(Decided { client, decisions })
 }
 
 fn decision_view(decision: &ApprovalDecision) -> Value {
@@ -890,27 +933,27 @@ async fn decisions(
 
 /// A change to a client (`PATCH /clients/{id}`): each member given replaces the client's;
 /// `confirm` must be `true` when the change revokes tokens.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ClientChange {
+pub(crate) struct ClientChange {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    contacts: Option<Vec<String>>,
+    pub(crate) contacts: Option<Vec<String>>,
     #[serde(default)]
-    redirect_uris: Option<Vec<String>>,
+    pub(crate) redirect_uris: Option<Vec<String>>,
     #[serde(default)]
-    grant_types: Option<Vec<String>>,
+    pub(crate) grant_types: Option<Vec<String>>,
     #[serde(default)]
-    scopes: Option<Vec<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
     #[serde(default)]
-    default_scopes: Option<Vec<String>>,
+    pub(crate) default_scopes: Option<Vec<String>>,
     #[serde(default)]
-    access_token_lifetime: Option<String>,
+    pub(crate) access_token_lifetime: Option<String>,
     #[serde(default)]
-    refresh_token_lifetime: Option<String>,
+    pub(crate) refresh_token_lifetime: Option<String>,
     #[serde(default)]
-    confirm: bool,
+    pub(crate) confirm: bool,
 }
 
 /// Whether `token` still fits `client` after a change that removed the grant types
@@ -943,7 +986,7 @@ pub(crate) struct Updated {
 /// client (fewer scopes or grant types) revokes the tokens that no longer fit it; unless
 /// `confirm`, such a change is refused with [`AdminError::ConfirmationRequired`] and the count,
 /// and nothing changes.
-async fn update(
+pub(crate) async fn update(
     state: &ServerState,
     actor: &Actor,
     id: &str,
@@ -1088,23 +1131,45 @@ async fn revoke_all(
     Ok(revoked.len())
 }
 
+/// Disables a client and revokes all its tokens; answers the client and how many were revoked.
+pub(crate) async fn disable_client(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+) -> Result<(ClientRecord, usize), AdminError> {
+    use ClientStatus::*;
+    // Status first, so no new token is issued while the old ones are being revoked.
+    let client = set_status(state, actor, id, Disabled, &[Pending, Approved, Rejected]).await?;
+    let revoked = revoke_all(state, actor, id, "client disabled").await?;
+    Ok((client, revoked))
+}
+
 async fn disable(
     State(state): State<Arc<ServerState>>,
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    use ClientStatus::*;
-    // Status first, so no new token is issued while the old ones are being revoked.
-    let response = set_status(
-        &state,
-        &actor,
-        &id,
-        Disabled,
-        &[Pending, Approved, Rejected],
-    )
-    .await?;
-    revoke_all(&state, &actor, &id, "client disabled").await?;
-    Ok(response)
+    let (client, _) = disable_client(&state, &actor, &id).await?;
+    Ok(json_response(StatusCode::OK, &client_view(&client)))
+}
+
+/// Revokes all of a client's tokens and deletes it; answers how many tokens were revoked.
+pub(crate) async fn delete_client(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+) -> Result<usize, AdminError> {
+    let mut client = load(state, id).await?;
+    client.status = ClientStatus::Disabled;
+    update_client(state, client).await?;
+    let revoked = revoke_all(state, actor, id, "client deleted").await?;
+    let deleted = state.store.delete_client(id).await?;
+    state.clients.invalidate(id);
+    if !deleted {
+        return Err(AdminError::NotFound);
+    }
+    audit::admin(&state.audit, actor.name(), "delete", id, None);
+    Ok(revoked)
 }
 
 async fn remove(
@@ -1112,20 +1177,28 @@ async fn remove(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    let mut client = load(&state, &id).await?;
-    client.status = ClientStatus::Disabled;
-    update_client(&state, client).await?;
-    let revoked = revoke_all(&state, &actor, &id, "client deleted").await?;
-    let deleted = state.store.delete_client(&id).await?;
-    state.clients.invalidate(&id);
-    if !deleted {
-        return Err(AdminError::NotFound);
-    }
-    audit::admin(&state.audit, actor.name(), "delete", &id, None);
+    let revoked = delete_client(&state, &actor, &id).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"deleted": id, "revoked_tokens": revoked}),
     ))
+}
+
+/// Gives a client a new secret; the old one stops working at once.
+pub(crate) async fn new_secret(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+) -> Result<(ClientRecord, ClientSecret), AdminError> {
+    let mut client = load(state, id).await?;
+    let (secret, hash) = ClientSecret::generate()
+        .map_err(|e| AdminError::Store(StoreError::Unavailable(e.to_string())))?;
+    client.secret_hash = hash;
+    if !update_client(state, client.clone()).await? {
+        return Err(AdminError::NotFound);
+    }
+    audit::admin(&state.audit, actor.name(), "rotate_secret", id, None);
+    Ok((client, secret))
 }
 
 async fn rotate_secret(
@@ -1133,14 +1206,7 @@ async fn rotate_secret(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    let mut client = load(&state, &id).await?;
-    let (secret, hash) = ClientSecret::generate()
-        .map_err(|e| AdminError::Store(StoreError::Unavailable(e.to_string())))?;
-    client.secret_hash = hash;
-    if !update_client(&state, client.clone()).await? {
-        return Err(AdminError::NotFound);
-    }
-    audit::admin(&state.audit, actor.name(), "rotate_secret", &id, None);
+    let (client, secret) = new_secret(&state, &actor, &id).await?;
     let mut body = client_view(&client);
     body["client_secret"] = secret.expose().into();
     Ok(json_response(StatusCode::OK, &body))
@@ -1156,14 +1222,17 @@ async fn tokens(
     Ok(json_response(StatusCode::OK, &json!({"tokens": views})))
 }
 
-async fn revoke_token(
-    State(state): State<Arc<ServerState>>,
-    actor: Actor,
-    Path((id, token_id)): Path<(String, String)>,
-) -> Result<Response, AdminError> {
+/// Revokes one of a client's tokens (a refresh token with its family); answers the ids
+/// revoked.
+pub(crate) async fn revoke_one(
+    state: &ServerState,
+    actor: &Actor,
+    id: &str,
+    token_id: &str,
+) -> Result<Vec<String>, AdminError> {
     let token = state
         .store
-        .token(&token_id)
+        .token(token_id)
         .await?
         .filter(|t| t.client_id == id)
         .ok_or(AdminError::NotFound)?;
@@ -1182,10 +1251,18 @@ async fn revoke_token(
         &state.audit,
         actor.name(),
         "revoke_token",
-        &id,
-        Some(&token_id),
+        id,
+        Some(token_id),
     );
-    let ids: Vec<&str> = revoked.iter().map(|t| t.id.as_str()).collect();
+    Ok(revoked.into_iter().map(|t| t.id).collect())
+}
+
+async fn revoke_token(
+    State(state): State<Arc<ServerState>>,
+    actor: Actor,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let ids = revoke_one(&state, &actor, &id, &token_id).await?;
     Ok(json_response(StatusCode::OK, &json!({"revoked": ids})))
 }
 

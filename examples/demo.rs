@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! /oauth2/token, /revoke, /introspect, /jwks.json               the authorization server
-//!   (/authorize is mounted but off: the demo has no consent handler)
+//! /oauth2/authorize                                             with the demo's login page
 //! /.well-known/oauth-authorization-server                       its metadata (RFC 8414)
 //! /admin/clients…                                               its admin API: scope admin
+//! /console                                                      its admin console (browser)
+//! /login                                                        the demo user's login page
 //! /public, /me, /events, /events/{id}                           the events API
 //! ```
 //!
@@ -13,14 +15,14 @@
 //! revoke, use the admin API, refresh.
 //!
 //! ```sh
-//! cargo run --example demo --features sqlite
+//! cargo run --example demo --features sqlite,console
 //! ```
 //!
 //! With the `postgres` feature too, `DEMO_DATABASE_URL` keeps the state in PostgreSQL instead:
 //!
 //! ```sh
 //! DEMO_DATABASE_URL=postgres://postgres@127.0.0.1:5432/demo \
-//!     cargo run --example demo --features sqlite,postgres
+//!     cargo run --example demo --features sqlite,console,postgres
 //! ```
 //!
 //! Configuration comes from the environment, all optional:
@@ -66,12 +68,14 @@ use tower_oauth2::server::store::PostgresStore;
 use tower_oauth2::server::store::StoreError;
 use tower_oauth2::server::store::{ClientRecord, ClientStatus, SqliteStore};
 use tower_oauth2::server::{
-    AuthorizationServer, ClientRegistration, ClientSecret, HookFuture, PasswordVerifier,
-    RegistrationError, SecretHash, TokenLifetime,
+    AuthorizationServer, ClientRegistration, ClientSecret, ConsoleConfig, HookFuture,
+    PasswordVerifier, RegistrationError, SecretHash, TokenLifetime,
 };
 
 #[path = "shared/events.rs"]
 mod events;
+#[path = "shared/login.rs"]
+mod login;
 
 const DEFAULT_BIND: &str = "127.0.0.1:3000";
 const DEFAULT_CLIENT_ID: &str = "demo-client";
@@ -138,7 +142,7 @@ fn config() -> Result<Config, String> {
         if !cfg!(feature = "postgres") {
             return Err(
                 "DEMO_DATABASE_URL needs the postgres feature: cargo run --example demo \
-                 --features sqlite,postgres"
+                 --features sqlite,console,postgres"
                     .into(),
             );
         }
@@ -259,11 +263,14 @@ async fn run() -> Result<(), Failure> {
             ))
         })?),
     };
-    let mut builder = builder.password_verifier(DemoUser {
-        password_digest: digest(&SHA256, config.user_password.as_bytes())
-            .as_ref()
-            .to_vec(),
-    });
+    let demo_login = login::DemoLogin::new(DEMO_USER, &config.user_password);
+    let mut builder = builder
+        .consent_handler(demo_login.clone())
+        .password_verifier(DemoUser {
+            password_digest: digest(&SHA256, config.user_password.as_bytes())
+                .as_ref()
+                .to_vec(),
+        });
     if let Some(secret) = &config.key_secret {
         builder = builder.key_encryption_secret(secret.as_bytes());
     }
@@ -302,6 +309,13 @@ async fn run() -> Result<(), Failure> {
         .iter()
         .any(|key| key.active && key.encrypted);
 
+    // The admin console, at /console: people log in at /oauth2/authorize (the demo's login page).
+    let console_url = format!("{issuer}/console");
+    let console = server
+        .console(ConsoleConfig::new(console_url.as_str()))
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+
     let auth = server.authenticator();
     let admin = server
         .admin_router()
@@ -311,12 +325,15 @@ async fn run() -> Result<(), Failure> {
         .nest("/oauth2", server.router())
         .merge(server.metadata_router())
         .nest("/admin", admin)
+        .nest("/console", console)
+        .merge(demo_login.router())
         .merge(events::router(&auth));
 
     println!(
         "{}",
         walkthrough(&Walkthrough {
             base: &base,
+            console: &console_url,
             issuer: &issuer,
             state: &match &config.database_url {
                 Some(url) => format!(
@@ -478,6 +495,8 @@ fn reachable(local: SocketAddr) -> SocketAddr {
 
 struct Walkthrough<'a> {
     base: &'a str,
+    /// The admin console's URL.
+    console: &'a str,
     issuer: &'a str,
     /// Where the state is kept, for the `state` line.
     state: &'a str,
@@ -621,6 +640,7 @@ fn walkthrough(w: &Walkthrough<'_>) -> String {
          \n  endpoints    {base}/oauth2/token  /oauth2/revoke  /oauth2/introspect  /oauth2/jwks.json\
          \n  events API   {base}/public  /me  /events (POST, events:write)  /events/{{id}} (events:read)\
          \n  admin API    {base}/admin/clients  (a token with scope admin)\
+         \n  console      {console}  (admin console in the browser: log in as {DEMO_USER} with the password below)\
          \n  state        {state}\
          \n  signing keys {keys}\n\
          \nDemo client (client_secret_basic or client_secret_post):\
@@ -658,5 +678,6 @@ fn walkthrough(w: &Walkthrough<'_>) -> String {
          \n  curl -s \"$AS{metadata_path}\"\
          \n  curl -s \"$AS/oauth2/jwks.json\"\n",
         issuer = w.issuer,
+        console = w.console,
     )
 }

@@ -22,8 +22,8 @@ need() { # TOOL [HOW TO GET IT]
 
 # Builds the demo in release mode with both stores; sets `demo_bin`.
 build_demo() {
-    log "cargo build --release --example demo --features sqlite,postgres"
-    cargo build --release --example demo --features sqlite,postgres
+    log "cargo build --release --example demo --features sqlite,console,postgres"
+    cargo build --release --example demo --features sqlite,console,postgres
     demo_bin="$target_dir/release/examples/demo"
     [[ -x "$demo_bin" ]] || { log "built, but $demo_bin is not there"; exit 1; }
 }

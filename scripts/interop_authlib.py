@@ -238,7 +238,7 @@ WALKTHROUGH_EXPECTED = [
 
 
 def check_readme_demo(binary: str) -> None:
-    """`cargo run --example demo --features sqlite` with nothing set: what it prints works.
+    """`cargo run --example demo --features sqlite,console` with nothing set: what it prints works.
 
     It runs in an empty temporary directory, where the demo creates its default DEMO_DB."""
     workdir = tempfile.mkdtemp(prefix="readme-", dir=DB_DIR.name)

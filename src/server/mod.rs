@@ -44,8 +44,30 @@
 //! - **Admin API** ([`admin_router`](AuthorizationServer::admin_router)): JSON endpoints to
 //!   register, approve, reject, list, show, disable and delete clients, rotate a secret, list a
 //!   client's tokens and revoke one. The app must protect it.
+//! - **Admin console** (feature `console`, [`console`](AuthorizationServer::console)):
+//!   server-rendered pages for the same operations and the audit log, for people logged in
+//!   through this server's own `/authorize` (see [below](#admin-console)).
 //! - **Audit**: a `tracing` event (target `tower_oauth2::audit`) for every token issued or
 //!   refused, every revocation and every admin action.
+//!
+//! # Admin console
+//!
+//! With the `console` feature, [`AuthorizationServer::console`] returns a router of
+//! server-rendered pages (maud templates, which escape every value; no inline script or style;
+//! JavaScript only adds copy buttons) to mount at the path of its base URL:
+//!
+//! ```ignore
+//! let console = server.console(ConsoleConfig::new("https://api.example.com/console")).await?;
+//! let app = app.nest("/console", console);
+//! ```
+//!
+//! The console is a confidential client of this server (`tower-oauth2-console`). A visit
+//! without a session is sent to `/authorize` with PKCE S256 and a `state` bound to the browser;
+//! the app's [`ConsentHandler`] authenticates the person, and only logins granted the admin
+//! scope get a session. Sessions are server-side with idle and absolute timeouts; the cookie is
+//! `HttpOnly`, `SameSite=Strict`, and `Secure` except over http on loopback. Forms carry a CSRF
+//! token and are refused from another origin; every answer has a strict
+//! `Content-Security-Policy`, `X-Frame-Options: DENY` and `Cache-Control: no-store`.
 //!
 //! Errors are RFC 6749 §5.2 JSON bodies; bad input is never a 500, repeated parameters are
 //! `invalid_request`, and every token response carries `Cache-Control: no-store`.
@@ -57,6 +79,8 @@ mod authorize;
 mod background;
 mod builder;
 mod client_auth;
+#[cfg(feature = "console")]
+mod console;
 mod denylist;
 mod http;
 mod introspect;
@@ -94,6 +118,9 @@ pub use approval::{
 pub use audit::AuditKind;
 pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use builder::AuthorizationServerBuilder;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub use console::{CONSOLE_CLIENT_ID, ConsoleConfig, ConsoleError};
 pub use lifetime::{LifetimeError, TokenLifetime};
 pub use secret::{ClientSecret, SecretError, SecretHash};
 pub use signing::SigningKey;

@@ -1004,6 +1004,28 @@ async fn configuration_mistakes_are_errors() {
         let error = server.console(config).await.expect_err("refused");
         assert!(error.to_string().contains(expected), "{error}");
     }
+    // Served over https: the cookies are `Secure`.
+    let router = server
+        .console(ConsoleConfig::new("https://as.example/console"))
+        .await
+        .expect("console");
+    let start = tower::ServiceExt::oneshot(
+        Router::new().nest("/console", router),
+        http::Request::get("/console/audit")
+            .body(axum::body::Body::empty())
+            .expect("request"),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(start.status(), 303);
+    let cookie = start.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let location = start.headers()["location"].to_str().expect("ascii");
+    assert!(
+        location.starts_with("https://as.example/oauth2/authorize?"),
+        "{location}"
+    );
+
     // Under manual approval too, the console's own client is approved, and set up again on
     // every call (a new secret each time).
     let _router = server

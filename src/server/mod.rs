@@ -56,9 +56,16 @@
 //! server-rendered pages (maud templates, which escape every value; no inline script or style;
 //! JavaScript only adds copy buttons) to mount at the path of its base URL:
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "console")]
+//! # async fn f(
+//! #     server: tower_oauth2::server::AuthorizationServer,
+//! #     app: axum::Router,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! # use tower_oauth2::server::ConsoleConfig;
 //! let console = server.console(ConsoleConfig::new("https://api.example.com/console")).await?;
 //! let app = app.nest("/console", console);
+//! # let _ = app; Ok(()) }
 //! ```
 //!
 //! The console is a confidential client of this server (`tower-oauth2-console`). A visit

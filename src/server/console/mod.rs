@@ -516,8 +516,13 @@ impl FromRequestParts<Arc<Console>> for Authed {
             return Ok(Authed(session));
         }
         // Back to the page asked for; after a form post, to the start page.
+        // (`//host` would leave the site when the console is mounted at the root.)
         let return_to = match (&parts.method, parts.uri.path_and_query()) {
-            (&Method::GET, Some(pq)) if pq.as_str().starts_with('/') => pq.as_str(),
+            (&Method::GET, Some(pq))
+                if pq.as_str().starts_with('/') && !pq.as_str().starts_with("//") =>
+            {
+                pq.as_str()
+            }
             _ => "/",
         };
         Err(console.login(return_to))

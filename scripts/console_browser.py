@@ -39,6 +39,8 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 PASSWORD = "browser-test-password-0123456789"
 XSS_NAME = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script> Billing'
@@ -119,6 +121,16 @@ def no_alert(driver) -> bool:
         return True
 
 
+def navigate(driver, by: str, what: str) -> None:
+    """Clicks a link or submit button and waits for the next page: a click returns before the
+    navigation ends, and reading the old page then fails with a stale element."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, what).click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def fill(driver, field_id: str, value: str) -> None:
     element = driver.find_element(By.ID, field_id)
     element.clear()
@@ -128,7 +140,7 @@ def fill(driver, field_id: str, value: str) -> None:
 def login(driver, base: str) -> None:
     driver.get(f"{base}/console")
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    navigate(driver, By.CSS_SELECTOR, "button[type=submit]")
 
 
 def main() -> int:
@@ -155,7 +167,7 @@ def main() -> int:
 
             # 2. Logged in: the clients list.
             driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            navigate(driver, By.CSS_SELECTOR, "button[type=submit]")
             check("after the login, the console's clients page",
                   driver.current_url == f"{base}/console"
                   and driver.find_element(By.TAG_NAME, "h1").text == "Clients",
@@ -176,11 +188,11 @@ def main() -> int:
             shot(driver, shots, "2-clients")
 
             # 3. A bad lifetime: the error beside the field.
-            driver.find_element(By.LINK_TEXT, "Register").click()
+            navigate(driver, By.LINK_TEXT, "Register")
             fill(driver, "name", "billing")
             fill(driver, "scopes", "events:read")
             fill(driver, "access_token_lifetime", "1h 30x")
-            driver.find_element(By.CSS_SELECTOR, "form.client button[type=submit]").click()
+            navigate(driver, By.CSS_SELECTOR, "form.client button[type=submit]")
             error = driver.find_elements(By.ID, "access_token_lifetime-error")
             check("the lifetime parser's error is shown beside the field",
                   error != [] and "unknown unit `x`" in error[0].text,
@@ -193,7 +205,7 @@ def main() -> int:
             fill(driver, "name", XSS_NAME)
             fill(driver, "access_token_lifetime", "1h 30min")
             fill(driver, "contacts", "ops@example.com")
-            driver.find_element(By.CSS_SELECTOR, "form.client button[type=submit]").click()
+            navigate(driver, By.CSS_SELECTOR, "form.client button[type=submit]")
             body = driver.find_element(By.TAG_NAME, "body").text
             check("the secret page says it is shown once",
                   "you will not see it again" in body, body)
@@ -207,24 +219,24 @@ def main() -> int:
             shot(driver, shots, "4-secret")
 
             # 5. The client's page, then disable it through its confirmation step.
-            driver.find_element(By.LINK_TEXT, "Go to the client").click()
+            navigate(driver, By.LINK_TEXT, "Go to the client")
             check("the client's page does not show the secret",
                   secret not in driver.page_source)
             check("the client's page shows the name as text", XSS_NAME in
                   driver.find_element(By.TAG_NAME, "h1").text and driver.title != "pwned")
             shot(driver, shots, "5-client")
             client_url = driver.current_url
-            driver.find_element(By.LINK_TEXT, "Disable").click()
+            navigate(driver, By.LINK_TEXT, "Disable")
             check("disabling asks for confirmation",
                   "Disable this client?" in driver.find_element(By.TAG_NAME, "h1").text)
             shot(driver, shots, "6-confirm-disable")
-            driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+            navigate(driver, By.CSS_SELECTOR, "main form button[type=submit]")
             status = driver.find_element(By.CSS_SELECTOR, "h1 .status").text
             check("the client is disabled", status == "disabled" and
                   driver.current_url.startswith(client_url), status)
 
             # 6. The audit log, filtered to the client.
-            driver.find_element(By.LINK_TEXT, "This client's audit log").click()
+            navigate(driver, By.LINK_TEXT, "This client's audit log")
             rows = driver.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")
             text = driver.find_element(By.TAG_NAME, "main").text
             check("the audit log lists the registration and the disabling",
@@ -236,7 +248,7 @@ def main() -> int:
 
             # 7. Log out.
             old_session = driver.get_cookie("tower_oauth2_console")
-            driver.find_element(By.CSS_SELECTOR, "form.logout button").click()
+            navigate(driver, By.CSS_SELECTOR, "form.logout button")
             check("logging out says so, and clears the session cookie",
                   driver.find_element(By.TAG_NAME, "h1").text == "Logged out"
                   and driver.get_cookie("tower_oauth2_console") is None)
@@ -257,7 +269,7 @@ def main() -> int:
             login(driver, base)
             driver.get(f"{base}/console/clients/new")
             fill(driver, "name", "no-script client")
-            driver.find_element(By.CSS_SELECTOR, "form.client button[type=submit]").click()
+            navigate(driver, By.CSS_SELECTOR, "form.client button[type=submit]")
             shot(driver, shots, "9-no-javascript")
             body = driver.find_element(By.TAG_NAME, "body").text
             copy = driver.find_elements(By.CSS_SELECTOR, "button[data-copy]")

@@ -31,7 +31,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Params, json_response, parse_scope, random_token};
+use super::http::{Params, has_media_type, json_response, parse_scope, random_token};
 use super::store::{
     ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus,
     Decision, DecisionOutcome, GrantType, StoreError, TokenKind, TokenRecord,
@@ -716,22 +716,13 @@ struct DecisionBody {
 }
 
 /// The comment of a decision request: an empty body, or a JSON object with at most a
-/// `comment` of up to 1,000 characters.
+/// `comment` ([`decide`] checks it).
 fn decision_comment(headers: &http::HeaderMap, body: &[u8]) -> Result<Option<String>, AdminError> {
     if body.is_empty() {
         return Ok(None);
     }
     let parsed: DecisionBody = json_object(headers, body, "a decision (`comment` only)")?;
-    let comment = parsed
-        .comment
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty());
-    if comment.as_ref().is_some_and(|c| c.chars().count() > 1000) {
-        return Err(AdminError::BadRequest(
-            "`comment`: at most 1,000 characters".into(),
-        ));
-    }
-    Ok(comment)
+    Ok(parsed.comment)
 }
 
 /// A decision taken: the client after it, and every decision on it.
@@ -754,6 +745,15 @@ pub(crate) async fn decide(
     decision: Decision,
     comment: Option<String>,
 ) -> Result<Decided, AdminError> {
+    // Trimmed; empty is none; at most 1,000 characters.
+    let comment = comment
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 1000) {
+        return Err(AdminError::BadRequest(
+            "`comment`: at most 1,000 characters".into(),
+        ));
+    }
     let (groups, name) = match &state.approval {
         ApprovalPolicy::Groups(groups) => {
             let Some(subject) = approver else {
@@ -1096,7 +1096,7 @@ fn json_object<T: serde::de::DeserializeOwned>(
     body: &[u8],
     what: &str,
 ) -> Result<T, AdminError> {
-    if !is_json(headers) {
+    if !has_media_type(headers, "application/json") {
         return Err(AdminError::BadRequest(
             "the body must be application/json".into(),
         ));
@@ -1108,15 +1108,6 @@ fn json_object<T: serde::de::DeserializeOwned>(
         Ok(_) => Err(refused(&"expected an object")),
         Err(e) => Err(refused(&e)),
     }
-}
-
-/// Whether a request's body is declared JSON.
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn revoke_all(

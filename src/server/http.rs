@@ -153,6 +153,15 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
+/// Whether the request's `Content-Type` is `expected` (parameters ignored, case-insensitive).
+pub(crate) fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
+}
+
 /// Request parameters: each name at most once, empty values treated as absent (RFC 6749 §3.1).
 #[derive(Debug, Default)]
 pub(crate) struct Params(HashMap<String, String>);
@@ -187,12 +196,7 @@ impl Params {
         body: &[u8],
         accept_json: bool,
     ) -> Result<Self, OAuthError> {
-        let media_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::trim);
-        let is = |expected: &str| media_type.is_some_and(|t| t.eq_ignore_ascii_case(expected));
+        let is = |expected: &str| has_media_type(headers, expected);
         if is("application/x-www-form-urlencoded") {
             Self::parse(body)
         } else if accept_json && is("application/json") {

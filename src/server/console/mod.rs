@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::admin::{self, Actor, AdminError, ClientChange, ClientRegistration, RegistrationError};
-use super::http::{Params, random_token};
+use super::http::{Params, has_media_type, random_token};
 use super::store::{ClientRecord, ClientStatus, Decision, GrantType, StoreError};
 use super::{AuthorizationServer, ClientSecret, ServerState, audit};
 use crate::token::VerifiedToken;
@@ -399,6 +399,11 @@ impl Console {
         )
     }
 
+    /// `body` in the page around it, for `session`'s user.
+    fn render(&self, status: StatusCode, session: &Session, title: &str, body: Markup) -> Response {
+        html(status, self.page(Some(session), title, body))
+    }
+
     /// A page that only says something.
     fn message(
         &self,
@@ -534,14 +539,7 @@ struct Form(Vec<(String, String)>);
 
 impl Form {
     fn parse(headers: &HeaderMap, body: &[u8]) -> Option<Form> {
-        let form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                v.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+        let form = has_media_type(headers, "application/x-www-form-urlencoded");
         (form && body.len() <= MAX_BODY).then(|| {
             Form(
                 form_urlencoded::parse(body)
@@ -846,10 +844,7 @@ async fn clients_page(
         Err(error) => return console.admin_error(&session, error.into()),
     };
     let body = pages::clients(&console.prefix, &clients, filter, CONSOLE_CLIENT_ID);
-    html(
-        StatusCode::OK,
-        console.page(Some(&session), "Clients", body),
-    )
+    console.render(StatusCode::OK, &session, "Clients", body)
 }
 
 /// What the register and edit forms hold, as typed.
@@ -987,10 +982,7 @@ async fn new_client_page(State(console): State<Arc<Console>>, Authed(session): A
         ..ClientForm::default()
     };
     let body = pages::client_form(&console.prefix, &session.csrf, None, &form, &[], None);
-    html(
-        StatusCode::OK,
-        console.page(Some(&session), "Register a client", body),
-    )
+    console.render(StatusCode::OK, &session, "Register a client", body)
 }
 
 /// `POST /clients`: registers a client; shows its secret once.
@@ -1007,9 +999,11 @@ async fn create_client(
     let typed = ClientForm::read(&form);
     let redisplay = |errors: Vec<Field>| {
         let body = pages::client_form(&console.prefix, &session.csrf, None, &typed, &errors, None);
-        html(
+        console.render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            console.page(Some(&session), "Register a client", body),
+            &session,
+            "Register a client",
+            body,
         )
     };
     let errors = typed.lifetime_errors();
@@ -1019,10 +1013,7 @@ async fn create_client(
     match admin::register(&console.state, Some(&session.subject), typed.registration()).await {
         Ok((client, Some(secret))) => {
             let body = pages::secret_shown(&console.prefix, &client, secret.expose(), true);
-            html(
-                StatusCode::CREATED,
-                console.page(Some(&session), "Client registered", body),
-            )
+            console.render(StatusCode::CREATED, &session, "Client registered", body)
         }
         Ok((client, None)) => {
             see_other(&format!("{}/clients/{}", console.prefix, client.client_id))
@@ -1068,10 +1059,7 @@ async fn show_client(
                 own: client.client_id == CONSOLE_CLIENT_ID,
             };
             let body = pages::client(&console.prefix, &session.csrf, &view, notice);
-            html(
-                StatusCode::OK,
-                console.page(Some(session), &client.name, body),
-            )
+            console.render(StatusCode::OK, session, &client.name, body)
         }
         Err(error) => console.admin_error(session, error),
     }
@@ -1093,10 +1081,7 @@ async fn edit_page(
                 &[],
                 None,
             );
-            html(
-                StatusCode::OK,
-                console.page(Some(&session), "Change a client", body),
-            )
+            console.render(StatusCode::OK, &session, "Change a client", body)
         }
         Err(error) => console.admin_error(&session, error),
     }
@@ -1128,10 +1113,7 @@ async fn edit_client(
             &errors,
             confirm,
         );
-        html(
-            status,
-            console.page(Some(&session), "Change a client", body),
-        )
+        console.render(status, &session, "Change a client", body)
     };
     let errors = typed.lifetime_errors();
     if !errors.is_empty() {
@@ -1176,7 +1158,12 @@ async fn confirm_page(
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
     if !CONFIRMED.contains(&action.as_str()) {
-        return not_found(State(Arc::clone(&console)), HeaderMap::new()).await;
+        return console.message(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "Not found",
+            "There is no such page in the console.",
+        );
     }
     let state = &console.state;
     let loaded = async {
@@ -1187,10 +1174,7 @@ async fn confirm_page(
     match loaded.await {
         Ok((client, tokens)) => {
             let body = pages::confirm(&console.prefix, &session.csrf, &client, &action, tokens);
-            html(
-                StatusCode::OK,
-                console.page(Some(&session), "Confirm", body),
-            )
+            console.render(StatusCode::OK, &session, "Confirm", body)
         }
         Err(error) => console.admin_error(&session, error),
     }
@@ -1221,11 +1205,6 @@ async fn client_action(
         let actor_name = session.subject.clone();
         let id = id.clone();
         async move {
-            if comment.as_ref().is_some_and(|c| c.chars().count() > 1000) {
-                return Err(AdminError::BadRequest(
-                    "the comment may have at most 1,000 characters".into(),
-                ));
-            }
             admin::decide(
                 state,
                 Some(&actor_name),
@@ -1256,10 +1235,7 @@ async fn client_action(
             .await
             .map(|(client, secret)| {
                 let body = pages::secret_shown(&console.prefix, &client, secret.expose(), false);
-                html(
-                    StatusCode::OK,
-                    console.page(Some(&session), "New secret", body),
-                )
+                console.render(StatusCode::OK, &session, "New secret", body)
             }),
         _ => Err(AdminError::NotFound),
     };
@@ -1354,7 +1330,7 @@ async fn audit_page(
         StatusCode::BAD_REQUEST
     };
     let body = pages::audit(&console.prefix, &typed, &errors, page.as_ref());
-    html(status, console.page(Some(&session), "Audit log", body))
+    console.render(status, &session, "Audit log", body)
 }
 
 #[cfg(test)]

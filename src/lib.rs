@@ -162,7 +162,8 @@ pub mod require_scope {
 
 #[doc(no_inline)]
 pub use authenticator::{
-    Authenticator, AuthenticatorBuilder, Issuer, Rejection, RevocationCheck, TokenCache,
+    Authenticator, AuthenticatorBuilder, Issuer, ProtectedResource, Rejection, RevocationCheck,
+    TokenCache,
 };
 #[doc(no_inline)]
 pub use error::{AuthError, AuthErrorKind, ConfigError};

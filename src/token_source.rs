@@ -29,6 +29,13 @@ pub trait TokenSource: Send + Sync + 'static {
     fn in_url(&self) -> bool {
         false
     }
+
+    /// The RFC 6750 method this source implements, for `bearer_methods_supported` in the
+    /// protected-resource metadata (RFC 9728): `"header"`, `"body"` or `"query"`. Defaults to
+    /// `None` (a cookie or a custom header is no RFC 6750 method).
+    fn bearer_method(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The `Authorization: Bearer <token>` header, per RFC 6750 §2.1: the scheme is
@@ -206,6 +213,11 @@ impl QueryToken {
 }
 
 impl TokenSource for QueryToken {
+    /// `"query"` when the parameter is RFC 6750's `access_token`.
+    fn bearer_method(&self) -> Option<&'static str> {
+        (self.name == "access_token").then_some("query")
+    }
+
     fn extract<'r>(
         &self,
         _headers: &'r HeaderMap,
@@ -302,6 +314,17 @@ impl Sources {
             }
         }
         Ok(found)
+    }
+
+    /// The RFC 6750 methods these sources implement: `"header"` first, always.
+    pub(crate) fn bearer_methods(&self) -> Vec<&'static str> {
+        let mut methods = vec!["header"];
+        for method in self.extra.iter().filter_map(|s| s.bearer_method()) {
+            if !methods.contains(&method) {
+                methods.push(method);
+            }
+        }
+        methods
     }
 }
 

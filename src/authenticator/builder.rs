@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::issuer::{Globals, Issuer};
 use super::rejection::{DEFAULT_REALM, Rejection};
+use super::resource::ProtectedResource;
 use super::{Authenticator, Shared};
 use crate::error::ConfigError;
 use crate::keys::{Key, KeySet, SharedKeys};
@@ -38,6 +39,7 @@ pub struct AuthenticatorBuilder {
     sources: Vec<Box<dyn TokenSource>>,
     realm: Cow<'static, str>,
     rejection: Option<Arc<dyn Rejection>>,
+    resource: Option<ProtectedResource>,
     pub(crate) any_issuer: bool,
     pub(crate) any_audience: bool,
     pub(crate) allow_missing_exp: bool,
@@ -58,6 +60,7 @@ impl Default for AuthenticatorBuilder {
             sources: Vec::new(),
             realm: Cow::Borrowed(DEFAULT_REALM),
             rejection: None,
+            resource: None,
             any_issuer: false,
             any_audience: false,
             allow_missing_exp: false,
@@ -276,8 +279,19 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Describes this API as a protected resource (RFC 9728): its identifier becomes the
+    /// audience tokens must carry (RFC 8707), added to the first issuer's audiences and used by
+    /// every trusted issuer configured without one; the default rejection names the metadata
+    /// document in `resource_metadata="…"`; and
+    /// [`resource_metadata_router`](Authenticator::resource_metadata_router) serves it. See
+    /// [`ProtectedResource`].
+    pub fn protected_resource(mut self, resource: ProtectedResource) -> Self {
+        self.resource = Some(resource);
+        self
+    }
+
     /// Checks the configuration and builds the authenticator.
-    pub fn build(self) -> Result<Authenticator, ConfigError> {
+    pub fn build(mut self) -> Result<Authenticator, ConfigError> {
         if self.leeway > Duration::from_secs(600) {
             return Err(ConfigError::new(
                 "leeway above 10 minutes is not a clock skew",
@@ -300,6 +314,25 @@ impl AuthenticatorBuilder {
                 "accept_any_issuer cannot be combined with several trusted issuers",
             ));
         }
+        let sources = Sources::new(self.sources);
+        let resource = match self.resource.take() {
+            Some(resource) => {
+                let names: Vec<&str> = std::iter::once(&self.primary)
+                    .chain(&self.extra)
+                    .filter_map(|i| i.issuer.as_deref())
+                    .collect();
+                let metadata = resource.build(&names, &sources.bearer_methods())?;
+                let audience = &metadata.resource;
+                if !self.primary.audiences.contains(audience) {
+                    self.primary.audiences.push(audience.clone());
+                }
+                for issuer in self.extra.iter_mut().filter(|i| i.audiences.is_empty()) {
+                    issuer.audiences.push(audience.clone());
+                }
+                Some(metadata)
+            }
+            None => None,
+        };
         let mut globals = Globals {
             leeway: self.leeway.as_secs(),
             max_token_size: self.max_token_size,
@@ -328,13 +361,21 @@ impl AuthenticatorBuilder {
             issuers.push(trusted);
         }
         Trusted::share_capture(&mut issuers);
+        if let Some(metadata) = &resource {
+            for trusted in &mut issuers {
+                if trusted.policy.audiences.contains(&metadata.resource) {
+                    trusted.policy.resource = Some(metadata.resource.as_str().into());
+                }
+            }
+        }
         let leeways = issuers.iter().map(|t| t.policy.leeway).collect();
         Ok(Authenticator {
             shared: Arc::new(Shared {
                 cache: Cache::new(self.token_cache, leeways),
                 issuers,
-                sources: Sources::new(self.sources),
+                sources,
                 rejection: self.rejection,
+                resource,
                 realm: self.realm.into(),
             }),
         })

@@ -247,6 +247,7 @@ impl Issuer {
         let policy = Policy {
             issuer,
             audiences: self.audiences,
+            resource: None,
             leeway: globals.leeway,
             require_exp: globals.require_exp && !self.allow_missing_exp,
             typ: self.typ,

@@ -5,6 +5,7 @@
 mod builder;
 pub(crate) mod issuer;
 pub(crate) mod rejection;
+pub(crate) mod resource;
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use crate::validate::revocation::RevocationCheck;
 pub use builder::AuthenticatorBuilder;
 pub use issuer::Issuer;
 pub use rejection::Rejection;
+pub use resource::ProtectedResource;
 
 /// Validates bearer tokens: holds the policy (issuer, audience, leeway, …), the keys and the
 /// token sources. Cheap to clone; every clone and every layer built from it share one state.
@@ -54,6 +56,8 @@ pub(crate) struct Shared {
     /// `None`: the layer answers with its default rejection, naming `realm`.
     pub(crate) rejection: Option<Arc<dyn Rejection>>,
     pub(crate) realm: Box<str>,
+    /// The protected-resource metadata (RFC 9728), when configured.
+    pub(crate) resource: Option<resource::ResourceMetadata>,
 }
 
 impl Authenticator {
@@ -208,6 +212,22 @@ impl Authenticator {
     /// The application's rejection, if it configured one, and the realm for the default one.
     pub(crate) fn rejection(&self) -> (Option<&Arc<dyn Rejection>>, &str) {
         (self.shared.rejection.as_ref(), &self.shared.realm)
+    }
+
+    /// The URL of the protected-resource metadata (RFC 9728 §3.1), when a
+    /// [`ProtectedResource`] is configured. The default rejection names it in every challenge;
+    /// a custom [`Rejection`] can add `resource_metadata="…"` itself with it.
+    pub fn resource_metadata_url(&self) -> Option<&str> {
+        self.shared.resource.as_ref().map(|r| r.url.as_str())
+    }
+
+    /// The protected-resource metadata document (JSON) and the path it is served at, when a
+    /// [`ProtectedResource`] is configured: for serving it without axum.
+    pub fn resource_metadata(&self) -> Option<(&str, &str)> {
+        self.shared
+            .resource
+            .as_ref()
+            .map(|r| (r.well_known_path.as_str(), r.document.as_str()))
     }
 }
 

@@ -42,9 +42,10 @@ impl Authenticator {
     /// The tower layer that authenticates every request with this authenticator.
     pub fn layer(&self) -> BearerAuthLayer {
         let (custom, realm) = self.rejection();
-        let rejection = match custom {
-            Some(rejection) => Arc::clone(rejection),
-            None => Arc::new(DefaultRejection::new(realm)),
+        let rejection = match (custom, self.resource_metadata_url()) {
+            (Some(rejection), _) => Arc::clone(rejection),
+            (None, Some(url)) => Arc::new(DefaultRejection::new(realm).with_resource_metadata(url)),
+            (None, None) => Arc::new(DefaultRejection::new(realm)),
         };
         BearerAuthLayer {
             auth: self.clone(),

@@ -34,6 +34,12 @@ impl AuthError {
 
     /// The `WWW-Authenticate` challenge for this error (RFC 6750 §3), or `None` for a 500.
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        self.challenge(realm, None)
+    }
+
+    /// The `WWW-Authenticate` challenge for this error, naming the protected-resource metadata
+    /// at `resource_metadata` (RFC 9728 §5.1) when given; `None` for a 500.
+    pub fn challenge(&self, realm: &str, resource_metadata: Option<&str>) -> Option<String> {
         if self.kind() == AuthErrorKind::LayerMissing {
             return None;
         }
@@ -51,6 +57,11 @@ impl AuthError {
         if let Some(scope) = self.required_scope() {
             challenge.push_str(", scope=\"");
             push_restricted(&mut challenge, scope);
+            challenge.push('"');
+        }
+        if let Some(url) = resource_metadata {
+            challenge.push_str(", resource_metadata=\"");
+            push_quoted(&mut challenge, url);
             challenge.push('"');
         }
         Some(challenge)
@@ -79,12 +90,16 @@ impl AuthError {
     /// The default response: status, `WWW-Authenticate`, `Cache-Control: no-store`, a JSON body,
     /// and a copy of this error in the extensions.
     pub fn to_response(&self, realm: &str) -> Response<Bytes> {
+        self.render(realm, None)
+    }
+
+    fn render(&self, realm: &str, resource_metadata: Option<&str>) -> Response<Bytes> {
         let mut response = Response::new(Bytes::from(self.json_body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.www_authenticate(realm)
+        if let Some(challenge) = self.challenge(realm, resource_metadata)
             && let Ok(value) = HeaderValue::try_from(challenge)
         {
             headers.insert(WWW_AUTHENTICATE, value);
@@ -129,6 +144,7 @@ impl axum::response::IntoResponse for AuthError {
 #[derive(Debug, Clone)]
 pub struct DefaultRejection {
     realm: String,
+    resource_metadata: Option<String>,
 }
 
 impl Default for DefaultRejection {
@@ -143,13 +159,23 @@ impl DefaultRejection {
     pub fn new(realm: impl Into<String>) -> Self {
         Self {
             realm: realm.into(),
+            resource_metadata: None,
         }
+    }
+
+    /// Also names the protected-resource metadata at `url` in every challenge (RFC 9728 §5.1).
+    /// The layer does this itself when a [`ProtectedResource`](crate::ProtectedResource) is
+    /// configured.
+    #[must_use]
+    pub fn with_resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.resource_metadata = Some(url.into());
+        self
     }
 }
 
 impl Rejection for DefaultRejection {
     fn respond(&self, error: &AuthError) -> Response<Bytes> {
-        error.to_response(&self.realm)
+        error.render(&self.realm, self.resource_metadata.as_deref())
     }
 }
 
@@ -195,5 +221,25 @@ mod tests {
             br#"{"error":"insufficient_scope","error_description":"needs a and b","scope":"a b"}"#
         );
         assert!(response.extensions().get::<AuthError>().is_some());
+    }
+
+    #[test]
+    fn default_rejection_names_the_resource_metadata_in_every_challenge() {
+        let rejection = DefaultRejection::new("api")
+            .with_resource_metadata("https://a.example/.well-known/oauth-protected-resource/m");
+        let missing = rejection.respond(&AuthError::missing_token());
+        assert_eq!(
+            missing.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"api\", \
+             resource_metadata=\"https://a.example/.well-known/oauth-protected-resource/m\""
+        );
+        let scope = rejection.respond(&AuthError::insufficient_scope("a".into(), "x".into()));
+        assert!(
+            scope.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .is_ok_and(|c| c.ends_with("scope=\"a\", resource_metadata=\"https://a.example/.well-known/oauth-protected-resource/m\""))
+        );
+        let layer_missing = rejection.respond(&AuthError::layer_missing("x"));
+        assert!(layer_missing.headers().get(WWW_AUTHENTICATE).is_none());
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Policy {
     pub(crate) issuer: Option<String>,
     /// Empty only through the `dangerous` opt-out.
     pub(crate) audiences: Vec<String>,
+    /// The protected resource (RFC 9728) among `audiences`, named when a token is for another.
+    pub(crate) resource: Option<Box<str>>,
     pub(crate) leeway: u64,
     pub(crate) require_exp: bool,
     pub(crate) typ: Option<String>,
@@ -137,10 +139,12 @@ pub(crate) fn check_claims(
             .iter()
             .any(|a| policy.audiences.iter().any(|p| p == a))
     {
-        let description = if claims.aud.is_empty() {
-            "token has no audience (aud)"
-        } else {
-            "wrong audience (aud)"
+        let description = match (&policy.resource, claims.aud.is_empty()) {
+            (_, true) => "token has no audience (aud)".into(),
+            (Some(resource), false) => {
+                format!("token is for another resource: aud does not name {resource}").into()
+            }
+            (None, false) => std::borrow::Cow::Borrowed("wrong audience (aud)"),
         };
         return Err(AuthError::new(AuthErrorKind::WrongAudience, description));
     }

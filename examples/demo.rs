@@ -440,11 +440,11 @@ async fn demo_client(
     let Some(secret) = &config.client_secret else {
         return Ok((existing, DemoSecret::Stored, true));
     };
-    if existing.secret_hash.verify(secret.expose()) {
+    if existing.verify_secret(secret.expose()) {
         return Ok((existing, DemoSecret::FromEnv { replaced: false }, true));
     }
     let mut client = existing;
-    client.secret_hash = SecretHash::of(secret.expose());
+    client.secret_hash = Some(SecretHash::of(secret.expose()));
     let updated = store.update_client(client.clone()).await.map_err(|e| {
         Failure::Runtime(format!(
             "DEMO_DB: cannot store DEMO_CLIENT_SECRET as the demo client's secret: {e}"

@@ -8,6 +8,10 @@ drives it with:
   introspection, revocation, the password grant and refresh-token rotation with reuse detection;
 - authlib's RFC 9068 validator (JWTBearerTokenValidator) on the access tokens, with the JWKS
   from the metadata's jwks_uri;
+- authlib's OAuth2Session as a public client (token_endpoint_auth_method none), registered
+  through the admin API: authorization code with PKCE S256 and no secret to a loopback redirect
+  URI on an ephemeral port (RFC 8252; the demo's login page filled in as a user would), calling
+  the API, refresh-token rotation with reuse detection, and the grants it is refused;
 - requests-oauthlib's OAuth2Session with oauthlib's BackendApplicationClient
   (client_credentials), including the admin API's scope check;
 - the metadata document, whose endpoints must be the ones the clients used.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import os
 import re
 import secrets
@@ -59,6 +64,7 @@ from interop_common import (  # noqa: E402
 import authlib  # noqa: E402
 import requests  # noqa: E402
 import requests_oauthlib  # noqa: E402
+from authlib.common.security import generate_token  # noqa: E402
 from authlib.integrations.requests_client import OAuth2Session  # noqa: E402
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator  # noqa: E402
 from joserfc.jwk import KeySet  # noqa: E402
@@ -587,6 +593,108 @@ class Run:
                   error_of(e) == "invalid_grant", repr(e))
         self.note(sent)
 
+    def authlib_public_client(self) -> None:
+        """authlib as a public client: no secret, authorization code + PKCE, refresh."""
+        name = "authlib public client"
+        endpoint = self.meta["token_endpoint"]
+        check(f"{name}: the metadata lists token_endpoint_auth_method none",
+              "none" in (self.meta.get("token_endpoint_auth_methods_supported") or []),
+              repr(self.meta))
+        admin = OAuth2Session(CLIENT_ID, CLIENT_SECRET, scope="admin")
+        admin.trust_env = False
+        try:
+            admin.fetch_token(endpoint, grant_type="client_credentials", scope="admin")
+        except Exception as e:  # noqa: BLE001
+            check(f"{name}: an admin token to register it", False, repr(e))
+            return
+        registered = admin.post(f"{self.base}/admin/clients", json={
+            "name": "authlib CLI", "client_id": "authlib-cli",
+            "token_endpoint_auth_method": "none",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scopes": sorted(DEFAULT_SCOPES),
+        })
+        body = registered.json() if registered.status_code == 201 else {}
+        if not check(f"{name}: POST /admin/clients with token_endpoint_auth_method none -> 201, "
+                     "no client_secret",
+                     registered.status_code == 201 and "client_secret" not in body
+                     and body.get("token_endpoint_auth_method") == "none", describe(registered)):
+            return
+
+        # RFC 8252 §7.3: registered without a port, used with an ephemeral one.
+        redirect = f"http://127.0.0.1:{free_port()}/callback"
+        client = OAuth2Session("authlib-cli", token_endpoint_auth_method="none",
+                               redirect_uri=redirect, scope="events:read events:write",
+                               code_challenge_method="S256")
+        client.trust_env = False
+        sent = session_log(client)
+        verifier = generate_token(48)
+        url, state = client.create_authorization_url(self.meta["authorization_endpoint"],
+                                                     code_verifier=verifier)
+        page = client.get(url, allow_redirects=False, withhold_token=True)
+        found = re.search(r'name="return_to" value="([^"]*)"', page.text)
+        if not check(f"{name}: GET /authorize -> the login page", page.status_code == 200
+                     and found is not None, describe(page)):
+            return
+        login = client.post(f"{self.base}/login", allow_redirects=False, withhold_token=True, data={
+            "return_to": html.unescape(found.group(1)), "username": USER,
+            "password": USER_PASSWORD})
+        back = client.get(self.base + login.headers.get("Location", "/"),
+                          allow_redirects=False, withhold_token=True)
+        location = back.headers.get("Location", "")
+        if not check(f"{name}: after the login, /authorize redirects to the ephemeral loopback "
+                     "port with a code and the state",
+                     login.status_code == 303 and back.status_code == 302
+                     and location.startswith(redirect + "?") and "code=" in location
+                     and f"state={state}" in location, describe(back)):
+            return
+        try:
+            token = client.fetch_token(endpoint, authorization_response=location,
+                                       code_verifier=verifier)
+        except Exception as e:  # noqa: BLE001
+            check(f"{name}: fetch_token(authorization_code, code_verifier)", False,
+                  f"{e!r}\n{traceback.format_exc()}")
+            return
+        finally:
+            self.note(sent)
+        token_req = sent[-1] if sent else None
+        form = body_params(token_req) if token_req is not None else {}
+        check(f"{name}: the token request carried client_id and code_verifier, no secret",
+              token_req is not None and "Authorization" not in token_req.headers
+              and form.get("client_id") == "authlib-cli" and "client_secret" not in form
+              and form.get("code_verifier") == verifier, f"form: {form}")
+        first_refresh = token.get("refresh_token")
+        check(f"{name}: fetch_token -> access and refresh token with the granted scopes",
+              isinstance(token.get("access_token"), str) and isinstance(first_refresh, str)
+              and set(str(token.get("scope", "")).split()) == DEFAULT_SCOPES, repr(dict(token)))
+        me = client.get(f"{self.base}/me")
+        who = me.json() if me.status_code == 200 else {}
+        check(f"{name}: GET /me -> 200, sub {USER}, client_id authlib-cli",
+              who.get("sub") == USER and who.get("client_id") == "authlib-cli", describe(me))
+        try:
+            renewed = client.refresh_token(endpoint, refresh_token=first_refresh)
+            check(f"{name}: refresh_token -> a new pair (rotation)",
+                  renewed.get("refresh_token") not in (None, first_refresh)
+                  and isinstance(renewed.get("access_token"), str), repr(dict(renewed)))
+        except Exception as e:  # noqa: BLE001
+            check(f"{name}: refresh_token", False, repr(e))
+        self.note(sent)
+        try:
+            client.refresh_token(endpoint, refresh_token=first_refresh)
+            check(f"{name}: the rotated-out refresh token again is refused", False)
+        except Exception as e:  # noqa: BLE001
+            check(f"{name}: the rotated-out refresh token again -> invalid_grant",
+                  error_of(e) == "invalid_grant", repr(e))
+        me = client.get(f"{self.base}/me")
+        check(f"{name}: reuse revoked the family: GET /me with the newest token -> 401",
+              me.status_code == 401, describe(me))
+        try:
+            client.fetch_token(endpoint, grant_type="client_credentials")
+            check(f"{name}: client_credentials is refused to a public client", False)
+        except Exception as e:  # noqa: BLE001
+            check(f"{name}: client_credentials -> unauthorized_client",
+                  error_of(e) == "unauthorized_client", repr(e))
+
     # -- requests-oauthlib --
 
     def requests_oauthlib(self) -> None:
@@ -676,8 +784,9 @@ class Run:
     def endpoints_used(self) -> None:
         expected = {("POST", self.meta.get(k)) for k in
                     ("token_endpoint", "revocation_endpoint", "introspection_endpoint")}
+        expected.add(("GET", self.meta.get("authorization_endpoint")))
         check("the clients used exactly the metadata's token, revocation and introspection "
-              "endpoints (POST)", self.used == expected,
+              "endpoints (POST) and its authorization endpoint (GET)", self.used == expected,
               f"used: {sorted(self.used)}\nmetadata: {sorted(expected)}")
 
 
@@ -725,6 +834,7 @@ def main() -> int:
                             run.authlib_client_credentials(method)
                             run.authlib_refresh(method)
                         run.authlib_refusals()
+                        run.authlib_public_client()
                         run.requests_oauthlib()
                         run.endpoints_used()
                         run.peer_rate_limit()

@@ -440,7 +440,7 @@ async fn register_validates_beside_the_field_escapes_and_shows_the_secret_once()
         .expect("store")
         .expect("registered");
     assert_eq!(stored.status, ClientStatus::Pending);
-    assert!(stored.secret_hash.verify(&secret));
+    assert!(stored.verify_secret(&secret));
     assert_eq!(stored.contacts, ["ops@example.com", "lead@example.com"]);
     assert_eq!(
         stored.access_token_lifetime,
@@ -458,6 +458,31 @@ async fn register_validates_beside_the_field_escapes_and_shows_the_secret_once()
     assert!(list.body.contains("/console/clients/reports"));
     let approved = browser.get("/console?status=approved").await;
     assert!(!approved.body.contains("/console/clients/reports"));
+
+    // A public client: no secret to show, so its page; no secret to rotate there.
+    let public = [
+        ("csrf", csrf.as_str()),
+        ("name", "CLI"),
+        ("client_id", "cli"),
+        ("public", "1"),
+        ("redirect_uris", "http://127.0.0.1/callback"),
+        ("grant_types", "authorization_code"),
+        ("grant_types", "refresh_token"),
+    ];
+    let mut with_cc = public.to_vec();
+    with_cc.push(("grant_types", "client_credentials"));
+    let refused = browser.post("/console/clients", &with_cc, &[]).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains(r#"id="grant_types-error""#));
+    assert!(refused.body.contains("a public client may use only"));
+    let answer = browser.post("/console/clients", &public, &[]).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let page = browser.follow(answer).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("public: no secret"));
+    assert!(!page.body.contains("/confirm/secret"));
+    let stored = fixture.server.store().client("cli").await.expect("store");
+    assert!(stored.is_some_and(|c| c.is_public()));
 }
 
 #[tokio::test]
@@ -852,8 +877,9 @@ async fn the_audit_page_filters_pages_and_explains_bad_dates() {
         .expect("busy");
     let mut approved = created;
     approved.status = ClientStatus::Approved;
-    approved.secret_hash =
-        tower_oauth2::server::SecretHash::of("busy-secret-0123456789abcdefghijklmnopq");
+    approved.secret_hash = Some(tower_oauth2::server::SecretHash::of(
+        "busy-secret-0123456789abcdefghijklmnopq",
+    ));
     fixture
         .server
         .store()

@@ -457,6 +457,7 @@ async fn admin_registers_shows_and_lists_without_ever_showing_the_secret_again()
             "client_id": "billing",
             "name": "Billing",
             "status": "approved",
+            "token_endpoint_auth_method": "client_secret_basic",
             "redirect_uris": [],
             "grant_types": ["client_credentials"],
             "scopes": ["read", "write"],
@@ -481,7 +482,11 @@ async fn admin_registers_shows_and_lists_without_ever_showing_the_secret_again()
         .remove("client_secret");
     assert_eq!(shown.body, expected);
     assert!(!shown.text.contains(&secret) && !shown.text.contains(&digest_b64));
-    assert!(!shown.text.contains("secret"), "{}", shown.text);
+    assert!(
+        !shown.text.contains("\"client_secret\"") && !shown.text.contains("secret_hash"),
+        "{}",
+        shown.text
+    );
 
     // The secret works, and the defaults and lifetime apply.
     let billing = Client {
@@ -512,7 +517,7 @@ async fn admin_registers_shows_and_lists_without_ever_showing_the_secret_again()
     listed["tokens_issued_24h"] = 0.into();
     assert_eq!(clients[0], listed);
     assert_eq!(clients[1]["status"], "approved");
-    assert!(!list.text.contains("secret") && !list.text.contains(&generated.secret));
+    assert!(!list.text.contains("\"client_secret\"") && !list.text.contains(&generated.secret));
     assert!(!list.text.contains(&secret));
 
     // Unknown ids are 404 everywhere.
@@ -773,7 +778,7 @@ async fn rotating_a_secret_retires_the_old_one() {
     assert_eq!(refused.error(), "invalid_client");
     client_credentials(&h.app, &new).await;
     let shown = admin(&h.app, Method::GET, "/clients/svc", None).await;
-    assert!(!shown.text.contains(&new.secret) && !shown.text.contains("secret"));
+    assert!(!shown.text.contains(&new.secret) && shown.body.get("client_secret").is_none());
 }
 
 #[tokio::test]
@@ -1730,6 +1735,7 @@ async fn metadata_document_describes_the_endpoints() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.header(header::CACHE_CONTROL), "public, max-age=3600");
     let methods = json!(["client_secret_basic", "client_secret_post"]);
+    let with_public = json!(["client_secret_basic", "client_secret_post", "none"]);
     assert_eq!(
         reply.body,
         json!({
@@ -1743,8 +1749,8 @@ async fn metadata_document_describes_the_endpoints() {
                 ["authorization_code", "client_credentials", "refresh_token", "password"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "token_endpoint_auth_methods_supported": methods,
-            "revocation_endpoint_auth_methods_supported": methods,
+            "token_endpoint_auth_methods_supported": with_public,
+            "revocation_endpoint_auth_methods_supported": with_public,
             "introspection_endpoint_auth_methods_supported": methods,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,

@@ -722,7 +722,8 @@ async fn client_authentication_errors() {
     let reply = token_request(&app, Auth::Post(&unknown), &cc).await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
 
-    // No credentials at all; a client_id alone (no public clients); a secret alone.
+    // No credentials at all; a confidential client_id alone (it must send its secret); a
+    // secret alone.
     let reply = token_request(&app, Auth::None, &cc).await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client");
     let reply = token_request(
@@ -1658,7 +1659,7 @@ async fn a_stale_client_cache_issues_nothing_the_store_would_refuse() {
     let new_secret = "a-new-secret-0123456789abcdefghijklmnopqrstuvwxyz";
     store
         .update_client(ClientRecord {
-            secret_hash: SecretHash::of(new_secret),
+            secret_hash: Some(SecretHash::of(new_secret)),
             ..stored.clone()
         })
         .await
@@ -1675,7 +1676,7 @@ async fn a_stale_client_cache_issues_nothing_the_store_would_refuse() {
     // Narrowed to `read` in the store: a cached `write` is not granted.
     store
         .update_client(ClientRecord {
-            secret_hash: SecretHash::of(new_secret),
+            secret_hash: Some(SecretHash::of(new_secret)),
             scopes: vec!["read".into()],
             default_scopes: vec!["read".into()],
             ..stored.clone()
@@ -1688,7 +1689,7 @@ async fn a_stale_client_cache_issues_nothing_the_store_would_refuse() {
     // Disabled in the store: nothing more.
     store
         .update_client(ClientRecord {
-            secret_hash: SecretHash::of(new_secret),
+            secret_hash: Some(SecretHash::of(new_secret)),
             status: ClientStatus::Disabled,
             ..stored
         })

@@ -59,7 +59,7 @@ fn client(id: &str) -> ClientRecord {
     ClientRecord {
         client_id: id.into(),
         name: format!("client {id}"),
-        secret_hash: SecretHash::of(&format!("secret of {id}")),
+        secret_hash: Some(SecretHash::of(&format!("secret of {id}"))),
         redirect_uris: strings(&["https://app.example/cb"]),
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         scopes: strings(&["read", "write"]),
@@ -698,7 +698,7 @@ async fn check_clients(store: &dyn Store) {
     let zeta = ClientRecord {
         client_id: "cl-zeta".into(),
         name: "Ünïcødé 客户端 🚀 \"quoted\" 'single' ; DROP TABLE clients; --".into(),
-        secret_hash: SecretHash::of("zeta-secret-0123456789-0123456789-abcdef"),
+        secret_hash: Some(SecretHash::of("zeta-secret-0123456789-0123456789-abcdef")),
         redirect_uris: strings(&[
             "https://app.example/cb?x=a,b;c&y=%20",
             "http://127.0.0.1:8080/callback",
@@ -716,7 +716,7 @@ async fn check_clients(store: &dyn Store) {
     let alpha = ClientRecord {
         client_id: "cl-alpha".into(),
         name: String::new(),
-        secret_hash: SecretHash::of(""),
+        secret_hash: Some(SecretHash::of("")),
         redirect_uris: Vec::new(),
         grant_types: Vec::new(),
         scopes: Vec::new(),
@@ -730,6 +730,8 @@ async fn check_clients(store: &dyn Store) {
     let mid = ClientRecord {
         // Not the canonical order: the stored order is the client's.
         grant_types: vec![GrantType::RefreshToken, GrantType::ClientCredentials],
+        // A public client: no secret survives as no secret.
+        secret_hash: None,
         status: ClientStatus::Rejected,
         access_token_lifetime: Some(lifetime("1y 2m 3w 7d 5h 30min 15s")),
         refresh_token_lifetime: Some(lifetime("2s")),
@@ -770,18 +772,22 @@ async fn check_clients(store: &dyn Store) {
         .expect("client")
         .expect("cl-zeta stored");
     assert!(
-        reloaded
-            .secret_hash
-            .verify("zeta-secret-0123456789-0123456789-abcdef"),
+        reloaded.verify_secret("zeta-secret-0123456789-0123456789-abcdef"),
         "the secret verifies against the reloaded hash"
     );
-    assert!(!reloaded.secret_hash.verify("zeta-secret-wrong"));
+    assert!(!reloaded.verify_secret("zeta-secret-wrong"));
     let reloaded_alpha = store
         .client("cl-alpha")
         .await
         .expect("client")
         .expect("cl-alpha stored");
-    assert!(reloaded_alpha.secret_hash.verify(""));
+    assert!(reloaded_alpha.verify_secret(""));
+    let reloaded_mid = store.client("cl-mid").await.expect("client");
+    assert!(
+        reloaded_mid
+            .as_ref()
+            .is_some_and(|c| c.is_public() && !c.verify_secret(""))
+    );
     assert_eq!(store.client("cl-unknown").await, Ok(None));
     assert_eq!(
         store.client("CL-ZETA").await,
@@ -805,7 +811,7 @@ async fn check_clients(store: &dyn Store) {
     // Duplicate id: conflict, the stored client unchanged.
     let impostor = ClientRecord {
         name: "impostor".into(),
-        secret_hash: SecretHash::of("impostor"),
+        secret_hash: Some(SecretHash::of("impostor")),
         ..alpha.clone()
     };
     let duplicate = store.insert_client(impostor).await;
@@ -819,7 +825,7 @@ async fn check_clients(store: &dyn Store) {
     let updated = ClientRecord {
         client_id: "cl-zeta".into(),
         name: "renamed ✓".into(),
-        secret_hash: SecretHash::of("rotated secret"),
+        secret_hash: Some(SecretHash::of("rotated secret")),
         redirect_uris: Vec::new(),
         grant_types: vec![GrantType::ClientCredentials],
         scopes: Vec::new(),
@@ -838,12 +844,8 @@ async fn check_clients(store: &dyn Store) {
         "update_client replaces the record"
     );
     let reloaded = reloaded.expect("cl-zeta stored");
-    assert!(reloaded.secret_hash.verify("rotated secret"));
-    assert!(
-        !reloaded
-            .secret_hash
-            .verify("zeta-secret-0123456789-0123456789-abcdef")
-    );
+    assert!(reloaded.verify_secret("rotated secret"));
+    assert!(!reloaded.verify_secret("zeta-secret-0123456789-0123456789-abcdef"));
     let listed = store.clients().await.expect("clients");
     let order: Vec<&str> = listed
         .iter()
@@ -1496,7 +1498,7 @@ async fn check_issue_tokens(store: &dyn Store) {
 
     // A record that is not the stored one (another secret: a rotation elsewhere) stores nothing.
     let stale = ClientRecord {
-        secret_hash: SecretHash::of("the secret before a rotation"),
+        secret_hash: Some(SecretHash::of("the secret before a rotation")),
         ..c.clone()
     };
     let a2 = access("iss-a2", "iss-c", None, t, Some(t + 3600));

@@ -74,6 +74,13 @@ pub struct ClientRegistration {
     /// is approved or rejected (at most 10).
     #[serde(default)]
     pub contacts: Vec<String>,
+    /// How the client authenticates at the token endpoint (RFC 7591 §2):
+    /// `client_secret_basic` (the default; `client_secret_post` works too) or
+    /// `client_secret_post` for a confidential client, which gets a secret; `none` for a public
+    /// client (a native or browser app, a CLI), which gets none and may use only
+    /// `authorization_code` (default) and `refresh_token`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
     /// A secret chosen by the application instead of a generated one (not accepted from JSON).
     #[serde(skip)]
     pub secret: Option<ClientSecret>,
@@ -281,6 +288,7 @@ fn client_view(client: &ClientRecord) -> Value {
         "client_id": client.client_id,
         "name": client.name,
         "status": client.status.as_str(),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method(),
         "redirect_uris": client.redirect_uris,
         "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scopes": client.scopes,
@@ -310,15 +318,24 @@ pub(crate) async fn register(
     actor: Option<&str>,
     mut registration: ClientRegistration,
 ) -> Result<(ClientRecord, Option<ClientSecret>), RegistrationError> {
-    let (secret, shown) = match registration.secret.take() {
-        Some(secret) => (secret, false),
-        None => {
+    let public = registration.token_endpoint_auth_method.as_deref() == Some("none");
+    let (secret, shown) = match (registration.secret.take(), public) {
+        (Some(_), true) => {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                "a public client (none) has no secret",
+            ));
+        }
+        (None, true) => (None, false),
+        (Some(secret), false) => (Some(secret), false),
+        (None, false) => {
             let (secret, _) =
                 ClientSecret::generate().map_err(|e| invalid("client_secret", e.to_string()))?;
-            (secret, true)
+            (Some(secret), true)
         }
     };
-    let record = checked_record(state, registration, super::SecretHash::of(secret.expose()))?;
+    let hash = secret.as_ref().map(|s| super::SecretHash::of(s.expose()));
+    let record = checked_record(state, registration, hash)?;
     state
         .store
         .insert_client(record.clone())
@@ -334,7 +351,7 @@ pub(crate) async fn register(
     if let ApprovalPolicy::Groups(groups) = &state.approval {
         state.notifications.submitted(&record, groups);
     }
-    Ok((record, shown.then_some(secret)))
+    Ok((record, secret.filter(|_| shown)))
 }
 
 /// Checks a registration's members and builds the client record it describes, new: status
@@ -342,7 +359,7 @@ pub(crate) async fn register(
 pub(crate) fn checked_record(
     state: &ServerState,
     registration: ClientRegistration,
-    secret_hash: super::SecretHash,
+    secret_hash: Option<super::SecretHash>,
 ) -> Result<ClientRecord, RegistrationError> {
     let name = registration.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -364,10 +381,40 @@ pub(crate) fn checked_record(
         }
         None => random_token(16).map_err(|e| invalid("client_id", e.description))?,
     };
+    let public = secret_hash.is_none();
+    match (registration.token_endpoint_auth_method.as_deref(), public) {
+        (None | Some("client_secret_basic" | "client_secret_post"), false)
+        | (Some("none"), true) => {}
+        (Some(method @ ("client_secret_basic" | "client_secret_post" | "none")), _) => {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                format!("{method} does not fit this client: public and confidential do not change"),
+            ));
+        }
+        (None, true) => {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                "a client without a secret is public: say none",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                format!(
+                    "{other:?} is not supported: client_secret_basic, client_secret_post or none"
+                ),
+            ));
+        }
+    }
+    let default_grant = if public {
+        "authorization_code"
+    } else {
+        "client_credentials"
+    };
     let mut grant_types = Vec::new();
     for name in registration
         .grant_types
-        .unwrap_or_else(|| vec!["client_credentials".into()])
+        .unwrap_or_else(|| vec![default_grant.into()])
     {
         let grant = GrantType::parse(&name)
             .ok_or_else(|| invalid("grant_types", format!("unknown grant type {name:?}")))?;
@@ -379,6 +426,19 @@ pub(crate) fn checked_record(
         return Err(invalid("grant_types", "at least one grant type"));
     }
     let has = |g: GrantType| grant_types.contains(&g);
+    if public
+        && let Some(grant) = grant_types
+            .iter()
+            .find(|g| !matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken))
+    {
+        return Err(invalid(
+            "grant_types",
+            format!(
+                "a public client may use only authorization_code and refresh_token, not {}",
+                grant.as_str()
+            ),
+        ));
+    }
     if has(GrantType::AuthorizationCode) && state.consent.is_none() {
         return Err(invalid(
             "grant_types",
@@ -1028,6 +1088,7 @@ pub(crate) async fn update(
             .refresh_token_lifetime
             .or_else(|| current.refresh_token_lifetime.map(|l| l.to_string())),
         contacts: change.contacts.unwrap_or_else(|| current.contacts.clone()),
+        token_endpoint_auth_method: Some(current.token_endpoint_auth_method().into()),
         secret: None,
     };
     let mut client = checked_record(state, registration, current.secret_hash.clone())?;
@@ -1182,9 +1243,14 @@ pub(crate) async fn new_secret(
     id: &str,
 ) -> Result<(ClientRecord, ClientSecret), AdminError> {
     let mut client = load(state, id).await?;
+    if client.is_public() {
+        return Err(AdminError::Conflict(
+            "a public client has no secret to rotate".into(),
+        ));
+    }
     let (secret, hash) = ClientSecret::generate()
         .map_err(|e| AdminError::Store(StoreError::Unavailable(e.to_string())))?;
-    client.secret_hash = hash;
+    client.secret_hash = Some(hash);
     if !update_client(state, client.clone()).await? {
         return Err(AdminError::NotFound);
     }

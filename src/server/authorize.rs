@@ -150,6 +150,38 @@ impl Base {
     }
 }
 
+/// Whether the `requested` redirect URI matches the `registered` one: exactly, or, for a
+/// loopback IP literal over `http` (`http://127.0.0.1` or `http://[::1]`), with any port, as
+/// RFC 8252 §7.3 requires for native apps that listen on an ephemeral port. Scheme, host, path
+/// and query must still match exactly; `localhost` is matched exactly (RFC 8252 §8.3).
+pub(crate) fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
+    registered == requested
+        || matches!(
+            (loopback_without_port(registered), loopback_without_port(requested)),
+            (Some(a), Some(b)) if a == b
+        )
+}
+
+/// A loopback IP redirect URI split into its host and what follows the port (path and query).
+fn loopback_without_port(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("http://")?;
+    let host = ["127.0.0.1", "[::1]"]
+        .into_iter()
+        .find(|h| rest.starts_with(h))?;
+    let after_host = &rest[host.len()..];
+    let after_port = match after_host.strip_prefix(':') {
+        Some(port) => {
+            let end = port
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(port.len());
+            port[..end].parse::<u16>().ok()?;
+            &port[end..]
+        }
+        None => after_host,
+    };
+    (after_port.is_empty() || after_port.starts_with(['/', '?'])).then_some((host, after_port))
+}
+
 async fn authorize(
     state: &ServerState,
     parts: &http::request::Parts,
@@ -176,7 +208,14 @@ async fn authorize(
         .filter(|c| c.status == ClientStatus::Approved)
         .ok_or_else(|| OAuthError::invalid_request("unknown or inactive client_id"))?;
     let redirect_uri = match params.get("redirect_uri") {
-        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
+        Some(uri)
+            if client
+                .redirect_uris
+                .iter()
+                .any(|r| redirect_uri_matches(r, uri)) =>
+        {
+            uri.to_owned()
+        }
         Some(_) => {
             return Err(OAuthError::invalid_request(
                 "redirect_uri is not registered for this client",
@@ -318,4 +357,40 @@ async fn authorize(
         "authorization code issued"
     );
     Ok(base.redirect(vec![("code", code)]).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_uri_matches;
+
+    #[test]
+    fn loopback_ip_redirect_uris_match_with_any_port_and_nothing_else_varies() {
+        let yes = [
+            ("http://127.0.0.1/cb", "http://127.0.0.1:51234/cb"),
+            ("http://127.0.0.1:8080/cb", "http://127.0.0.1:9/cb"),
+            ("http://[::1]/cb?x=1", "http://[::1]:65535/cb?x=1"),
+            ("http://127.0.0.1", "http://127.0.0.1:4000"),
+            ("https://app.example/cb", "https://app.example/cb"),
+            ("com.example.app:/cb", "com.example.app:/cb"),
+        ];
+        for (registered, requested) in yes {
+            assert!(redirect_uri_matches(registered, requested), "{requested}");
+        }
+        let no = [
+            ("http://127.0.0.1/cb", "http://127.0.0.1:51234/other"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:51234/cb/"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:65536/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1.evil.example/cb"),
+            ("http://127.0.0.1/cb", "http://127.0.0.1:80@evil.example/cb"),
+            ("http://127.0.0.1/cb", "http://[::1]:5000/cb"),
+            ("http://127.0.0.1/cb", "https://127.0.0.1:5000/cb"),
+            ("http://localhost/cb", "http://localhost:5000/cb"),
+            ("https://app.example/cb", "https://app.example:444/cb"),
+            ("http://127.0.0.1/cb?a=1", "http://127.0.0.1:5000/cb?a=2"),
+        ];
+        for (registered, requested) in no {
+            assert!(!redirect_uri_matches(registered, requested), "{requested}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Client authentication at the token, revocation and introspection endpoints:
-//! `client_secret_basic` and `client_secret_post` (RFC 6749 §2.3.1), with failed attempts
-//! rate limited per client id and per peer address.
+//! `client_secret_basic` and `client_secret_post` (RFC 6749 §2.3.1) for confidential clients,
+//! `none` (just the `client_id`) for public ones, with failed attempts rate limited per client id
+//! and per peer address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +21,9 @@ use super::store::{AuthFailures, ClientRecord, ClientStatus, Store, StoreError};
 /// Credentials a request presented, before they are checked.
 struct Presented {
     client_id: String,
-    secret: String,
+    /// `None`: the request names its client without a secret (a public client, or an empty
+    /// secret, which no confidential client has).
+    secret: Option<String>,
     /// The Basic secret as sent, when form-decoding changed it: many clients (authlib,
     /// requests) skip RFC 6749 §2.3.1's form-encoding, so the secret is checked both ways.
     raw_secret: Option<String>,
@@ -60,7 +63,7 @@ fn presented(headers: &HeaderMap, params: &mut Params) -> Result<Presented, OAut
             Some(Presented {
                 client_id: decode(id),
                 raw_secret: (decoded != secret).then(|| secret.to_owned()),
-                secret: decoded,
+                secret: Some(decoded).filter(|s| !s.is_empty()),
             })
         }
     };
@@ -74,16 +77,14 @@ fn presented(headers: &HeaderMap, params: &mut Params) -> Result<Presented, OAut
             "client_id differs from the authenticated client",
         )),
         (Some(basic), _, None) => Ok(basic),
-        (None, Some(client_id), Some(secret)) => Ok(Presented {
+        (None, Some(client_id), secret) => Ok(Presented {
             client_id,
-            secret,
+            secret: secret.filter(|s| !s.is_empty()),
             raw_secret: None,
         }),
-        (None, Some(_), None) => Err(OAuthError::invalid_client(
-            "client authentication required: this server has no public clients",
-        )),
         (None, None, _) => Err(OAuthError::invalid_client(
-            "client authentication required (client_secret_basic or client_secret_post)",
+            "client authentication required (client_secret_basic, client_secret_post, or \
+             client_id alone for a public client)",
         )),
     }
 }
@@ -138,15 +139,32 @@ impl ClientCache {
     }
 }
 
-/// Whether `presented` carries `client`'s secret. Both comparisons run, so timing does not
-/// tell which form matched.
+/// Whether `presented` authenticates `client`: its secret for a confidential client (both
+/// comparisons run, so timing does not tell which form matched), no secret for a public one.
 fn secret_matches(client: &ClientRecord, presented: &Presented) -> bool {
-    let decoded = client.secret_hash.verify(&presented.secret);
-    let raw = presented
-        .raw_secret
-        .as_deref()
-        .is_some_and(|raw| client.secret_hash.verify(raw));
-    decoded | raw
+    match (&client.secret_hash, &presented.secret) {
+        (Some(hash), Some(secret)) => {
+            let decoded = hash.verify(secret);
+            let raw = presented
+                .raw_secret
+                .as_deref()
+                .is_some_and(|raw| hash.verify(raw));
+            decoded | raw
+        }
+        (None, None) => true,
+        // A public client that sends a secret, or a confidential one that sends none.
+        _ => false,
+    }
+}
+
+/// Which clients an endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Clients {
+    /// Confidential and public clients (token and revocation endpoints; RFC 7009 §5).
+    All,
+    /// Confidential clients only (introspection: RFC 7662 §2.1 wants the caller authorized,
+    /// and a public client proves nothing).
+    Confidential,
 }
 
 /// Authenticates the client of a request, consuming `client_id` and `client_secret` from the
@@ -156,21 +174,25 @@ fn secret_matches(client: &ClientRecord, presented: &Presented) -> bool {
 /// With `cache`, an approved client whose cached record matches the secret is taken from it
 /// (see [`ClientCache`]); otherwise, and without `cache`, the client is read from the store.
 pub(crate) async fn authenticate(
-    store: &dyn Store,
-    audit: &super::audit::AuditLog,
-    limiter: &RateLimiter,
+    state: &super::ServerState,
     cache: Option<&ClientCache>,
-    headers: &HeaderMap,
-    extensions: &Extensions,
+    request: &http::request::Parts,
     params: &mut Params,
+    clients: Clients,
 ) -> Result<ClientRecord, OAuthError> {
-    let presented = presented(headers, params)?;
+    let (store, audit, limiter) = (&*state.store, &state.audit, &state.limiter);
+    let presented = presented(&request.headers, params)?;
+    if presented.secret.is_none() && clients == Clients::Confidential {
+        return Err(OAuthError::invalid_client(
+            "client authentication required: this endpoint serves confidential clients only",
+        ));
+    }
     // No registered id is longer (admin registration caps it), and long ones would only bloat
     // the rate limiter.
     if !valid_client_id(&presented.client_id) {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
-    let peer = peer(extensions);
+    let peer = peer(&request.extensions);
     let keys = [
         Some(format!("client:{}", presented.client_id)),
         peer.map(|ip| format!("peer:{ip}")),
@@ -197,10 +219,30 @@ pub(crate) async fn authenticate(
     let matches = match &client {
         Some(client) => secret_matches(client, &presented),
         None => {
-            SecretHash::of("").verify(&presented.secret);
+            SecretHash::of("").verify(presented.secret.as_deref().unwrap_or_default());
             false
         }
     };
+    if let Some(client) = client.as_ref().filter(|_| !matches)
+        && client.is_public()
+    {
+        // Not a guess at a secret: a public client must send none.
+        super::audit::client_auth_refused(
+            audit,
+            &client.client_id,
+            peer,
+            "secret from a public client",
+        );
+        return Err(OAuthError::invalid_client(
+            "client authentication failed: a public client sends no secret",
+        ));
+    }
+    if clients == Clients::Confidential && client.as_ref().is_some_and(ClientRecord::is_public) {
+        super::audit::client_auth_refused(audit, &presented.client_id, peer, "public client");
+        return Err(OAuthError::invalid_client(
+            "client authentication required: this endpoint serves confidential clients only",
+        ));
+    }
     let Some(client) = client.filter(|_| matches) else {
         let keys: Vec<String> = keys.into_iter().flatten().collect();
         limiter.record_failures(store, &keys, now).await;
@@ -604,8 +646,8 @@ mod tests {
         let mut params = Params::parse(b"grant_type=x").expect("params");
         let p = presented(&headers, &mut params).expect("basic");
         assert_eq!(
-            (p.client_id.as_str(), p.secret.as_str()),
-            ("my client", "s:cret")
+            (p.client_id.as_str(), p.secret.as_deref()),
+            ("my client", Some("s:cret"))
         );
 
         let mut params = Params::parse(b"client_secret=x").expect("params");
@@ -616,9 +658,28 @@ mod tests {
 
         let mut params = Params::parse(b"client_id=a&client_secret=b").expect("params");
         let p = presented(&HeaderMap::new(), &mut params).expect("post");
-        assert_eq!((p.client_id.as_str(), p.secret.as_str()), ("a", "b"));
+        assert_eq!(
+            (p.client_id.as_str(), p.secret.as_deref()),
+            ("a", Some("b"))
+        );
 
-        let mut params = Params::parse(b"client_id=a").expect("params");
+        // A client id alone, or with an empty secret (Basic `a:` included): no secret.
+        for form in [&b"client_id=a"[..], b"client_id=a&client_secret="] {
+            let mut params = Params::parse(form).expect("params");
+            let p = presented(&HeaderMap::new(), &mut params).expect("public");
+            assert_eq!((p.client_id.as_str(), p.secret), ("a", None));
+        }
+        let mut headers = HeaderMap::new();
+        let basic = STANDARD.encode("a:");
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {basic}").parse().expect("header"),
+        );
+        let mut params = Params::parse(b"grant_type=x").expect("params");
+        let p = presented(&headers, &mut params).expect("basic without secret");
+        assert_eq!((p.client_id.as_str(), p.secret), ("a", None));
+
+        let mut params = Params::parse(b"grant_type=x").expect("params");
         assert_eq!(
             presented(&HeaderMap::new(), &mut params)
                 .err()

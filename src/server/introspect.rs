@@ -35,13 +35,11 @@ async fn introspect(
         .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?;
     let mut params = Params::from_form(&parts.headers, &body)?;
     let client = client_auth::authenticate(
-        &*state.store,
-        &state.audit,
-        &state.limiter,
+        state,
         Some(&state.clients),
-        &parts.headers,
-        &parts.extensions,
+        parts,
         &mut params,
+        client_auth::Clients::Confidential,
     )
     .await?;
     let token = params.require("token")?;

@@ -44,6 +44,12 @@ pub(crate) async fn document(State(state): State<Arc<ServerState>>) -> Response 
         grants.push(GrantType::Password.as_str());
     }
     let auth_methods = json!(["client_secret_basic", "client_secret_post"]);
+    // Public clients use the authorization-code grant only.
+    let public_methods = if state.consent.is_some() {
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    } else {
+        auth_methods.clone()
+    };
     let mut body = json!({
         "issuer": state.issuer,
         "token_endpoint": format!("{base}/token"),
@@ -52,8 +58,8 @@ pub(crate) async fn document(State(state): State<Arc<ServerState>>) -> Response 
         "introspection_endpoint": format!("{base}/introspect"),
         "grant_types_supported": grants,
         "response_types_supported": if state.consent.is_some() { json!(["code"]) } else { json!([]) },
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_methods_supported": public_methods,
+        "revocation_endpoint_auth_methods_supported": public_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,

@@ -130,16 +130,9 @@ async fn grant(
     cache: Option<&client_auth::ClientCache>,
     context: &mut Context,
 ) -> Result<Response, Refused> {
-    let client = client_auth::authenticate(
-        &*state.store,
-        &state.audit,
-        &state.limiter,
-        cache,
-        &parts.headers,
-        &parts.extensions,
-        &mut params,
-    )
-    .await?;
+    let client =
+        client_auth::authenticate(state, cache, parts, &mut params, client_auth::Clients::All)
+            .await?;
     context.client = Some(client.client_id.clone());
     let grant_name = params.require("grant_type")?;
     let grant = GrantType::parse(grant_name).ok_or_else(|| {
@@ -154,6 +147,18 @@ async fn grant(
     if !enabled {
         return Err(OAuthError::unsupported_grant_type(format!(
             "the {} grant is not enabled on this server",
+            grant.as_str()
+        ))
+        .into());
+    }
+    if client.is_public()
+        && !matches!(
+            grant,
+            GrantType::AuthorizationCode | GrantType::RefreshToken
+        )
+    {
+        return Err(OAuthError::unauthorized_client(format!(
+            "a public client may not use the {} grant: it has no secret to prove who it is",
             grant.as_str()
         ))
         .into());
@@ -290,7 +295,9 @@ async fn authorization_code(
             )
             .into());
         }
-        None if client.redirect_uris.len() != 1 => {
+        // Optional only when the authorization request could omit it too: one registered URI,
+        // used as registered (not with another loopback port).
+        None if client.redirect_uris != [record.redirect_uri.as_str()] => {
             return Err(OAuthError::invalid_request("missing parameter `redirect_uri`").into());
         }
         _ => {}

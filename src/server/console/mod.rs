@@ -246,9 +246,12 @@ impl AuthorizationServer {
         registration.redirect_uris = vec![redirect_uri.clone()];
         registration.grant_types = Some(vec![GrantType::AuthorizationCode.as_str().into()]);
         registration.scopes = vec![config.scope.clone()];
-        let mut record =
-            admin::checked_record(state, registration, super::SecretHash::of(secret.expose()))
-                .map_err(|e| ConsoleError(format!("the console's client: {e}")))?;
+        let mut record = admin::checked_record(
+            state,
+            registration,
+            Some(super::SecretHash::of(secret.expose())),
+        )
+        .map_err(|e| ConsoleError(format!("the console's client: {e}")))?;
         record.status = ClientStatus::Approved;
         let store_error = |e: StoreError| ConsoleError(format!("the store failed: {e}"));
         match state
@@ -859,6 +862,8 @@ pub(crate) struct ClientForm {
     pub(crate) default_scopes: String,
     pub(crate) access_token_lifetime: String,
     pub(crate) refresh_token_lifetime: String,
+    /// Register as a public client (no secret).
+    pub(crate) public: bool,
 }
 
 impl ClientForm {
@@ -874,6 +879,7 @@ impl ClientForm {
             default_scopes: text("default_scopes"),
             access_token_lifetime: text("access_token_lifetime"),
             refresh_token_lifetime: text("refresh_token_lifetime"),
+            public: form.get("public").is_some(),
         }
     }
 
@@ -894,6 +900,7 @@ impl ClientForm {
             default_scopes: client.default_scopes.join(" "),
             access_token_lifetime: lifetime(client.access_token_lifetime),
             refresh_token_lifetime: lifetime(client.refresh_token_lifetime),
+            public: client.is_public(),
         }
     }
 
@@ -936,6 +943,7 @@ impl ClientForm {
         });
         registration.access_token_lifetime = Self::optional(&self.access_token_lifetime);
         registration.refresh_token_lifetime = Self::optional(&self.refresh_token_lifetime);
+        registration.token_endpoint_auth_method = self.public.then(|| "none".to_owned());
         registration
     }
 

@@ -261,6 +261,17 @@ pub(super) fn client_form(
                 (text_field(errors, "client_id", "Client id", &form.client_id,
                     "Optional: 1–128 characters of A-Z a-z 0-9 - . _ ~; generated when empty.", false))
             }
+            @if editing.is_none() {
+                @let method_error = error_for(errors, "token_endpoint_auth_method");
+                div.field.invalid[method_error.is_some()] {
+                    label.check {
+                        input type="checkbox" name="public" value="1" checked[form.public];
+                        " Public client: no secret (a native or browser app, a CLI). It may use \
+                          only authorization_code with PKCE and refresh_token."
+                    }
+                    @if let Some(error) = method_error { p.error id="token_endpoint_auth_method-error" { (error) } }
+                }
+            }
             (lines_field(errors, "contacts", "Contacts", &form.contacts,
                 "E-mail addresses, one per line: told when the registration is decided."))
             (lines_field(errors, "redirect_uris", "Redirect URIs", &form.redirect_uris,
@@ -341,6 +352,10 @@ pub(super) fn client(
         dl.client {
             dt { "Client id" } dd { code { (client.client_id) } }
             dt { "Registered" } dd { (time(Some(client.created_at))) }
+            dt { "Type" } dd {
+                @if client.is_public() { "public: no secret (a native or browser app, a CLI)" }
+                @else { "confidential: authenticates with its secret" }
+            }
             dt { "Contacts" } dd { @if client.contacts.is_empty() { span.muted { "none" } } @for c in &client.contacts { (c) br; } }
             dt { "Redirect URIs" } dd { @if client.redirect_uris.is_empty() { span.muted { "none" } } @for u in &client.redirect_uris { code { (u) } br; } }
             dt { "Grant types" } dd { @for g in &client.grant_types { span.tag { (g.as_str()) } " " } }
@@ -373,8 +388,10 @@ pub(super) fn client(
                 p.buttons {
                     a.button href={ (base) "/edit" } { "Change" }
                     " "
-                    a.button href={ (base) "/confirm/secret" } { "Rotate secret" }
-                    " "
+                    @if !client.is_public() {
+                        a.button href={ (base) "/confirm/secret" } { "Rotate secret" }
+                        " "
+                    }
                     @if client.status == ClientStatus::Disabled {
                         a.button href={ (base) "/confirm/enable" } { "Enable" }
                     } @else {

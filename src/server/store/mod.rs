@@ -655,8 +655,11 @@ pub struct ClientRecord {
     pub client_id: String,
     /// A human-readable name.
     pub name: String,
-    /// The digest of the client secret.
-    pub secret_hash: SecretHash,
+    /// The digest of the client secret; `None` for a public client (RFC 6749 §2.1: a native
+    /// app, a single-page app, a CLI), which authenticates with no secret
+    /// (`token_endpoint_auth_method: none`) and may use only the `authorization_code` (with
+    /// PKCE) and `refresh_token` grants.
+    pub secret_hash: Option<SecretHash>,
     /// Redirect URIs for the authorization-code grant, matched exactly.
     pub redirect_uris: Vec<String>,
     /// The grant types the client may use.
@@ -676,6 +679,29 @@ pub struct ClientRecord {
     /// E-mail addresses of the people responsible for the client, told when its registration
     /// is approved or rejected.
     pub contacts: Vec<String>,
+}
+
+impl ClientRecord {
+    /// Whether this is a public client (no secret).
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// Whether `secret` is this client's secret (constant time); always `false` for a public
+    /// client.
+    pub fn verify_secret(&self, secret: &str) -> bool {
+        self.secret_hash.as_ref().is_some_and(|h| h.verify(secret))
+    }
+
+    /// `none` for a public client, else `client_secret_basic` (RFC 7591 §2; such a client may
+    /// also use `client_secret_post`).
+    pub fn token_endpoint_auth_method(&self) -> &'static str {
+        if self.is_public() {
+            "none"
+        } else {
+            "client_secret_basic"
+        }
+    }
 }
 
 /// An authorization code waiting to be redeemed.

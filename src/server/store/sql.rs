@@ -9,7 +9,7 @@
 //! [`StoreError::Unavailable`] (`corrupt row: …`), never a panic.
 
 use super::{GrantType, StoreError, TokenHash, TokenKind, TokenRecord, TokenState};
-use crate::server::TokenLifetime;
+use crate::server::{SecretHash, TokenLifetime};
 
 /// How long a caller waits for a pooled connection before the store reports itself
 /// unavailable.
@@ -163,6 +163,25 @@ pub(super) fn family_mark_until(
     Ok(Some(floor.max(latest)))
 }
 
+/// What the `secret_hash` column holds for a public client (no secret); a digest is stored as
+/// `sha256:…`, so the two cannot be confused.
+const NO_SECRET: &str = "none";
+
+/// The `secret_hash` column of a client.
+pub(super) fn secret_text(hash: Option<&SecretHash>) -> String {
+    hash.map_or_else(|| NO_SECRET.to_owned(), SecretHash::to_stored)
+}
+
+/// Reads the `secret_hash` column back.
+pub(super) fn parse_secret(stored: &str) -> Result<Option<SecretHash>, StoreError> {
+    if stored == NO_SECRET {
+        return Ok(None);
+    }
+    SecretHash::from_stored(stored)
+        .map(Some)
+        .map_err(|e| corrupt(format_args!("secret_hash: {e}")))
+}
+
 /// The columns [`SqlStore::client_from_row`](super::sql_store::SqlStore::client_from_row) reads, for `concat!` into fixed SQL text.
 macro_rules! client_columns {
     () => {
@@ -212,7 +231,7 @@ pub(super) mod tests {
         ClientRecord {
             client_id: id.into(),
             name: format!("client {id}"),
-            secret_hash: SecretHash::of("secret"),
+            secret_hash: Some(SecretHash::of("secret")),
             redirect_uris: vec!["https://app.example/cb".into()],
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: vec!["read".into(), "write".into()],

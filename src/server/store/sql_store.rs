@@ -34,7 +34,6 @@ use super::{
     CodeRecord, Decision, DecisionOutcome, IssueOutcome, RevokedAccess, SigningKeyRecord,
     StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
-use crate::server::SecretHash;
 
 /// The connection type of a dialect's database.
 pub(super) type Connection<D> = <<D as Dialect>::DB as Database>::Connection;
@@ -241,7 +240,7 @@ where
         Ok(query
             .bind(client.client_id)
             .bind(client.name)
-            .bind(client.secret_hash.to_stored())
+            .bind(sql::secret_text(client.secret_hash.as_ref()))
             .bind(sql::list_json(&client.redirect_uris))
             .bind(sql::grants_json(&client.grant_types))
             .bind(sql::list_json(&client.scopes))
@@ -317,8 +316,7 @@ where
         Ok(ClientRecord {
             client_id: col(row, "client_id")?,
             name: col(row, "name")?,
-            secret_hash: SecretHash::from_stored(&secret)
-                .map_err(|e| sql::corrupt(format_args!("secret_hash: {e}")))?,
+            secret_hash: sql::parse_secret(&secret)?,
             redirect_uris: sql::parse_list(
                 &col::<_, String>(row, "redirect_uris")?,
                 "redirect_uris",

@@ -1,0 +1,566 @@
+//! OAuth 2.1 for every kind of client, over a real HTTP server on loopback: public clients
+//! (`token_endpoint_auth_method: none`, PKCE, RFC 8252 loopback redirects with any port) and
+//! their refusals.
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tower_oauth2::VerifiedToken;
+use tower_oauth2::server::store::MemoryStore;
+use tower_oauth2::server::{
+    AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder, ConsentDecision,
+    ConsentHandler, HookFuture, PasswordVerifier,
+};
+
+/// Approves every request for "alice".
+struct Approve;
+
+impl ConsentHandler for Approve {
+    fn decide<'a>(
+        &'a self,
+        _authorization: &'a AuthorizationRequest,
+        _request: &'a http::request::Parts,
+    ) -> HookFuture<'a, ConsentDecision> {
+        Box::pin(async {
+            ConsentDecision::Approve {
+                subject: "alice".into(),
+                scopes: None,
+            }
+        })
+    }
+}
+
+/// alice / wonderland.
+struct Passwords;
+
+impl PasswordVerifier for Passwords {
+    fn verify<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> HookFuture<'a, Option<String>> {
+        let ok = username == "alice" && password == "wonderland";
+        Box::pin(async move { ok.then(|| "alice".to_owned()) })
+    }
+}
+
+struct Harness {
+    base: String,
+    server: AuthorizationServer,
+    http: reqwest::Client,
+}
+
+/// The server on `127.0.0.1:0`: its endpoints under `/oauth2`, metadata, the admin API under
+/// `/admin` (unprotected: the test is its operator) and `/api/me` behind its authenticator.
+async fn serve(
+    configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
+) -> Harness {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let builder = AuthorizationServer::builder()
+        .issuer(base.clone())
+        .store(MemoryStore::new())
+        .consent_handler(Approve)
+        .password_verifier(Passwords);
+    let server = configure(builder).build().await.unwrap();
+    let api = Router::new()
+        .route(
+            "/api/me",
+            get(|token: VerifiedToken| async move { axum::Json(json!({"sub": token.subject()})) }),
+        )
+        .route_layer(server.authenticator().layer());
+    let app = Router::new()
+        .nest("/oauth2", server.router())
+        .merge(server.metadata_router())
+        .nest("/admin", server.admin_router())
+        .merge(api);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Harness { base, server, http }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Reply {
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.body["error"].as_str()),
+            (status, Some(code)),
+            "{}",
+            self.body
+        );
+    }
+
+    fn str(&self, member: &str) -> String {
+        self.body[member]
+            .as_str()
+            .unwrap_or_else(|| panic!("no `{member}` in {}", self.body))
+            .to_owned()
+    }
+
+    /// The redirect's target without query, and its query parameters.
+    fn redirect(&self) -> (String, HashMap<String, String>) {
+        let location = self.headers["location"].to_str().unwrap();
+        let url = reqwest::Url::parse(location).unwrap();
+        let params = url.query_pairs().into_owned().collect();
+        (location.split('?').next().unwrap().to_owned(), params)
+    }
+}
+
+impl Harness {
+    async fn admin_post(&self, path: &str, body: Value) -> Reply {
+        let response = self
+            .http
+            .post(format!("{}/admin{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        reply(response).await
+    }
+
+    /// A form post to `/oauth2/{endpoint}`, with Basic credentials when `basic` is given.
+    async fn post(
+        &self,
+        endpoint: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/oauth2/{endpoint}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode_form(form));
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Reply {
+        self.post("token", None, form).await
+    }
+
+    async fn authorize(&self, params: &[(&str, &str)]) -> Reply {
+        let response = self
+            .http
+            .get(format!(
+                "{}/oauth2/authorize?{}",
+                self.base,
+                encode_form(params)
+            ))
+            .send()
+            .await
+            .unwrap();
+        reply(response).await
+    }
+
+    /// Runs the authorization request for `client_id` to `redirect_uri`; the code.
+    async fn code(&self, client_id: &str, redirect_uri: &str, challenge: &str) -> String {
+        let reply = self
+            .authorize(&[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", redirect_uri),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "s1"),
+            ])
+            .await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{}", reply.body);
+        let (target, params) = reply.redirect();
+        assert_eq!(target, redirect_uri);
+        assert_eq!(params["state"], "s1");
+        params["code"].clone()
+    }
+
+    async fn me(&self, token: &str) -> StatusCode {
+        self.http
+            .get(format!("{}/api/me", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+fn encode_form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// A PKCE verifier and its S256 challenge.
+fn pkce(seed: &str) -> (String, String) {
+    let verifier = format!("{seed}-{}", "v".repeat(50));
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// Registers the public client `id` with a loopback redirect URI registered without a port.
+async fn register_public(h: &Harness, id: &str) -> Reply {
+    let reply = h
+        .admin_post(
+            "/clients",
+            json!({
+                "name": format!("CLI {id}"),
+                "client_id": id,
+                "token_endpoint_auth_method": "none",
+                "redirect_uris": ["http://127.0.0.1/callback", "com.example.cli:/done"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "scopes": ["read", "write"],
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply
+}
+
+#[tokio::test]
+async fn a_public_client_runs_authorization_code_with_pkce_and_refreshes() {
+    let h = serve(|b| b).await;
+    let registered = register_public(&h, "cli").await;
+    assert_eq!(registered.body["token_endpoint_auth_method"], "none");
+    assert!(
+        registered.body.get("client_secret").is_none(),
+        "{}",
+        registered.body
+    );
+
+    // RFC 8252 §7.3: the loopback redirect URI was registered without a port; any port works.
+    let redirect = "http://127.0.0.1:51789/callback";
+    let (verifier, challenge) = pkce("public");
+    let code = h.code("cli", redirect, &challenge).await;
+    let issued = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", redirect),
+        ])
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    assert_eq!(issued.body["token_type"], "Bearer");
+    let access = issued.str("access_token");
+    assert_eq!(h.me(&access).await, StatusCode::OK);
+    let refresh = issued.str("refresh_token");
+
+    // The refresh token rotates, for its own client, without a secret.
+    let refreshed = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli"),
+            ("refresh_token", &refresh),
+        ])
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    let second_access = refreshed.str("access_token");
+    let second_refresh = refreshed.str("refresh_token");
+    assert_ne!(second_refresh, refresh);
+
+    // Reuse of the rotated-out token revokes the family, for a public client as for others.
+    let reused = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli"),
+            ("refresh_token", &refresh),
+        ])
+        .await;
+    reused.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(h.me(&second_access).await, StatusCode::UNAUTHORIZED);
+    let after_reuse = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli"),
+            ("refresh_token", &second_refresh),
+        ])
+        .await;
+    after_reuse.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_public_clients_tokens_are_bound_to_it_and_revocable_by_it() {
+    let h = serve(|b| b).await;
+    register_public(&h, "cli-a").await;
+    register_public(&h, "cli-b").await;
+    let (verifier, challenge) = pkce("bound");
+    let redirect = "com.example.cli:/done";
+    let code = h.code("cli-a", redirect, &challenge).await;
+
+    // Another public client cannot redeem the code, and that does not burn it.
+    let stolen = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli-b"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", redirect),
+        ])
+        .await;
+    stolen.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    let issued = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli-a"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", redirect),
+        ])
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let refresh = issued.str("refresh_token");
+
+    // Another client presenting the refresh token gets invalid_grant and changes nothing.
+    let other = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli-b"),
+            ("refresh_token", &refresh),
+        ])
+        .await;
+    other.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // RFC 7009 §5: the public client revokes its own refresh token with its client_id.
+    let revoked = h
+        .post(
+            "revoke",
+            None,
+            &[("client_id", "cli-a"), ("token", &refresh)],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    let after = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli-a"),
+            ("refresh_token", &refresh),
+        ])
+        .await;
+    after.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // Introspection is for confidential clients (resource servers) only.
+    let introspect = h
+        .post(
+            "introspect",
+            None,
+            &[("client_id", "cli-a"), ("token", "x")],
+        )
+        .await;
+    introspect.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn refusals_for_public_and_confidential_clients() {
+    let h = serve(|b| b).await;
+    register_public(&h, "cli").await;
+    let confidential = h
+        .admin_post(
+            "/clients",
+            json!({"name": "Service", "client_id": "svc",
+                   "grant_types": ["client_credentials"], "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(confidential.status, StatusCode::CREATED);
+    assert_eq!(
+        confidential.body["token_endpoint_auth_method"],
+        "client_secret_basic"
+    );
+    let secret = confidential.str("client_secret");
+
+    // A public client may not use client_credentials or password, even if asked by name.
+    for (grant, extra) in [
+        ("client_credentials", vec![]),
+        (
+            "password",
+            vec![("username", "alice"), ("password", "wonderland")],
+        ),
+    ] {
+        let mut form = vec![("grant_type", grant), ("client_id", "cli")];
+        form.extend(extra);
+        let reply = h.token(&form).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "unauthorized_client");
+        assert!(
+            reply.str("error_description").contains("public client"),
+            "{}",
+            reply.body
+        );
+    }
+
+    // A public client that sends a secret fails authentication.
+    let with_secret = h
+        .post(
+            "token",
+            Some(("cli", "made-up-secret")),
+            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+        )
+        .await;
+    with_secret.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    // A confidential client that sends no secret (or an empty one) fails authentication.
+    for form in [
+        vec![("grant_type", "client_credentials"), ("client_id", "svc")],
+        vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", "svc"),
+            ("client_secret", ""),
+        ],
+    ] {
+        h.token(&form)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let ok = h
+        .post(
+            "token",
+            Some(("svc", &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+
+    // An unknown client id alone is refused like a bad secret.
+    h.token(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", "nobody"),
+        ("refresh_token", "x"),
+    ])
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    // Registration refuses a public client with a confidential grant, and an unknown method.
+    for (body, field) in [
+        (
+            json!({"name": "x", "token_endpoint_auth_method": "none",
+                   "redirect_uris": ["https://app.example/cb"],
+                   "grant_types": ["authorization_code", "client_credentials"]}),
+            "grant_types",
+        ),
+        (
+            json!({"name": "x", "token_endpoint_auth_method": "private_key_jwt"}),
+            "token_endpoint_auth_method",
+        ),
+        (
+            json!({"name": "x", "token_endpoint_auth_method": "none"}),
+            "redirect_uris",
+        ),
+    ] {
+        let reply = h.admin_post("/clients", body).await;
+        reply.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_client_metadata");
+        assert_eq!(reply.body["field"], field, "{}", reply.body);
+    }
+
+    // A public client has no secret to rotate.
+    let rotate = h.admin_post("/clients/cli/secret", json!({})).await;
+    assert_eq!(rotate.status, StatusCode::CONFLICT, "{}", rotate.body);
+    // And cannot be made confidential by a change.
+    let patched = h
+        .http
+        .patch(format!("{}/admin/clients/cli", h.base))
+        .header("content-type", "application/json")
+        .body(json!({"name": "renamed"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    let stored = h.server.store().client("cli").await.unwrap().unwrap();
+    assert!(stored.is_public() && stored.name == "renamed");
+}
+
+#[tokio::test]
+async fn loopback_redirects_vary_only_in_port_and_the_token_request_repeats_them() {
+    let h = serve(|b| b).await;
+    register_public(&h, "cli").await;
+    let (_, challenge) = pkce("ports");
+    for bad in [
+        "http://127.0.0.1:5000/other",
+        "http://localhost:5000/callback",
+        "http://[::1]:5000/callback",
+        "https://127.0.0.1:5000/callback",
+    ] {
+        let reply = h
+            .authorize(&[
+                ("response_type", "code"),
+                ("client_id", "cli"),
+                ("redirect_uri", bad),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .await;
+        // Never a redirect to an unregistered URI.
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+
+    let (verifier, challenge) = pkce("ports");
+    let redirect = "http://127.0.0.1:40001/callback";
+    let code = h.code("cli", redirect, &challenge).await;
+    let base = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "cli"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    // Omitted: it was not the registered URI as registered, so it must be repeated.
+    h.token(&base)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    // Another port than the authorization request's.
+    let mut other_port = base.to_vec();
+    other_port.push(("redirect_uri", "http://127.0.0.1:40002/callback"));
+    h.token(&other_port)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn metadata_advertises_public_clients() {
+    let h = serve(|b| b).await;
+    let response = h
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", h.base))
+        .send()
+        .await
+        .unwrap();
+    let metadata = reply(response).await.body;
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(
+        metadata["revocation_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(
+        metadata["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+}

@@ -13,12 +13,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tower_oauth2::VerifiedToken;
 use tower_oauth2::server::store::MemoryStore;
 use tower_oauth2::server::{
     AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder, ConsentDecision,
-    ConsentHandler, HookFuture, PasswordVerifier,
+    ConsentHandler, HookFuture, PasswordVerifier, ResourceServer,
 };
+use tower_oauth2::{ProtectedResource, VerifiedToken};
 
 /// Approves every request for "alice".
 struct Approve;
@@ -59,9 +59,10 @@ struct Harness {
 }
 
 /// The server on `127.0.0.1:0`: its endpoints under `/oauth2`, metadata, the admin API under
-/// `/admin` (unprotected: the test is its operator) and `/api/me` behind its authenticator.
+/// `/admin` (unprotected: the test is its operator), `/api/me` behind its authenticator, and
+/// `/mcp` as a protected resource with its metadata. `configure` gets the base URL.
 async fn serve(
-    configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
+    configure: impl FnOnce(AuthorizationServerBuilder, &str) -> AuthorizationServerBuilder,
 ) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -70,7 +71,24 @@ async fn serve(
         .store(MemoryStore::new())
         .consent_handler(Approve)
         .password_verifier(Passwords);
-    let server = configure(builder).build().await.unwrap();
+    let server = configure(builder, &base).build().await.unwrap();
+    // The MCP-style resource `{base}/mcp`, when the server knows it: only tokens for it
+    // (RFC 9728 / RFC 8707).
+    let mut mcp = Router::new();
+    if let Ok(mcp_auth) =
+        server.resource_authenticator(ProtectedResource::new(format!("{base}/mcp")))
+    {
+        mcp = mcp
+            .route(
+                "/mcp",
+                get(|token: VerifiedToken| async move {
+                    axum::Json(json!({"sub": token.subject(),
+                                      "scopes": token.scopes().iter().collect::<Vec<_>>()}))
+                }),
+            )
+            .route_layer(mcp_auth.layer())
+            .merge(mcp_auth.resource_metadata_router());
+    }
     let api = Router::new()
         .route(
             "/api/me",
@@ -81,7 +99,8 @@ async fn serve(
         .nest("/oauth2", server.router())
         .merge(server.metadata_router())
         .nest("/admin", server.admin_router())
-        .merge(api);
+        .merge(api)
+        .merge(mcp);
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -247,7 +266,7 @@ async fn register_public(h: &Harness, id: &str) -> Reply {
 
 #[tokio::test]
 async fn a_public_client_runs_authorization_code_with_pkce_and_refreshes() {
-    let h = serve(|b| b).await;
+    let h = serve(|b, _| b).await;
     let registered = register_public(&h, "cli").await;
     assert_eq!(registered.body["token_endpoint_auth_method"], "none");
     assert!(
@@ -310,7 +329,7 @@ async fn a_public_client_runs_authorization_code_with_pkce_and_refreshes() {
 
 #[tokio::test]
 async fn a_public_clients_tokens_are_bound_to_it_and_revocable_by_it() {
-    let h = serve(|b| b).await;
+    let h = serve(|b, _| b).await;
     register_public(&h, "cli-a").await;
     register_public(&h, "cli-b").await;
     let (verifier, challenge) = pkce("bound");
@@ -381,7 +400,7 @@ async fn a_public_clients_tokens_are_bound_to_it_and_revocable_by_it() {
 
 #[tokio::test]
 async fn refusals_for_public_and_confidential_clients() {
-    let h = serve(|b| b).await;
+    let h = serve(|b, _| b).await;
     register_public(&h, "cli").await;
     let confidential = h
         .admin_post(
@@ -498,7 +517,7 @@ async fn refusals_for_public_and_confidential_clients() {
 
 #[tokio::test]
 async fn loopback_redirects_vary_only_in_port_and_the_token_request_repeats_them() {
-    let h = serve(|b| b).await;
+    let h = serve(|b, _| b).await;
     register_public(&h, "cli").await;
     let (_, challenge) = pkce("ports");
     for bad in [
@@ -543,7 +562,7 @@ async fn loopback_redirects_vary_only_in_port_and_the_token_request_repeats_them
 
 #[tokio::test]
 async fn metadata_advertises_public_clients() {
-    let h = serve(|b| b).await;
+    let h = serve(|b, _| b).await;
     let response = h
         .http
         .get(format!("{}/.well-known/oauth-authorization-server", h.base))
@@ -562,5 +581,320 @@ async fn metadata_advertises_public_clients() {
     assert_eq!(
         metadata["introspection_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource indicators (RFC 8707)
+// ---------------------------------------------------------------------------------------------
+
+const REPORTS: &str = "https://reports.example";
+
+/// A server that knows `{base}/mcp` (scope `read` only, 10-minute tokens) and `REPORTS`.
+async fn serve_resources() -> Harness {
+    serve(|b, base| {
+        b.resource_server(
+            ResourceServer::new(format!("{base}/mcp"))
+                .scopes(["read"])
+                .access_token_lifetime("10min".parse().unwrap()),
+        )
+        .resource_server(ResourceServer::new(REPORTS))
+    })
+    .await
+}
+
+/// The claims of a JWT, unverified (the test checks what the server put in).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+impl Harness {
+    /// Runs `/authorize` for the public client `cli` with extra parameters; the reply.
+    async fn authorize_with(&self, challenge: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut params = vec![
+            ("response_type", "code"),
+            ("client_id", "cli"),
+            ("redirect_uri", "com.example.cli:/done"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        params.extend_from_slice(extra);
+        self.authorize(&params).await
+    }
+
+    async fn mcp(&self, token: &str) -> Reply {
+        let response = self
+            .http
+            .get(format!("{}/mcp", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        reply(response).await
+    }
+}
+
+#[tokio::test]
+async fn the_resource_parameter_picks_the_audience_scopes_and_lifetime() {
+    let h = serve_resources().await;
+    let mcp = format!("{}/mcp", h.base);
+    register_public(&h, "cli").await;
+    let (verifier, challenge) = pkce("resource");
+    let reply = h.authorize_with(&challenge, &[("resource", &mcp)]).await;
+    assert_eq!(reply.status, StatusCode::FOUND, "{}", reply.body);
+    let code = reply.redirect().1["code"].clone();
+    let issued = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", "com.example.cli:/done"),
+            ("resource", &mcp),
+        ])
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let access = issued.str("access_token");
+    let token = claims(&access);
+    assert_eq!(token["aud"], mcp.as_str());
+    // The client may have read and write; the resource allows read only.
+    assert_eq!(issued.body["scope"], "read");
+    assert!(issued.body["expires_in"].as_u64().unwrap() <= 600);
+
+    // The protected resource accepts it; the server's own API (another audience) does not.
+    let called = h.mcp(&access).await;
+    assert_eq!(called.status, StatusCode::OK, "{}", called.body);
+    assert_eq!(called.body["scopes"], json!(["read"]));
+    assert_eq!(h.me(&access).await, StatusCode::UNAUTHORIZED);
+
+    // Introspection knows it as this server's token, with its audience.
+    let svc = h
+        .admin_post(
+            "/clients",
+            json!({"name": "RS", "client_id": "rs", "scopes": ["read"]}),
+        )
+        .await;
+    let secret = svc.str("client_secret");
+    let info = h
+        .post("introspect", Some(("rs", &secret)), &[("token", &access)])
+        .await;
+    assert_eq!(info.body["active"], true, "{}", info.body);
+    assert_eq!(info.body["aud"], json!([mcp]));
+
+    // Without `resource`, the server's default audience, as before.
+    let (verifier, challenge) = pkce("no-resource");
+    let reply = h.authorize_with(&challenge, &[]).await;
+    let code = reply.redirect().1["code"].clone();
+    let plain = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", "com.example.cli:/done"),
+        ])
+        .await;
+    let plain_access = plain.str("access_token");
+    assert_eq!(claims(&plain_access)["aud"], h.base.as_str());
+    assert_eq!(plain.body["scope"], "read write");
+    assert_eq!(h.me(&plain_access).await, StatusCode::OK);
+    // A token for the server's default audience is for another resource at /mcp.
+    let other = h.mcp(&plain_access).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    let challenge = other.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("token is for another resource")
+            && challenge.contains(&format!(
+                "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+                h.base
+            )),
+        "{challenge}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_resources_and_scopes_a_resource_forbids_are_refused() {
+    let h = serve_resources().await;
+    let mcp = format!("{}/mcp", h.base);
+    register_public(&h, "cli").await;
+    let (_, challenge) = pkce("refusals");
+    // At /authorize, after the redirect URI is trusted: errors go back to the client.
+    for (extra, code) in [
+        (
+            vec![("resource", "https://unknown.example")],
+            "invalid_target",
+        ),
+        (vec![("resource", "/relative")], "invalid_target"),
+        (
+            vec![("resource", "https://reports.example#frag")],
+            "invalid_target",
+        ),
+        (
+            vec![("resource", mcp.as_str()), ("scope", "write")],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("resource", mcp.as_str()),
+                ("resource", REPORTS),
+                ("scope", "write"),
+            ],
+            "invalid_scope",
+        ),
+    ] {
+        let reply = h.authorize_with(&challenge, &extra).await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{extra:?}");
+        let (target, params) = reply.redirect();
+        assert_eq!(target, "com.example.cli:/done");
+        assert_eq!(params["error"], code, "{extra:?}: {params:?}");
+        assert!(!params.contains_key("code"));
+    }
+
+    // At the token endpoint, for client credentials.
+    let svc = h
+        .admin_post(
+            "/clients",
+            json!({"name": "Svc", "client_id": "svc", "scopes": ["read", "write"]}),
+        )
+        .await;
+    let secret = svc.str("client_secret");
+    let cc = |resource: &'static str| {
+        let secret = secret.clone();
+        let h = &h;
+        async move {
+            h.post(
+                "token",
+                Some(("svc", &secret)),
+                &[("grant_type", "client_credentials"), ("resource", resource)],
+            )
+            .await
+        }
+    };
+    cc("https://unknown.example")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
+    let reports = cc(REPORTS).await;
+    assert_eq!(reports.status, StatusCode::OK, "{}", reports.body);
+    assert_eq!(claims(&reports.str("access_token"))["aud"], REPORTS);
+    assert_eq!(reports.body["scope"], "read write");
+}
+
+#[tokio::test]
+async fn a_refresh_may_narrow_the_resources_of_the_grant_but_not_widen_them() {
+    let h = serve_resources().await;
+    let mcp = format!("{}/mcp", h.base);
+    register_public(&h, "cli").await;
+    let (verifier, challenge) = pkce("narrow");
+    let reply = h
+        .authorize_with(
+            &challenge,
+            &[("resource", &mcp), ("resource", REPORTS), ("scope", "read")],
+        )
+        .await;
+    let code = reply.redirect().1["code"].clone();
+    // The redemption names one of the two: that one is the audience.
+    let issued = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", "com.example.cli:/done"),
+            ("resource", REPORTS),
+        ])
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    assert_eq!(claims(&issued.str("access_token"))["aud"], REPORTS);
+    let mut refresh = issued.str("refresh_token");
+
+    let refresh_with = |token: String, resources: Vec<String>| {
+        let h = &h;
+        async move {
+            let mut form = vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("client_id", "cli".to_owned()),
+                ("refresh_token", token),
+            ];
+            form.extend(resources.into_iter().map(|r| ("resource", r)));
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            h.token(&form).await
+        }
+    };
+    // The other resource of the grant: allowed (the refresh token keeps the whole grant).
+    let to_mcp = refresh_with(refresh.clone(), vec![mcp.clone()]).await;
+    assert_eq!(to_mcp.status, StatusCode::OK, "{}", to_mcp.body);
+    assert_eq!(claims(&to_mcp.str("access_token"))["aud"], mcp.as_str());
+    assert!(to_mcp.body["expires_in"].as_u64().unwrap() <= 600);
+    refresh = to_mcp.str("refresh_token");
+    // No resource: the whole grant, both audiences.
+    let both = refresh_with(refresh.clone(), vec![]).await;
+    assert_eq!(both.status, StatusCode::OK, "{}", both.body);
+    assert_eq!(
+        claims(&both.str("access_token"))["aud"],
+        json!([mcp, REPORTS])
+    );
+    refresh = both.str("refresh_token");
+    // Wider than the grant: the server's default audience, or a known resource not granted.
+    for wider in [vec![h.base.clone()], vec![mcp.clone(), h.base.clone()]] {
+        refresh_with(refresh.clone(), wider)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
+    }
+    // The refusal changed nothing: the refresh token still works.
+    let still = refresh_with(refresh.clone(), vec![REPORTS.to_owned()]).await;
+    assert_eq!(still.status, StatusCode::OK, "{}", still.body);
+}
+
+#[tokio::test]
+async fn resource_server_configuration_mistakes_are_errors() {
+    for bad in [
+        ResourceServer::new("not a uri"),
+        ResourceServer::new("https://a.example/#x"),
+        ResourceServer::new("https://a.example").scopes(["two words"]),
+    ] {
+        let built = AuthorizationServer::builder()
+            .issuer("https://as.example")
+            .store(MemoryStore::new())
+            .resource_server(bad)
+            .build()
+            .await;
+        assert!(built.is_err());
+    }
+    let twice = AuthorizationServer::builder()
+        .issuer("https://as.example")
+        .store(MemoryStore::new())
+        .resource_server(ResourceServer::new("https://a.example"))
+        .resource_server(ResourceServer::new("https://a.example"))
+        .build()
+        .await;
+    assert!(twice.err().is_some_and(|e| e.to_string().contains("twice")));
+
+    // An authenticator for a resource the server does not know would accept nothing it issues.
+    let server = AuthorizationServer::builder()
+        .issuer("https://as.example")
+        .store(MemoryStore::new())
+        .resource_server(ResourceServer::new("https://a.example/mcp"))
+        .build()
+        .await
+        .unwrap();
+    let unknown = server.resource_authenticator(ProtectedResource::new("https://b.example/mcp"));
+    assert!(
+        unknown
+            .err()
+            .is_some_and(|e| e.to_string().contains("resource_server"))
+    );
+    let known = server
+        .resource_authenticator(ProtectedResource::new("https://a.example/mcp"))
+        .unwrap();
+    assert_eq!(
+        known.resource_metadata_url(),
+        Some("https://a.example/.well-known/oauth-protected-resource/mcp")
+    );
+    let (_, document) = known.resource_metadata().unwrap();
+    let document: Value = serde_json::from_str(document).unwrap();
+    assert_eq!(
+        document["authorization_servers"],
+        json!(["https://as.example"])
     );
 }

@@ -92,6 +92,7 @@ fn code(value: &str, client_id: &str, family: &str, expires_at: u64) -> CodeReco
         family_id: family.into(),
         used: false,
         expires_at,
+        resources: strings(&["https://api.example/mcp", "urn:example:reports"]),
     }
 }
 
@@ -113,6 +114,7 @@ fn access(
         issued_at,
         expires_at,
         state: TokenState::Active,
+        resources: Vec::new(),
     }
 }
 
@@ -135,6 +137,7 @@ fn refresh(
         issued_at,
         expires_at,
         state: TokenState::Active,
+        resources: strings(&["https://api.example/mcp", "urn:example:reports"]),
     }
 }
 

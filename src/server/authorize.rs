@@ -10,7 +10,6 @@ use http::{HeaderValue, Method, StatusCode, header};
 
 use super::http::{OAuthError, Params, random_token};
 use super::store::{ClientStatus, CodeRecord, GrantType, TokenHash};
-use super::token::requested_scopes;
 use super::{HookFuture, ServerState};
 use crate::time;
 
@@ -28,6 +27,9 @@ pub struct AuthorizationRequest {
     pub scopes: Vec<String>,
     /// The client's `state`, echoed back on the redirect.
     pub state: Option<String>,
+    /// The resource servers the tokens are for (RFC 8707 `resource` parameters), all known to
+    /// the server; empty for its default audience. Show them to the user with the scopes.
+    pub resources: Vec<String>,
 }
 
 /// The app's answer to an authorization request.
@@ -300,7 +302,14 @@ async fn authorize(
             "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
         ));
     }
-    let scopes = match requested_scopes(&client, params.get("scope")) {
+    let resources = match state.resources.requested(params.resources()) {
+        Ok(resources) => resources,
+        Err(error) => return Err(Redirect::error(&base, error.code, &error.description)),
+    };
+    let scopes = match state
+        .resources
+        .scopes(&client, params.get("scope"), &resources)
+    {
         Ok(scopes) => scopes,
         Err(error) => return Err(Redirect::error(&base, error.code, &error.description)),
     };
@@ -310,6 +319,7 @@ async fn authorize(
         redirect_uri: redirect_uri.clone(),
         scopes,
         state: base.state.clone(),
+        resources,
     };
     let (subject, scopes) = match consent.decide(&request, parts).await {
         ConsentDecision::Respond(response) => return Ok(response),
@@ -343,6 +353,7 @@ async fn authorize(
         family_id: random_token(16)?,
         used: false,
         expires_at: time::now() + state.code_lifetime.as_secs().max(1),
+        resources: request.resources,
     };
     // The redirect URI is trusted by now: a store that fails is told to the client there,
     // as `temporarily_unavailable` (RFC 6749 §4.1.2.1: a 503 cannot travel in a redirect).

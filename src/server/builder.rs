@@ -28,6 +28,7 @@ pub struct AuthorizationServerBuilder {
     issuer: Option<String>,
     endpoint_base: Option<String>,
     audiences: Vec<String>,
+    resource_servers: Vec<super::ResourceServer>,
     store: Option<Arc<dyn Store>>,
     signing_key: Option<SigningKey>,
     signing_algorithm: Algorithm,
@@ -54,6 +55,7 @@ impl Default for AuthorizationServerBuilder {
             issuer: None,
             endpoint_base: None,
             audiences: Vec::new(),
+            resource_servers: Vec::new(),
             store: None,
             signing_key: None,
             signing_algorithm: Algorithm::ES256,
@@ -95,6 +97,16 @@ impl AuthorizationServerBuilder {
     /// put in tokens, and the server's authenticator accepts any. Defaults to the issuer.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// A resource server tokens may be requested for with RFC 8707's `resource` parameter, at
+    /// `/authorize` and `/token`: the access token's `aud` is then the resource's URI, its
+    /// scopes and lifetime within the resource's (see [`ResourceServer`](super::ResourceServer)).
+    /// Repeatable. The audiences are resources too; a request without `resource` gets the
+    /// first audience, as before, and one naming an unknown resource `invalid_target`.
+    pub fn resource_server(mut self, resource: super::ResourceServer) -> Self {
+        self.resource_servers.push(resource);
         self
     }
 
@@ -309,6 +321,7 @@ impl AuthorizationServerBuilder {
         if audiences.is_empty() {
             audiences.push(issuer.clone());
         }
+        let resources = super::resource::Resources::new(self.resource_servers, &audiences)?;
         if self.access_lifetime == TokenLifetime::Unlimited && !self.allow_unlimited {
             return Err(ConfigError::new(
                 "access_token_lifetime is unlimited: also call \
@@ -393,12 +406,22 @@ impl AuthorizationServerBuilder {
         let authenticator = AuthenticatorBuilder::from(issuer_trust)
             .leeway(self.leeway)
             .build()?;
+        let any_resource = AuthenticatorBuilder::from(trust(
+            &issuer,
+            &resources.uris(),
+            &verify_keys,
+            &denylist,
+            self.allow_unlimited,
+        ))
+        .leeway(self.leeway)
+        .build()?;
 
         let audit = super::audit::AuditLog::start(Arc::clone(&store));
         let state = Arc::new(ServerState {
             issuer,
             endpoint_base,
             audiences,
+            resources,
             store,
             ring: ArcSwap::from_pointee(ring),
             verify_keys,
@@ -413,6 +436,7 @@ impl AuthorizationServerBuilder {
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             clients: client_auth::ClientCache::new(),
             authenticator,
+            any_resource,
             leeway: self.leeway.as_secs(),
             ring_lock: tokio::sync::Mutex::new(()),
             keys_in_store,

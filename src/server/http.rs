@@ -59,6 +59,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
+    /// RFC 8707 §2: the requested resource is invalid, unknown, or not allowed.
+    pub(crate) fn invalid_target(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
+    }
+
     /// 429: too many failed client authentications.
     pub(crate) fn rate_limited(retry_after: Duration) -> Self {
         Self {
@@ -162,16 +167,31 @@ pub(crate) fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
 }
 
-/// Request parameters: each name at most once, empty values treated as absent (RFC 6749 §3.1).
+/// Request parameters: each name at most once, empty values treated as absent (RFC 6749 §3.1);
+/// except `resource`, which RFC 8707 §2 lets a request repeat.
 #[derive(Debug, Default)]
-pub(crate) struct Params(HashMap<String, String>);
+pub(crate) struct Params {
+    map: HashMap<String, String>,
+    /// Every `resource` parameter, in order, without repeats.
+    resources: Vec<String>,
+}
+
+/// The parameter RFC 8707 lets a request give several times.
+const RESOURCE: &str = "resource";
 
 impl Params {
     /// Parses `application/x-www-form-urlencoded` text, refusing repeated parameters.
     pub(crate) fn parse(text: &[u8]) -> Result<Self, OAuthError> {
         let mut map = HashMap::new();
+        let mut resources = Vec::new();
         for (name, value) in form_urlencoded::parse(text) {
             if value.is_empty() {
+                continue;
+            }
+            if name == RESOURCE {
+                if !resources.iter().any(|r| *r == value) {
+                    resources.push(value.into_owned());
+                }
                 continue;
             }
             if map.insert(name.to_string(), value.into_owned()).is_some() {
@@ -181,7 +201,7 @@ impl Params {
                 )));
             }
         }
-        Ok(Self(map))
+        Ok(Self { map, resources })
     }
 
     /// Parses a POST body, which must be form-encoded.
@@ -226,11 +246,18 @@ impl Params {
             .map_err(|error| {
                 OAuthError::invalid_request(format!("the JSON body is not accepted: {error}"))
             })?;
-        Ok(Self(map))
+        let mut map = map;
+        let resources = map.remove(RESOURCE).into_iter().collect();
+        Ok(Self { map, resources })
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.map.get(name).map(String::as_str)
+    }
+
+    /// The `resource` parameters (RFC 8707), as given.
+    pub(crate) fn resources(&self) -> &[String] {
+        &self.resources
     }
 
     pub(crate) fn require(&self, name: &str) -> Result<&str, OAuthError> {
@@ -239,7 +266,7 @@ impl Params {
     }
 
     pub(crate) fn take(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
+        self.map.remove(name)
     }
 }
 

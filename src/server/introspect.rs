@@ -78,7 +78,7 @@ async fn introspect(
 /// Stricter than the authenticator: no leeway past `exp`, and the store's record must still be
 /// active (a revocation made elsewhere counts even before the denylist learns of it).
 async fn access(state: &ServerState, token: &str) -> Result<Option<Value>, OAuthError> {
-    let Ok(verified) = state.authenticator.verify(token) else {
+    let Ok(verified) = state.any_resource.verify(token) else {
         return Ok(None);
     };
     if verified.expires_at().is_some_and(|exp| exp <= time::now()) {

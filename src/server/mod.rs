@@ -93,6 +93,7 @@ mod http;
 mod introspect;
 mod lifetime;
 mod metadata;
+mod resource;
 mod revoke;
 mod ring;
 mod seal;
@@ -129,6 +130,7 @@ pub use builder::AuthorizationServerBuilder;
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub use console::{CONSOLE_CLIENT_ID, ConsoleConfig, ConsoleError};
 pub use lifetime::{LifetimeError, TokenLifetime};
+pub use resource::ResourceServer;
 pub use secret::{ClientSecret, SecretError, SecretHash};
 pub use signing::SigningKey;
 #[cfg(feature = "smtp")]
@@ -211,6 +213,51 @@ impl AuthorizationServer {
     /// [`AuthenticatorBuilder::trust`](crate::AuthenticatorBuilder::trust).
     pub fn trusted_issuer(&self) -> Issuer {
         self.state.trusted_issuer()
+    }
+
+    /// An authenticator for one of this server's resource servers (RFC 8707): it trusts this
+    /// server's tokens as [`authenticator`](Self::authenticator) does, but only those whose
+    /// `aud` names `resource` — not the server's other audiences, nor another resource — and it
+    /// describes the resource (RFC 9728): its challenges name the metadata, and
+    /// [`resource_metadata_router`](Authenticator::resource_metadata_router) serves it, with
+    /// this server as the authorization server. The resource must be known to the server
+    /// ([`resource_server`](AuthorizationServerBuilder::resource_server), or an
+    /// [`audience`](AuthorizationServerBuilder::audience)), or clients could not get tokens
+    /// for it: otherwise a [`ConfigError`](crate::ConfigError).
+    ///
+    /// ```no_run
+    /// # async fn f(server: tower_oauth2::server::AuthorizationServer) -> Result<(), tower_oauth2::ConfigError> {
+    /// use tower_oauth2::ProtectedResource;
+    ///
+    /// let mcp = server.resource_authenticator(
+    ///     ProtectedResource::new("https://api.example.com/mcp").scopes_supported(["mcp:tools"]),
+    /// )?;
+    /// let layer = mcp.layer();
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn resource_authenticator(
+        &self,
+        resource: crate::authenticator::ProtectedResource,
+    ) -> Result<Authenticator, crate::error::ConfigError> {
+        let state = &self.state;
+        let uri = resource.resource().to_owned();
+        if !state.resources.knows(&uri) {
+            return Err(crate::error::ConfigError::new(format!(
+                "{uri} is not a resource of this server: register it with \
+                 .resource_server(ResourceServer::new(..))"
+            )));
+        }
+        let issuer = builder::trust(
+            &state.issuer,
+            &[uri],
+            &state.verify_keys,
+            &state.denylist,
+            state.allow_unlimited,
+        );
+        crate::authenticator::AuthenticatorBuilder::from(issuer)
+            .leeway(std::time::Duration::from_secs(state.leeway))
+            .protected_resource(resource)
+            .build()
     }
 
     /// The issuer identifier.

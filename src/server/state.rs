@@ -25,6 +25,8 @@ pub(crate) struct ServerState {
     /// the metadata's endpoint URLs.
     pub(crate) endpoint_base: String,
     pub(crate) audiences: Vec<String>,
+    /// The resource servers tokens may be for (RFC 8707), the audiences included.
+    pub(crate) resources: super::resource::Resources,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) ring: ArcSwap<KeyRing>,
     /// The verification keys of the ring, shared with the authenticators this server hands out.
@@ -41,6 +43,9 @@ pub(crate) struct ServerState {
     /// Approved clients, so that token requests need no read before their write.
     pub(crate) clients: client_auth::ClientCache,
     pub(crate) authenticator: Authenticator,
+    /// Like `authenticator`, for any of the resources (RFC 8707) tokens may be for: what
+    /// introspection and revocation recognise as this server's access tokens.
+    pub(crate) any_resource: Authenticator,
     /// Seconds of clock skew the authenticator allows: how long past `exp` a revoked token's
     /// `jti` must stay on the denylist.
     pub(crate) leeway: u64,

@@ -172,9 +172,14 @@ async fn grant(
     }
     match grant {
         GrantType::ClientCredentials => {
-            let scopes = requested_scopes(&client, params.get("scope"))?;
+            let resources = state.resources.requested(params.resources())?;
+            let scopes = state
+                .resources
+                .scopes(&client, params.get("scope"), &resources)?;
             let subject = client.client_id.clone();
-            issue(state, client, grant, Grant::new(subject, scopes, None)).await
+            let grant_of =
+                Grant::new(subject, scopes, None).for_resources(resources.clone(), resources);
+            issue(state, client, grant, grant_of).await
         }
         GrantType::Password => password(state, client, &params, parts).await,
         GrantType::AuthorizationCode => authorization_code(state, client, &params).await,
@@ -215,7 +220,10 @@ async fn password(
     if username.len() > 256 || password.len() > 1024 {
         return Err(OAuthError::invalid_grant("the resource owner's credentials are wrong").into());
     }
-    let scopes = requested_scopes(&client, params.get("scope"))?;
+    let resources = state.resources.requested(params.resources())?;
+    let scopes = state
+        .resources
+        .scopes(&client, params.get("scope"), &resources)?;
     // Guessing passwords through the token endpoint is throttled like guessing secrets. The
     // key holds a digest of the username, not the name: a store that shares failure counts
     // keeps the keys, and users type passwords into username fields.
@@ -239,7 +247,7 @@ async fn password(
         state,
         client,
         GrantType::Password,
-        Grant::new(subject, scopes, family),
+        Grant::new(subject, scopes, family).for_resources(resources.clone(), resources),
     )
     .await
 }
@@ -308,17 +316,23 @@ async fn authorization_code(
             OAuthError::invalid_grant("code_verifier does not match the code_challenge").into(),
         );
     }
-    // The client may have lost scopes since consent.
+    // RFC 8707 §2.2: the token request may name fewer of the authorized resources.
+    let resources = state
+        .resources
+        .within(params.resources(), &record.resources)?;
+    // The client may have lost scopes since consent; fewer resources may allow fewer.
     let scopes = record
         .scopes
         .into_iter()
         .filter(|s| client.scopes.contains(s))
         .collect();
+    let scopes = state.resources.narrow(scopes, &resources);
     issue(
         state,
         client,
         GrantType::AuthorizationCode,
-        Grant::new(record.subject, scopes, Some(record.family_id)),
+        Grant::new(record.subject, scopes, Some(record.family_id))
+            .for_resources(resources, record.resources),
     )
     .await
 }
@@ -366,11 +380,15 @@ async fn refresh(
             scopes
         }
     };
+    // May narrow the grant's resources, never widen them (RFC 8707 §2.2).
+    let resources = state.resources.within(params.resources(), &old.resources)?;
     let scopes = scopes
         .into_iter()
         .filter(|s| client.scopes.contains(s))
         .collect();
-    let mut grant = Grant::new(old.subject.clone(), scopes, old.family_id.clone());
+    let scopes = state.resources.narrow(scopes, &resources);
+    let mut grant = Grant::new(old.subject.clone(), scopes, old.family_id.clone())
+        .for_resources(resources, old.resources.clone());
     grant.rotate = Some(old);
     issue(state, client, GrantType::RefreshToken, grant).await
 }
@@ -406,6 +424,10 @@ struct Grant {
     family: Option<String>,
     /// For the refresh grant, the refresh token being rotated.
     rotate: Option<TokenRecord>,
+    /// The access token's resources (RFC 8707), its audiences; empty: the default audience.
+    resources: Vec<String>,
+    /// The grant's resources, which a new refresh token keeps.
+    grant_resources: Vec<String>,
 }
 
 impl Grant {
@@ -415,7 +437,16 @@ impl Grant {
             scopes,
             family,
             rotate: None,
+            resources: Vec::new(),
+            grant_resources: Vec::new(),
         }
+    }
+
+    /// For `resources` (the access token's) within `granted` (the refresh token's).
+    fn for_resources(mut self, resources: Vec<String>, granted: Vec<String>) -> Self {
+        self.resources = resources;
+        self.grant_resources = granted;
+        self
     }
 }
 
@@ -435,6 +466,7 @@ async fn issue(
 ) -> Result<Response, Refused> {
     let now = time::now();
     let (access_lifetime, refresh_lifetime) = state.lifetimes(&client);
+    let access_lifetime = state.resources.lifetime(&grant.resources, access_lifetime);
     if access_lifetime == TokenLifetime::Unlimited && !state.allow_unlimited {
         return Err(OAuthError::server_error(
             "the client's access-token lifetime is unlimited but the server does not allow it",
@@ -447,7 +479,12 @@ async fn issue(
     let mut claims = Map::new();
     claims.insert("iss".into(), state.issuer.clone().into());
     claims.insert("sub".into(), grant.subject.clone().into());
-    claims.insert("aud".into(), state.audiences[0].clone().into());
+    let aud: Value = match grant.resources.as_slice() {
+        [] => state.audiences[0].clone().into(),
+        [one] => one.clone().into(),
+        many => many.to_vec().into(),
+    };
+    claims.insert("aud".into(), aud);
     if let Some(exp) = exp {
         claims.insert("exp".into(), exp.into());
     }
@@ -471,6 +508,7 @@ async fn issue(
         issued_at: now,
         expires_at: exp,
         state: TokenState::Active,
+        resources: grant.resources.clone(),
     };
     let wants_refresh = grant_type != GrantType::ClientCredentials
         && client.grant_types.contains(&GrantType::RefreshToken);
@@ -498,6 +536,7 @@ async fn issue(
                 issued_at: now,
                 expires_at: expiry(now, refresh_lifetime),
                 state: TokenState::Active,
+                resources: grant.grant_resources.clone(),
             };
             Some((value, record))
         }

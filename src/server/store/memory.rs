@@ -544,6 +544,7 @@ mod tests {
             issued_at: 1,
             expires_at: Some(u64::MAX / 2),
             state: TokenState::Active,
+            resources: Vec::new(),
         }
     }
 

@@ -726,6 +726,9 @@ pub struct CodeRecord {
     pub used: bool,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The resource indicators (RFC 8707) of the authorization request: what the tokens may
+    /// be for. Empty: the server's default audience.
+    pub resources: Vec<String>,
 }
 
 /// Access token or refresh token.
@@ -793,6 +796,10 @@ pub struct TokenRecord {
     pub expires_at: Option<u64>,
     /// Where it is in its life cycle.
     pub state: TokenState,
+    /// The resource indicators (RFC 8707): an access token's audiences; a refresh token's
+    /// grant, which later refreshes may narrow but not widen. Empty: the server's default
+    /// audience.
+    pub resources: Vec<String>,
 }
 
 impl TokenRecord {

@@ -762,6 +762,7 @@ mod tests {
             issued_at: 1,
             expires_at: None,
             state: TokenState::Active,
+            resources: Vec::new(),
         };
         assert_eq!(store.insert_tokens(vec![access]).await, Ok(true));
         assert!(store.revoke_token("n1").await.expect("revoke").is_some());

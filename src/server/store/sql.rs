@@ -194,14 +194,15 @@ macro_rules! client_columns {
 macro_rules! code_columns {
     () => {
         "hash, client_id, redirect_uri, subject, scopes, code_challenge, family_id, used, \
-         expires_at"
+         expires_at, resources"
     };
 }
 
 /// The columns [`SqlStore::token_from_row`](super::sql_store::SqlStore::token_from_row) reads.
 macro_rules! token_columns {
     () => {
-        "id, kind, hash, client_id, subject, family_id, scopes, issued_at, expires_at, state"
+        "id, kind, hash, client_id, subject, family_id, scopes, issued_at, expires_at, state, \
+         resources"
     };
 }
 
@@ -255,6 +256,7 @@ pub(super) mod tests {
             family_id: "fam".into(),
             used: false,
             expires_at: 1_000,
+            resources: vec!["https://api.example/mcp".into()],
         }
     }
 
@@ -275,6 +277,7 @@ pub(super) mod tests {
             issued_at: 10,
             expires_at,
             state: TokenState::Active,
+            resources: vec!["https://api.example/mcp".into()],
         }
     }
 

@@ -267,7 +267,8 @@ where
             .bind(sql::list_json(&token.scopes))
             .bind(to_i64(token.issued_at, "issued_at")?)
             .bind(opt_to_i64(token.expires_at, "expires_at")?)
-            .bind(token.state.as_str()))
+            .bind(token.state.as_str())
+            .bind(sql::list_json(&token.resources)))
     }
 
     /// Inserts one token; a taken id (or refresh-token digest) is a [`StoreError::Conflict`].
@@ -354,6 +355,7 @@ where
             family_id: col(row, "family_id")?,
             used: col(row, "used")?,
             expires_at: sql::from_i64(col(row, "expires_at")?, "expires_at")?,
+            resources: sql::parse_list(&col::<_, String>(row, "resources")?, "resources")?,
         })
     }
 
@@ -374,6 +376,7 @@ where
                 .map(|e| sql::from_i64(e, "expires_at"))
                 .transpose()?,
             state: sql::parse_state(&col::<_, String>(row, "state")?)?,
+            resources: sql::parse_list(&col::<_, String>(row, "resources")?, "resources")?,
         })
     }
 
@@ -630,7 +633,7 @@ where
         sqlx::query(concat!(
             "INSERT INTO oauth2_codes (",
             code_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(code.hash.as_bytes().to_vec())
         .bind(code.client_id)
@@ -641,6 +644,7 @@ where
         .bind(code.family_id)
         .bind(code.used)
         .bind(to_i64(code.expires_at, "expires_at")?)
+        .bind(sql::list_json(&code.resources))
         .execute(self.writer())
         .await
         .map_err(db_error_as(|| "authorization code exists".to_owned()))?;
@@ -1624,13 +1628,13 @@ where
 const INSERT_TOKEN: &str = concat!(
     "INSERT INTO oauth2_tokens (",
     token_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 );
 
 const INSERT_TOKEN_IF_NEW: &str = concat!(
     "INSERT INTO oauth2_tokens (",
     token_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
 );
 
 /// Rows of each table one purge transaction deletes at most.

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
@@ -15,8 +16,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower_oauth2::server::store::MemoryStore;
 use tower_oauth2::server::{
-    AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder, ConsentDecision,
-    ConsentHandler, HookFuture, PasswordVerifier, ResourceServer,
+    AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder, ClaimsContext,
+    ClaimsError, ClaimsHook, ConsentDecision, ConsentHandler, HookFuture, PROTECTED_CLAIMS,
+    PasswordVerifier, ResourceServer,
 };
 use tower_oauth2::{ProtectedResource, VerifiedToken};
 
@@ -897,4 +899,113 @@ async fn resource_server_configuration_mistakes_are_errors() {
         document["authorization_servers"],
         json!(["https://as.example"])
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Custom claims
+// ---------------------------------------------------------------------------------------------
+
+/// Adds roles and a tenant, tries to overwrite every registered claim, and fails for the client
+/// `broken`. Records the contexts it saw.
+#[derive(Clone, Default)]
+struct Roles(Arc<Mutex<Vec<ClaimsContext>>>);
+
+impl ClaimsHook for Roles {
+    fn claims<'a>(
+        &'a self,
+        context: &'a ClaimsContext,
+    ) -> HookFuture<'a, Result<serde_json::Map<String, Value>, ClaimsError>> {
+        self.0.lock().unwrap().push(context.clone());
+        Box::pin(async move {
+            if context.client_id == "broken" {
+                return Err(ClaimsError::new("the directory is down"));
+            }
+            let mut claims = serde_json::Map::new();
+            for name in PROTECTED_CLAIMS {
+                claims.insert(name.into(), json!("forged"));
+            }
+            claims.insert("roles".into(), json!(["admin", "auditor"]));
+            claims.insert("tenant".into(), json!(context.subject.clone()));
+            Ok(claims)
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_claims_hook_adds_claims_but_never_registered_ones() {
+    let roles = Roles::default();
+    let hook = roles.clone();
+    let h = serve(move |b, _| b.custom_claims(hook)).await;
+    register_public(&h, "cli").await;
+    let (verifier, challenge) = pkce("claims");
+    let code = h.code("cli", "com.example.cli:/done", &challenge).await;
+    let issued = h
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", "com.example.cli:/done"),
+        ])
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let access = issued.str("access_token");
+    let token = claims(&access);
+    assert_eq!(token["roles"], json!(["admin", "auditor"]));
+    assert_eq!(token["tenant"], "alice");
+    for name in PROTECTED_CLAIMS {
+        assert_ne!(token[name], "forged", "{name} was overwritten: {token}");
+    }
+    assert_eq!(token["sub"], "alice");
+    assert_eq!(token["client_id"], "cli");
+    // The token still verifies with the server's authenticator (aud, exp, iss untouched).
+    assert_eq!(h.me(&access).await, StatusCode::OK);
+    {
+        let seen = roles.0.lock().unwrap();
+        let context = seen.last().unwrap();
+        assert_eq!(context.grant_type.as_str(), "authorization_code");
+        assert_eq!(context.subject, "alice");
+        assert_eq!(context.scopes, ["read", "write"]);
+    }
+
+    // A refresh asks the hook again.
+    let refreshed = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cli"),
+            ("refresh_token", &issued.str("refresh_token")),
+        ])
+        .await;
+    assert_eq!(
+        claims(&refreshed.str("access_token"))["roles"],
+        json!(["admin", "auditor"])
+    );
+    assert_eq!(
+        roles.0.lock().unwrap().last().unwrap().grant_type.as_str(),
+        "refresh_token"
+    );
+
+    // A failing hook: a JSON server_error (503, not a 500), and no token stored.
+    let broken = h
+        .admin_post(
+            "/clients",
+            json!({"name": "Broken", "client_id": "broken", "scopes": ["read"]}),
+        )
+        .await;
+    let secret = broken.str("client_secret");
+    let refused = h
+        .post(
+            "token",
+            Some(("broken", &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "server_error");
+    assert!(
+        !refused.body.to_string().contains("directory"),
+        "{}",
+        refused.body
+    );
+    let tokens = h.server.store().client_tokens("broken", 0).await.unwrap();
+    assert!(tokens.is_empty(), "{tokens:?}");
 }

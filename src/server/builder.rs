@@ -39,6 +39,7 @@ pub struct AuthorizationServerBuilder {
     approval: ApprovalPolicy,
     consent: Option<Arc<dyn ConsentHandler>>,
     password: Option<Arc<dyn PasswordVerifier>>,
+    claims: Option<Arc<dyn super::ClaimsHook>>,
     auth_failures: (u32, Duration),
     leeway: Duration,
     key_encryption_secret: Option<Vec<u8>>,
@@ -66,6 +67,7 @@ impl Default for AuthorizationServerBuilder {
             approval: ApprovalPolicy::Automatic,
             consent: None,
             password: None,
+            claims: None,
             auth_failures: (10, Duration::from_secs(60)),
             leeway: Duration::from_secs(60),
             key_encryption_secret: None,
@@ -226,6 +228,14 @@ impl AuthorizationServerBuilder {
     /// off.
     pub fn consent_handler(mut self, handler: impl ConsentHandler) -> Self {
         self.consent = Some(Arc::new(handler));
+        self
+    }
+
+    /// Adds the app's claims (roles, tenant, e-mail) to every access token, from `hook`; the
+    /// registered claims ([`PROTECTED_CLAIMS`](super::PROTECTED_CLAIMS)) stay the server's. A
+    /// hook that fails answers the token request `server_error` and issues nothing.
+    pub fn custom_claims(mut self, hook: impl super::ClaimsHook) -> Self {
+        self.claims = Some(Arc::new(hook));
         self
     }
 
@@ -433,6 +443,7 @@ impl AuthorizationServerBuilder {
             approval: self.approval,
             consent: self.consent,
             password: self.password,
+            claims: self.claims,
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             clients: client_auth::ClientCache::new(),
             authenticator,

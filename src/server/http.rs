@@ -100,6 +100,12 @@ impl OAuthError {
         }
     }
 
+    /// 503 `server_error`: an application hook failed (the request may succeed later; the
+    /// server itself did not crash).
+    pub(crate) fn hook_failed(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", description)
+    }
+
     /// 500 `server_error`, for a fault of the server itself (never bad input).
     pub(crate) fn server_error(description: impl Into<String>) -> Self {
         Self::new(

@@ -85,6 +85,7 @@ mod audit;
 mod authorize;
 mod background;
 mod builder;
+mod claims;
 mod client_auth;
 #[cfg(feature = "console")]
 mod console;
@@ -126,6 +127,7 @@ pub use approval::{
 pub use audit::AuditKind;
 pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use builder::AuthorizationServerBuilder;
+pub use claims::{ClaimsContext, ClaimsError, ClaimsHook, PROTECTED_CLAIMS};
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub use console::{CONSOLE_CLIENT_ID, ConsoleConfig, ConsoleError};

@@ -39,6 +39,8 @@ pub(crate) struct ServerState {
     pub(crate) approval: ApprovalPolicy,
     pub(crate) consent: Option<Arc<dyn ConsentHandler>>,
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
+    /// The app's extra access-token claims.
+    pub(crate) claims: Option<Arc<dyn super::ClaimsHook>>,
     pub(crate) limiter: client_auth::RateLimiter,
     /// Approved clients, so that token requests need no read before their write.
     pub(crate) clients: client_auth::ClientCache,

@@ -494,6 +494,27 @@ async fn issue(
     if !scope.is_empty() {
         claims.insert("scope".into(), scope.clone().into());
     }
+    if let Some(hook) = &state.claims {
+        let context = super::ClaimsContext {
+            grant_type,
+            client_id: client.client_id.clone(),
+            subject: grant.subject.clone(),
+            scopes: grant.scopes.clone(),
+            resources: grant.resources.clone(),
+        };
+        match hook.claims(&context).await {
+            Ok(extra) => super::claims::merge(&mut claims, extra, &client.client_id),
+            Err(error) => {
+                tracing::error!(
+                    target: "tower_oauth2::server",
+                    %error,
+                    client_id = %client.client_id,
+                    "the claims hook failed: no token issued"
+                );
+                return Err(OAuthError::hook_failed("the application's claims hook failed").into());
+            }
+        }
+    }
     let access_token = state
         .sign(&Value::Object(claims))
         .map_err(OAuthError::server_error)?;

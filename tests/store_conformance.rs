@@ -69,6 +69,7 @@ fn client(id: &str) -> ClientRecord {
         status: ClientStatus::Approved,
         created_at: 1_700_000_000,
         contacts: strings(&["ops@app.example"]),
+        registration_token: None,
     }
 }
 
@@ -715,6 +716,7 @@ async fn check_clients(store: &dyn Store) {
         status: ClientStatus::Approved,
         created_at: t,
         contacts: strings(&["ops@app.example", "o'brien+oauth@sub.example.co.uk"]),
+        registration_token: Some(SecretHash::of("registration access token of zeta")),
     };
     let alpha = ClientRecord {
         client_id: "cl-alpha".into(),
@@ -729,6 +731,7 @@ async fn check_clients(store: &dyn Store) {
         status: ClientStatus::Pending,
         created_at: t,
         contacts: Vec::new(),
+        registration_token: None,
     };
     let mid = ClientRecord {
         // Not the canonical order: the stored order is the client's.
@@ -838,6 +841,8 @@ async fn check_clients(store: &dyn Store) {
         status: ClientStatus::Disabled,
         created_at: 42,
         contacts: strings(&["new-owner@example.org"]),
+        // The update replaces it too (the admin API keeps it, RFC 7592 rotates it).
+        registration_token: Some(SecretHash::of("rotated registration token")),
     };
     assert_eq!(store.update_client(updated.clone()).await, Ok(true));
     let reloaded = store.client("cl-zeta").await.expect("client");

@@ -336,22 +336,34 @@ pub(crate) async fn register(
     };
     let hash = secret.as_ref().map(|s| super::SecretHash::of(s.expose()));
     let record = checked_record(state, registration, hash)?;
+    insert(state, actor, record.clone()).await?;
+    Ok((record, secret.filter(|_| shown)))
+}
+
+/// Stores a checked new client, audits it and tells the approvers.
+pub(crate) async fn insert(
+    state: &ServerState,
+    actor: Option<&str>,
+    record: ClientRecord,
+) -> Result<(), RegistrationError> {
+    let (client_id, status) = (record.client_id.clone(), record.status);
+    let notify = matches!(state.approval, ApprovalPolicy::Groups(_)).then(|| record.clone());
     state
         .store
-        .insert_client(record.clone())
+        .insert_client(record)
         .await
         .map_err(RegistrationError::Store)?;
     audit::admin(
         &state.audit,
         actor,
         "register",
-        &record.client_id,
-        Some(record.status.as_str()),
+        &client_id,
+        Some(status.as_str()),
     );
-    if let ApprovalPolicy::Groups(groups) = &state.approval {
+    if let (ApprovalPolicy::Groups(groups), Some(record)) = (&state.approval, notify) {
         state.notifications.submitted(&record, groups);
     }
-    Ok((record, secret.filter(|_| shown)))
+    Ok(())
 }
 
 /// Checks a registration's members and builds the client record it describes, new: status
@@ -527,6 +539,7 @@ pub(crate) fn checked_record(
         },
         created_at: time::now(),
         contacts: registration.contacts,
+        registration_token: None,
     })
 }
 
@@ -1094,6 +1107,7 @@ pub(crate) async fn update(
     let mut client = checked_record(state, registration, current.secret_hash.clone())?;
     client.status = current.status;
     client.created_at = current.created_at;
+    client.registration_token = current.registration_token.clone();
     let removed: Vec<GrantType> = current
         .grant_types
         .iter()

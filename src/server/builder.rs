@@ -40,6 +40,7 @@ pub struct AuthorizationServerBuilder {
     consent: Option<Arc<dyn ConsentHandler>>,
     password: Option<Arc<dyn PasswordVerifier>>,
     claims: Option<Arc<dyn super::ClaimsHook>>,
+    registration: Option<super::DynamicRegistration>,
     auth_failures: (u32, Duration),
     leeway: Duration,
     key_encryption_secret: Option<Vec<u8>>,
@@ -68,6 +69,7 @@ impl Default for AuthorizationServerBuilder {
             consent: None,
             password: None,
             claims: None,
+            registration: None,
             auth_failures: (10, Duration::from_secs(60)),
             leeway: Duration::from_secs(60),
             key_encryption_secret: None,
@@ -239,6 +241,14 @@ impl AuthorizationServerBuilder {
         self
     }
 
+    /// Turns on dynamic client registration (RFC 7591) at `POST {endpoint_base}/register`, with
+    /// RFC 7592 management at `/register/{client_id}`, advertised in the metadata as
+    /// `registration_endpoint`. Off by default. See [`DynamicRegistration`](super::DynamicRegistration).
+    pub fn dynamic_registration(mut self, registration: super::DynamicRegistration) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
     /// Turns on the (legacy) `password` grant, checking credentials with `verifier`.
     pub fn password_verifier(mut self, verifier: impl PasswordVerifier) -> Self {
         self.password = Some(Arc::new(verifier));
@@ -332,6 +342,10 @@ impl AuthorizationServerBuilder {
             audiences.push(issuer.clone());
         }
         let resources = super::resource::Resources::new(self.resource_servers, &audiences)?;
+        let registration = self
+            .registration
+            .map(|r| r.check(self.consent.is_some(), self.password.is_some()))
+            .transpose()?;
         if self.access_lifetime == TokenLifetime::Unlimited && !self.allow_unlimited {
             return Err(ConfigError::new(
                 "access_token_lifetime is unlimited: also call \
@@ -444,6 +458,7 @@ impl AuthorizationServerBuilder {
             consent: self.consent,
             password: self.password,
             claims: self.claims,
+            registration,
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             clients: client_auth::ClientCache::new(),
             authenticator,

@@ -73,6 +73,14 @@ pub(crate) async fn document(State(state): State<Arc<ServerState>>) -> Response 
         );
         obj.insert("response_modes_supported".into(), json!(["query"]));
     }
+    if state.registration.is_some()
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert(
+            "registration_endpoint".into(),
+            format!("{base}/register").into(),
+        );
+    }
     cacheable(json_response(StatusCode::OK, &body), 3600)
 }
 

@@ -94,6 +94,7 @@ mod http;
 mod introspect;
 mod lifetime;
 mod metadata;
+mod registration;
 mod resource;
 mod revoke;
 mod ring;
@@ -132,6 +133,7 @@ pub use claims::{ClaimsContext, ClaimsError, ClaimsHook, PROTECTED_CLAIMS};
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub use console::{CONSOLE_CLIENT_ID, ConsoleConfig, ConsoleError};
 pub use lifetime::{LifetimeError, TokenLifetime};
+pub use registration::DynamicRegistration;
 pub use resource::ResourceServer;
 pub use secret::{ClientSecret, SecretError, SecretHash};
 pub use signing::SigningKey;
@@ -183,6 +185,13 @@ impl AuthorizationServer {
             .route("/introspect", post(introspect::handle))
             .route("/authorize", get(authorize::handle).post(authorize::handle))
             .route("/jwks.json", get(metadata::jwks))
+            .route("/register", post(registration::register))
+            .route(
+                "/register/{client_id}",
+                get(registration::read)
+                    .put(registration::replace)
+                    .delete(registration::delete),
+            )
             .layer(DefaultBodyLimit::max(64 * 1024))
             .with_state(Arc::clone(&self.state))
     }

@@ -679,6 +679,10 @@ pub struct ClientRecord {
     /// E-mail addresses of the people responsible for the client, told when its registration
     /// is approved or rejected.
     pub contacts: Vec<String>,
+    /// The digest of the registration access token (RFC 7592) of a dynamically registered
+    /// client, with which it reads, changes and deletes its registration; `None` for clients
+    /// registered otherwise.
+    pub registration_token: Option<SecretHash>,
 }
 
 impl ClientRecord {

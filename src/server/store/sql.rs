@@ -186,7 +186,8 @@ pub(super) fn parse_secret(stored: &str) -> Result<Option<SecretHash>, StoreErro
 macro_rules! client_columns {
     () => {
         "client_id, name, secret_hash, redirect_uris, grant_types, scopes, default_scopes, \
-         access_token_lifetime, refresh_token_lifetime, status, created_at, contacts"
+         access_token_lifetime, refresh_token_lifetime, status, created_at, contacts, \
+         registration_token_hash"
     };
 }
 
@@ -242,6 +243,7 @@ pub(super) mod tests {
             status: ClientStatus::Approved,
             created_at: 100,
             contacts: vec!["ops@app.example".into()],
+            registration_token: None,
         }
     }
 

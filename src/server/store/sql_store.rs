@@ -34,6 +34,7 @@ use super::{
     CodeRecord, Decision, DecisionOutcome, IssueOutcome, RevokedAccess, SigningKeyRecord,
     StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
+use crate::server::SecretHash;
 
 /// The connection type of a dialect's database.
 pub(super) type Connection<D> = <<D as Dialect>::DB as Database>::Connection;
@@ -249,7 +250,13 @@ where
             .bind(sql::lifetime_text(client.refresh_token_lifetime))
             .bind(client.status.as_str())
             .bind(created_at)
-            .bind(sql::list_json(&client.contacts)))
+            .bind(sql::list_json(&client.contacts))
+            .bind(
+                client
+                    .registration_token
+                    .as_ref()
+                    .map(SecretHash::to_stored),
+            ))
     }
 
     /// Binds a token's columns in `token_columns!` order.
@@ -340,6 +347,12 @@ where
                 .ok_or_else(|| sql::corrupt(format_args!("client status {status:?}")))?,
             created_at: sql::from_i64(col(row, "created_at")?, "created_at")?,
             contacts: sql::parse_list(&col::<_, String>(row, "contacts")?, "contacts")?,
+            registration_token: col::<_, Option<String>>(row, "registration_token_hash")?
+                .map(|stored| {
+                    SecretHash::from_stored(&stored)
+                        .map_err(|e| sql::corrupt(format_args!("registration_token_hash: {e}")))
+                })
+                .transpose()?,
         })
     }
 
@@ -490,7 +503,7 @@ where
             sqlx::query(concat!(
                 "INSERT INTO oauth2_clients (",
                 client_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             )),
             client.clone(),
         )?
@@ -524,7 +537,8 @@ where
             sqlx::query(
                 "UPDATE oauth2_clients SET name = $2, secret_hash = $3, redirect_uris = $4, \
              grant_types = $5, scopes = $6, default_scopes = $7, access_token_lifetime = $8, \
-             refresh_token_lifetime = $9, status = $10, created_at = $11, contacts = $12 \
+             refresh_token_lifetime = $9, status = $10, created_at = $11, contacts = $12, \
+             registration_token_hash = $13 \
              WHERE client_id = $1",
             ),
             client,

@@ -28,7 +28,7 @@ use tower_oauth2::server::store::{
 };
 use tower_oauth2::server::store::{
     ClientRecord, ClientStatus, CodeRecord, GrantType, IssueOutcome, RevokedAccess,
-    SigningKeyRecord, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
+    SigningKeyRecord, Successor, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 use tower_oauth2::server::{SecretHash, TokenLifetime};
 
@@ -248,6 +248,7 @@ async fn conformance(store: Arc<dyn Store>) {
     check_rotate_refresh(store.as_ref()).await;
     check_rotation_race(std::slice::from_ref(&store), "race").await;
     check_issue_tokens(store.as_ref()).await;
+    check_successor(store.as_ref()).await;
     check_issue_race(std::slice::from_ref(&store), "race").await;
     check_issue_against_disable(std::slice::from_ref(&store), "race").await;
     check_revoke_race(std::slice::from_ref(&store), "race").await;
@@ -1483,6 +1484,7 @@ fn issue(client: &ClientRecord, rotate: Option<&str>, tokens: Vec<TokenRecord>) 
         client: client.clone(),
         rotate: rotate.map(str::to_owned),
         tokens,
+        successor: None,
     }
 }
 
@@ -1492,6 +1494,71 @@ async fn issue_tokens(store: &dyn Store, issue: TokenIssue) -> IssueOutcome {
 
 /// `issue_tokens`: stores only for the client record as stored, revokes into a revoked family,
 /// rotates once.
+/// A rotation's successor (the grace window's sealed answer) is kept with the rotation, only
+/// by the call that rotated, and read back exactly.
+async fn check_successor(store: &dyn Store) {
+    let t = now();
+    register(store, &["suc-c"]).await;
+    let c = client("suc-c");
+    let old = refresh(
+        "suc-r0",
+        "suc value 0",
+        "suc-c",
+        Some("suc-fam"),
+        t,
+        Some(t + 3600),
+    );
+    assert_eq!(
+        issue_tokens(store, issue(&c, None, vec![old])).await,
+        IssueOutcome::Stored
+    );
+    assert_eq!(
+        store.successor("suc-r0").await,
+        Ok(None),
+        "none before a rotation"
+    );
+    let sealed = Successor {
+        sealed: (0u8..=255).collect(),
+        rotated_at: t,
+    };
+    let mut winner = issue(
+        &c,
+        Some("suc-r0"),
+        vec![refresh(
+            "suc-r1",
+            "suc value 1",
+            "suc-c",
+            Some("suc-fam"),
+            t,
+            Some(t + 3600),
+        )],
+    );
+    winner.successor = Some(sealed.clone());
+    assert_eq!(issue_tokens(store, winner).await, IssueOutcome::Stored);
+    assert_eq!(store.successor("suc-r0").await, Ok(Some(sealed.clone())));
+    // A second rotation of the same token stores nothing, its successor included.
+    let mut loser = issue(
+        &c,
+        Some("suc-r0"),
+        vec![refresh(
+            "suc-r2",
+            "suc value 2",
+            "suc-c",
+            Some("suc-fam"),
+            t,
+            Some(t + 3600),
+        )],
+    );
+    loser.successor = Some(Successor {
+        sealed: vec![1, 2, 3],
+        rotated_at: t + 1,
+    });
+    assert_eq!(issue_tokens(store, loser).await, IssueOutcome::NotRotated);
+    assert_eq!(store.successor("suc-r0").await, Ok(Some(sealed)));
+    assert_eq!(get_token(store, "suc-r2").await, None);
+    assert_eq!(store.successor("suc-unknown").await, Ok(None));
+}
+
 async fn check_issue_tokens(store: &dyn Store) {
     let t = now();
     register(store, &["iss-c", "iss-off"]).await;

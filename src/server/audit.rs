@@ -281,6 +281,24 @@ pub(crate) fn refresh_reuse(log: &AuditLog, family: &str, client_id: &str, revok
     );
 }
 
+/// A rotated-out refresh token retried within the grace window got its rotation's answer
+/// again: recorded as that answer's issue, marked as a retry.
+pub(crate) fn refresh_retry(log: &AuditLog, client_id: &str, family: Option<&str>) {
+    log.append(
+        AuditKind::TokenIssued,
+        Some(client_id),
+        None,
+        json!({"grant_type": "refresh_token", "retry": true, "family": family}),
+    );
+    tracing::info!(
+        target: "tower_oauth2::audit",
+        outcome = "refresh_retry",
+        client_id,
+        family,
+        "a rotated refresh token was retried within the grace window; its answer is sent again"
+    );
+}
+
 pub(crate) fn code_reuse(log: &AuditLog, client_id: &str, revoked: usize) {
     log.append(
         AuditKind::AuthorizationCodeReuse,

@@ -41,6 +41,7 @@ pub struct AuthorizationServerBuilder {
     password: Option<Arc<dyn PasswordVerifier>>,
     claims: Option<Arc<dyn super::ClaimsHook>>,
     registration: Option<super::DynamicRegistration>,
+    refresh_grace: Option<Duration>,
     auth_failures: (u32, Duration),
     leeway: Duration,
     key_encryption_secret: Option<Vec<u8>>,
@@ -70,6 +71,7 @@ impl Default for AuthorizationServerBuilder {
             password: None,
             claims: None,
             registration: None,
+            refresh_grace: None,
             auth_failures: (10, Duration::from_secs(60)),
             leeway: Duration::from_secs(60),
             key_encryption_secret: None,
@@ -241,6 +243,20 @@ impl AuthorizationServerBuilder {
         self
     }
 
+    /// A grace window for refresh-token retries (off by default; at most 5 minutes). A
+    /// rotated-out refresh token presented again by its client within `window` of its rotation
+    /// — a retry after a lost response — gets the very answer its rotation gave (the same new
+    /// access and refresh token), as long as that new refresh token is unused. Outside the
+    /// window, after the new token was used, or from another client, reuse detection applies as
+    /// without it. The answer is kept on the rotated-out token's record, sealed with a key
+    /// derived from that token's value (which the store never holds), so only its holder's
+    /// retry opens it. Stores that do not keep it ([`Store::successor`](super::Store::successor)
+    /// left at its default) have no grace window.
+    pub fn refresh_token_grace(mut self, window: Duration) -> Self {
+        self.refresh_grace = Some(window);
+        self
+    }
+
     /// Turns on dynamic client registration (RFC 7591) at `POST {endpoint_base}/register`, with
     /// RFC 7592 management at `/register/{client_id}`, advertised in the metadata as
     /// `registration_endpoint`. Off by default. See [`DynamicRegistration`](super::DynamicRegistration).
@@ -365,6 +381,14 @@ impl AuthorizationServerBuilder {
                 "client_auth_rate_limit needs at least one failure and a positive window",
             ));
         }
+        if self
+            .refresh_grace
+            .is_some_and(|g| g.is_zero() || g > Duration::from_secs(300))
+        {
+            return Err(ConfigError::new(
+                "refresh_token_grace must be between 1 s and 5 min: it is for network retries",
+            ));
+        }
         if self.sync_interval.is_zero() {
             return Err(ConfigError::new("sync_interval must be positive"));
         }
@@ -459,6 +483,7 @@ impl AuthorizationServerBuilder {
             password: self.password,
             claims: self.claims,
             registration,
+            refresh_grace: self.refresh_grace,
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             clients: client_auth::ClientCache::new(),
             authenticator,

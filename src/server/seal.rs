@@ -26,8 +26,15 @@ impl Sealer {
                 "key_encryption_secret needs at least 32 bytes",
             ));
         }
+        Self::derived(b"tower-oauth2 signing-key sealing v1", secret)
+    }
+
+    /// A sealer whose key is derived from `secret` for the purpose `label` (an HKDF salt), so
+    /// that one secret never yields the same key for two purposes. `secret` needs at least 32
+    /// bytes of entropy; the caller vouches for that.
+    pub(crate) fn derived(label: &[u8], secret: &[u8]) -> Result<Self, ConfigError> {
         let failed = || ConfigError::new("deriving the key-encryption key failed");
-        let prk = Salt::new(HKDF_SHA256, b"tower-oauth2 signing-key sealing v1").extract(secret);
+        let prk = Salt::new(HKDF_SHA256, label).extract(secret);
         let okm = prk
             .expand(&[b"aes-256-gcm"], &AES_256_GCM)
             .map_err(|_| failed())?;

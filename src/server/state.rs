@@ -39,6 +39,8 @@ pub(crate) struct ServerState {
     pub(crate) approval: ApprovalPolicy,
     pub(crate) consent: Option<Arc<dyn ConsentHandler>>,
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
+    /// The refresh-token grace window, when on.
+    pub(crate) refresh_grace: Option<Duration>,
     /// Dynamic client registration (RFC 7591), when on.
     pub(crate) registration: Option<super::registration::Registration>,
     /// The app's extra access-token claims.

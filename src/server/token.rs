@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::http::{OAuthError, Params, json_response, parse_scope, random_token};
 use super::store::{
-    ClientRecord, GrantType, IssueOutcome, StoreError, TokenHash, TokenIssue, TokenKind,
+    ClientRecord, GrantType, IssueOutcome, StoreError, Successor, TokenHash, TokenIssue, TokenKind,
     TokenRecord, TokenState,
 };
 use super::{HookFuture, ServerState, TokenLifetime, audit, client_auth};
@@ -361,7 +361,12 @@ async fn refresh(
         TokenState::Revoked => {
             return Err(OAuthError::invalid_grant("refresh token is revoked").into());
         }
-        TokenState::Rotated => return Err(reuse(state, &old).await.into()),
+        TokenState::Rotated => {
+            if let Some(answer) = grace_retry(state, &old, presented).await? {
+                return Ok(answer);
+            }
+            return Err(reuse(state, &old).await.into());
+        }
         TokenState::Active => {}
     }
     if old.is_expired(time::now()) {
@@ -390,7 +395,64 @@ async fn refresh(
     let mut grant = Grant::new(old.subject.clone(), scopes, old.family_id.clone())
         .for_resources(resources, old.resources.clone());
     grant.rotate = Some(old);
+    grant.presented = Some(presented.to_owned());
     issue(state, client, GrantType::RefreshToken, grant).await
+}
+
+/// The HKDF label of the key that seals a rotation's answer for the grace window.
+const GRACE_LABEL: &[u8] = b"tower-oauth2 refresh grace v1";
+
+/// Seals a refresh's answer for the grace window, under a key derived from the rotated-out
+/// token's value and bound to its id.
+fn seal_answer(presented: &str, old_id: &str, body: &Value) -> Result<Vec<u8>, OAuthError> {
+    let failed = |_| OAuthError::server_error("sealing the refresh answer failed");
+    let sealer = super::seal::Sealer::derived(GRACE_LABEL, presented.as_bytes())
+        .map_err(|e| failed(e.to_string()))?;
+    let plain = serde_json::to_vec(body).map_err(|e| failed(e.to_string()))?;
+    sealer.seal(old_id, &plain).map_err(failed)
+}
+
+/// A rotated-out refresh token came back within the grace window, from its own client: the
+/// same answer as its rotation gave (a network retry), if that answer's refresh token is
+/// still unused. `None`: not a retry; reuse detection applies.
+async fn grace_retry(
+    state: &ServerState,
+    old: &TokenRecord,
+    presented: &str,
+) -> Result<Option<Response>, OAuthError> {
+    let Some(window) = state.refresh_grace else {
+        return Ok(None);
+    };
+    let Some(successor) = state.store.successor(&old.id).await? else {
+        return Ok(None);
+    };
+    let now = time::now();
+    if now > successor.rotated_at.saturating_add(window.as_secs()) {
+        return Ok(None);
+    }
+    let opened = super::seal::Sealer::derived(GRACE_LABEL, presented.as_bytes())
+        .ok()
+        .and_then(|sealer| sealer.open(&old.id, &successor.sealed).ok())
+        .and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
+    let Some(mut body) = opened else {
+        return Ok(None);
+    };
+    // Its successor must be unused: once the client has used the new refresh token, the old
+    // one coming back is a replay, not a retry.
+    let Some(next) = body["refresh_token"].as_str() else {
+        return Ok(None);
+    };
+    match state.store.find_refresh(&TokenHash::of(next)).await? {
+        Some(token) if token.state == TokenState::Active && !token.is_expired(now) => {}
+        _ => return Ok(None),
+    }
+    if let Some(expires_in) = body["expires_in"].as_u64() {
+        body["expires_in"] = expires_in
+            .saturating_sub(now.saturating_sub(successor.rotated_at))
+            .into();
+    }
+    audit::refresh_retry(&state.audit, &old.client_id, old.family_id.as_deref());
+    Ok(Some(json_response(StatusCode::OK, &body)))
 }
 
 /// A rotated-out refresh token came back: revoke its family (RFC 9700 §4.14.2).
@@ -428,6 +490,9 @@ struct Grant {
     resources: Vec<String>,
     /// The grant's resources, which a new refresh token keeps.
     grant_resources: Vec<String>,
+    /// For the refresh grant, the rotated-out token's value: the grace window seals the answer
+    /// under a key derived from it.
+    presented: Option<String>,
 }
 
 impl Grant {
@@ -439,6 +504,7 @@ impl Grant {
             rotate: None,
             resources: Vec::new(),
             grant_resources: Vec::new(),
+            presented: None,
         }
     }
 
@@ -563,6 +629,26 @@ async fn issue(
         }
         _ => None,
     };
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+    });
+    if let Some(exp) = exp {
+        body["expires_in"] = (exp - now).into();
+    }
+    if let Some((value, _)) = &refresh {
+        body["refresh_token"] = value.clone().into();
+    }
+    if !scope.is_empty() {
+        body["scope"] = scope.into();
+    }
+    let successor = match (&grant.rotate, &grant.presented, state.refresh_grace) {
+        (Some(old), Some(presented), Some(_)) => Some(Successor {
+            sealed: seal_answer(presented, &old.id, &body)?,
+            rotated_at: now,
+        }),
+        _ => None,
+    };
     let client_id = client.client_id.clone();
     let mut tokens = vec![access];
     tokens.extend(refresh.as_ref().map(|(_, r)| r.clone()));
@@ -573,6 +659,7 @@ async fn issue(
         client,
         rotate: grant.rotate.as_ref().map(|old| old.id.clone()),
         tokens: tokens.clone(),
+        successor,
     };
     match state.store.issue_tokens(issue).await? {
         IssueOutcome::Stored => {}
@@ -597,11 +684,17 @@ async fn issue(
         IssueOutcome::NotRotated => {
             // Another request rotated (or revoked) it first: a replay.
             let old_id = grant.rotate.map(|old| old.id).unwrap_or_default();
-            return Err(match state.store.token(&old_id).await? {
-                Some(now) if now.state == TokenState::Rotated => reuse(state, &now).await,
-                _ => OAuthError::invalid_grant("refresh token is no longer valid"),
-            }
-            .into());
+            return match state.store.token(&old_id).await? {
+                Some(now) if now.state == TokenState::Rotated => {
+                    // A concurrent copy of this request won: within the grace window, its answer.
+                    let presented = grant.presented.unwrap_or_default();
+                    match grace_retry(state, &now, &presented).await? {
+                        Some(answer) => Ok(answer),
+                        None => Err(reuse(state, &now).await.into()),
+                    }
+                }
+                _ => Err(OAuthError::invalid_grant("refresh token is no longer valid").into()),
+            };
         }
         // `IssueOutcome` is non-exhaustive; anything else stored nothing usable.
         _ => return Err(Refused::ClientChanged(client_id)),
@@ -616,19 +709,6 @@ async fn issue(
             access,
             refresh_record.as_ref(),
         );
-    }
-    let mut body = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-    });
-    if let Some(exp) = exp {
-        body["expires_in"] = (exp - now).into();
-    }
-    if let Some((value, _)) = refresh {
-        body["refresh_token"] = value.into();
-    }
-    if !scope.is_empty() {
-        body["scope"] = scope.into();
     }
     Ok(json_response(StatusCode::OK, &body))
 }

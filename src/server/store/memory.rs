@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::{
     ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus,
     CodeRecord, DecisionOutcome, IssueOutcome, RevokedAccess, SigningKeyRecord, Store, StoreError,
-    StoreFuture, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
+    StoreFuture, Successor, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 
 /// A [`Store`] in process memory. Every operation takes one lock, so each is atomic; nothing
@@ -34,6 +34,8 @@ struct Inner {
     audit_seq: u64,
     /// Approval decisions, oldest first.
     decisions: Vec<ApprovalDecision>,
+    /// What rotations left for the grace window, by rotated-out token id.
+    successors: HashMap<String, Successor>,
 }
 
 impl MemoryStore {
@@ -256,7 +258,12 @@ impl Store for MemoryStore {
             }
             Ok(match &issue.rotate {
                 Some(old_id) => match inner.rotate_refresh(old_id, issue.tokens)? {
-                    true => IssueOutcome::Stored,
+                    true => {
+                        if let Some(successor) = issue.successor {
+                            inner.successors.insert(old_id.clone(), successor);
+                        }
+                        IssueOutcome::Stored
+                    }
                     false => IssueOutcome::NotRotated,
                 },
                 None => match inner.insert_tokens(issue.tokens)? {
@@ -269,6 +276,10 @@ impl Store for MemoryStore {
 
     fn token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
         self.with(|inner| Ok(inner.tokens.get(id).cloned()))
+    }
+
+    fn successor<'a>(&'a self, token_id: &'a str) -> StoreFuture<'a, Option<Successor>> {
+        self.with(|inner| Ok(inner.successors.get(token_id).cloned()))
     }
 
     fn revoke_token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
@@ -402,6 +413,7 @@ impl Store for MemoryStore {
             inner
                 .refresh_by_hash
                 .retain(|_, id| tokens.contains_key(id));
+            inner.successors.retain(|id, _| tokens.contains_key(id));
             inner
                 .revoked_families
                 .retain(|_, until| until.is_none_or(|u| u > now));

@@ -184,6 +184,14 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
+    /// The [`Successor`] that the rotation of refresh token `token_id` stored, if any. The
+    /// default: none, so a store that does not keep successors (its `issue_tokens` ignores
+    /// [`TokenIssue::successor`]) simply has no grace window.
+    fn successor<'a>(&'a self, token_id: &'a str) -> StoreFuture<'a, Option<Successor>> {
+        let _ = token_id;
+        Box::pin(async { Ok(None) })
+    }
+
     /// A push channel for the revocation sync: a store that can announce new revocations
     /// (PostgreSQL `LISTEN/NOTIFY`) returns a receiver whose value changes when any instance
     /// logs one, and the server syncs at once instead of at its next poll. `None` (the
@@ -460,6 +468,21 @@ pub struct TokenIssue {
     pub rotate: Option<String>,
     /// The tokens to store: an access token and perhaps a refresh token.
     pub tokens: Vec<TokenRecord>,
+    /// With a refresh-token grace window, what the rotated-out token's row keeps, written in
+    /// the same atomic step as the rotation (see [`Store::successor`]).
+    pub successor: Option<Successor>,
+}
+
+/// What a rotation leaves on the rotated-out refresh token for the server's grace window: the
+/// answer to the refresh (its new token pair), sealed under a key derived from the rotated-out
+/// token's value — which the store never holds — so only its holder's retry can open it; and
+/// when it was rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Successor {
+    /// `nonce || ciphertext || tag` (AES-256-GCM).
+    pub sealed: Vec<u8>,
+    /// The rotation's time, seconds since the Unix epoch.
+    pub rotated_at: u64,
 }
 
 /// What [`Store::issue_tokens`] did.

@@ -32,7 +32,7 @@ use super::sql::{
 use super::{
     ApprovalDecision, AuditQuery, AuditRecord, ClientActivity, ClientRecord, ClientStatus,
     CodeRecord, Decision, DecisionOutcome, IssueOutcome, RevokedAccess, SigningKeyRecord,
-    StoreError, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
+    StoreError, Successor, TokenHash, TokenIssue, TokenKind, TokenRecord, TokenState,
 };
 use crate::server::SecretHash;
 
@@ -782,6 +782,42 @@ where
         Ok(Rotation::Rotated)
     }
 
+    /// Keeps a rotation's [`Successor`] on the rotated-out token's row, in the rotation's
+    /// transaction.
+    async fn store_successor(
+        conn: &mut Connection<Self>,
+        old_id: &str,
+        successor: &Successor,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oauth2_tokens SET successor = $2, rotated_at = $3 WHERE id = $1")
+            .bind(old_id)
+            .bind(successor.sealed.clone())
+            .bind(to_i64(successor.rotated_at, "rotated_at")?)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// [`Store::successor`](super::Store::successor).
+    async fn successor_of(&self, token_id: &str) -> Result<Option<Successor>, StoreError> {
+        let row = sqlx::query(
+            "SELECT successor, rotated_at FROM oauth2_tokens \
+             WHERE id = $1 AND successor IS NOT NULL AND rotated_at IS NOT NULL",
+        )
+        .bind(token_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?;
+        row.map(|row| {
+            Ok(Successor {
+                sealed: col(&row, "successor")?,
+                rotated_at: sql::from_i64(col(&row, "rotated_at")?, "rotated_at")?,
+            })
+        })
+        .transpose()
+    }
+
     /// [`Store::issue_tokens`](super::Store::issue_tokens): queued for the group commit, or
     /// committed alone when the store has no writer task.
     async fn issue_tokens(&self, issue: TokenIssue) -> Result<IssueOutcome, StoreError> {
@@ -938,7 +974,12 @@ where
                 [issue] if !current(issue) => vec![IssueOutcome::ClientChanged],
                 [issue] if revokes.is_empty() => vec![match &issue.rotate {
                     Some(old_id) => match Self::rotate(&mut tx, old_id, &issue.tokens).await? {
-                        Rotation::Rotated => IssueOutcome::Stored,
+                        Rotation::Rotated => {
+                            if let Some(successor) = &issue.successor {
+                                Self::store_successor(&mut tx, old_id, successor).await?;
+                            }
+                            IssueOutcome::Stored
+                        }
                         // Dropping the transaction rolls the rotation back.
                         Rotation::NotActive | Rotation::Taken => {
                             return Ok((vec![IssueOutcome::NotRotated], Vec::new()));
@@ -1073,6 +1114,9 @@ where
                 Some(old_id) => match rotated.iter().position(|r| r == old_id) {
                     Some(at) => {
                         rotated.swap_remove(at);
+                        if let Some(successor) = &issue.successor {
+                            Self::store_successor(conn, old_id, successor).await?;
+                        }
                         tokens.extend(issue.tokens.iter().map(std::borrow::Cow::Borrowed));
                         IssueOutcome::Stored
                     }
@@ -1911,6 +1955,13 @@ macro_rules! sql_store {
 
                 fn token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<TokenRecord>> {
                     Box::pin(SqlStore::token(self, id))
+                }
+
+                fn successor<'a>(
+                    &'a self,
+                    token_id: &'a str,
+                ) -> StoreFuture<'a, Option<$crate::server::store::Successor>> {
+                    Box::pin(SqlStore::successor_of(self, token_id))
                 }
 
                 fn revoke_token<'a>(

@@ -7,7 +7,9 @@
 # the pinned version from the same lockfile), builds `cargo build -p tower-oauth2-mcp-example`,
 # starts it on a free loopback port, and runs scripts/mcp-sdk/interop.mjs against it: discovery from
 # the 401, dynamic registration, authorization code + PKCE with `resource`, the tool call,
-# refresh rotation and reuse, and client credentials. Its exit code is this script's result.
+# refresh rotation and reuse, a client named by a Client ID Metadata Document served over
+# https on loopback (test CA in tests/data/tls, trusted by the example and, through
+# NODE_EXTRA_CA_CERTS, by node), and client credentials. Its exit code is this script's result.
 # Works from any directory. Needs node (>= 18) and npm.
 #
 # Environment:
@@ -63,7 +65,11 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 base="http://127.0.0.1:$port"
 secret="$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
 log="$(mktemp)"
-BIND="127.0.0.1:$port" MCP_SERVICE_CLIENT_SECRET="$secret" RUST_LOG=info "$binary" >"$log" 2>&1 &
+tls="$root/tests/data/tls"
+# Test-only: the test CA for the client metadata documents the script serves on loopback.
+BIND="127.0.0.1:$port" MCP_SERVICE_CLIENT_SECRET="$secret" RUST_LOG=info NO_COLOR=1 \
+    MCP_CLIENT_METADATA_CA="$tls/ca.pem" MCP_DANGEROUS_PRIVATE_CLIENT_METADATA=1 \
+    "$binary" >"$log" 2>&1 &
 server=$!
 cleanup() {
     kill "$server" 2>/dev/null || true
@@ -87,7 +93,9 @@ done
 echo "# MCP example up at $base/mcp; $package $installed on node $("$node" --version)"
 
 status=0
-(cd "$sdk_dir" && MCP_BASE="$base" MCP_SERVICE_CLIENT_SECRET="$secret" "$node" "$sdk_dir/interop.mjs") || status=$?
+(cd "$sdk_dir" && MCP_BASE="$base" MCP_SERVICE_CLIENT_SECRET="$secret" \
+    MCP_TLS_CERT="$tls/localhost.pem" MCP_TLS_KEY="$tls/localhost.key" \
+    NODE_EXTRA_CA_CERTS="$tls/ca.pem" "$node" "$sdk_dir/interop.mjs") || status=$?
 if grep -q -- "$secret" "$log"; then
     echo "FAIL - the example's log contains the service client's secret" >&2
     status=1

@@ -10,7 +10,10 @@
 //    the authorization URL (PKCE S256, `resource`) to the app, which follows it as a browser
 //    would; the SDK redeems the code (with `resource`, no secret), connects, lists the tools,
 //    calls `whoami`; then it refreshes (rotation) and the rotated-out refresh token is refused.
-// 2. The SDK's ClientCredentialsProvider gets a token for the confidential client and calls the
+// 2. The same with a Client ID Metadata Document instead of registration: the provider's
+//    `clientMetadataUrl` is an https URL this script serves on loopback (test certificate, from
+//    MCP_TLS_CERT and MCP_TLS_KEY); the authorization server fetches it.
+// 3. The SDK's ClientCredentialsProvider gets a token for the confidential client and calls the
 //    tool.
 // Each request the SDK sends is recorded, so the checks see the order and the parameters.
 // Prints one `ok  - ...` / `FAIL - ...` line per check and `N passed, M failed`; exits 1 on a
@@ -24,6 +27,8 @@ import {
   refreshAuthorization,
 } from "@modelcontextprotocol/sdk/client/auth.js";
 import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth-extensions.js";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:https";
 
 const base = process.env.MCP_BASE;
 const serviceSecret = process.env.MCP_SERVICE_CLIENT_SECRET;
@@ -233,6 +238,84 @@ async function authorizationCodeFlow() {
   check("reuse revoked the grant: the newest access token now gets 401", probe.status === 401, probe.status);
 }
 
+/** Serves the client metadata document over https on loopback; its URL. */
+async function serveClientMetadata(redirect) {
+  let url;
+  let fetched = 0;
+  const server = createServer(
+    { cert: readFileSync(process.env.MCP_TLS_CERT), key: readFileSync(process.env.MCP_TLS_KEY) },
+    (request, response) => {
+      if (request.url !== "/oauth/client-metadata.json") {
+        response.writeHead(404).end();
+        return;
+      }
+      fetched += 1;
+      response.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" });
+      response.end(JSON.stringify({
+        client_id: url,
+        client_name: "tower-oauth2 interop (MCP TypeScript SDK, metadata document)",
+        redirect_uris: [redirect],
+        grant_types: ["authorization_code", "refresh_token"],
+        response_types: ["code"],
+        token_endpoint_auth_method: "none",
+      }));
+    },
+  );
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `https://127.0.0.1:${server.address().port}/oauth/client-metadata.json`;
+  return { url, server, fetched: () => fetched };
+}
+
+async function clientMetadataDocumentFlow() {
+  const port = 40000 + Math.floor(Math.random() * 20000);
+  const redirect = `http://127.0.0.1:${port}/callback`;
+  const documentServer = await serveClientMetadata(redirect);
+  // Node itself trusts the test CA (NODE_EXTRA_CA_CERTS): the document is what the server gets.
+  const own = await fetch(documentServer.url);
+  check("metadata document: served over https with the test certificate", own.status === 200, own.status);
+  const provider = new MemoryProvider(redirect);
+  provider.clientMetadataUrl = documentServer.url;
+  const before = sent.length;
+  const client = new Client({ name: "tower-oauth2-interop", version: "1.0.0" });
+  const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch });
+  try {
+    await client.connect(transport);
+  } catch (error) {
+    if (!(error instanceof UnauthorizedError)) {
+      check("metadata document: connect -> UnauthorizedError", false, String(error?.stack ?? error));
+    }
+  }
+  const ours = sent.slice(before);
+  check("metadata document: the SDK did not register (the metadata says client_id_metadata_document_supported)",
+    !ours.some((r) => r.url === `${base}/oauth2/register`), ours.map((r) => `${r.method} ${r.url}`));
+  const url = provider.authorizationUrl ? new URL(provider.authorizationUrl) : undefined;
+  check("metadata document: the authorization request's client_id is the document's URL",
+    url?.searchParams.get("client_id") === documentServer.url, url?.href);
+  if (!url) {
+    documentServer.server.close();
+    return;
+  }
+  const answer = await fetch(url, { redirect: "manual" });
+  const location = answer.headers.get("location") ?? "";
+  const code = location ? new URL(location).searchParams.get("code") : null;
+  check("metadata document: the server fetched the document and /authorize redirected with a code",
+    answer.status === 302 && !!code && documentServer.fetched() >= 1, `${answer.status} ${location} fetched=${documentServer.fetched()}`);
+  if (!code) {
+    documentServer.server.close();
+    return;
+  }
+  await transport.finishAuth(code);
+  const tokenRequest = sent.findLast((r) => r.url === `${base}/oauth2/token`);
+  const form = new URLSearchParams(tokenRequest?.body ?? "");
+  check("metadata document: the code was redeemed with the URL as client_id, no secret",
+    tokenRequest?.status === 200 && form.get("client_id") === documentServer.url && !form.has("client_secret"),
+    tokenRequest);
+  const text = await callWhoami(provider, "metadata document");
+  check("metadata document: tools/call whoami names the document's URL as the client",
+    text.includes(`(client ${documentServer.url})`), text);
+  documentServer.server.close();
+}
+
 async function clientCredentialsFlow() {
   if (!serviceSecret) {
     check("MCP_SERVICE_CLIENT_SECRET is set", false);
@@ -258,6 +341,7 @@ async function clientCredentialsFlow() {
 
 try {
   await authorizationCodeFlow();
+  await clientMetadataDocumentFlow();
   await clientCredentialsFlow();
 } catch (error) {
   check(`the script ran to the end (${error?.name}: ${error?.message})`, false, String(error?.stack ?? error));

@@ -555,7 +555,7 @@ fn scope_list(list: &[String]) -> Result<Vec<String>, String> {
 
 /// RFC 6749 §3.1.2 and RFC 8252: absolute, no fragment; https, http on loopback, or a
 /// private-use scheme.
-fn check_redirect_uri(uri: &str) -> Result<(), String> {
+pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.contains('#') {
         return Err(format!("{uri:?} has a fragment"));
     }

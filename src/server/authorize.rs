@@ -199,14 +199,12 @@ async fn authorize(
     };
     // Until client and redirect URI check out, errors go to the user agent, never to a URI.
     let client_id = params.require("client_id")?;
-    if !super::client_auth::valid_client_id(client_id) {
+    if !state.plausible_client_id(client_id) {
         return Err(OAuthError::invalid_request("unknown or inactive client_id").into());
     }
     let client = state
-        .store
-        .client(client_id)
-        .await
-        .map_err(OAuthError::from)?
+        .client_for_authorization(client_id)
+        .await?
         .filter(|c| c.status == ClientStatus::Approved)
         .ok_or_else(|| OAuthError::invalid_request("unknown or inactive client_id"))?;
     let redirect_uri = match params.get("redirect_uri") {

@@ -42,6 +42,8 @@ pub struct AuthorizationServerBuilder {
     claims: Option<Arc<dyn super::ClaimsHook>>,
     registration: Option<super::DynamicRegistration>,
     refresh_grace: Option<Duration>,
+    #[cfg(feature = "remote")]
+    client_metadata: Option<super::ClientIdMetadata>,
     auth_failures: (u32, Duration),
     leeway: Duration,
     key_encryption_secret: Option<Vec<u8>>,
@@ -72,6 +74,8 @@ impl Default for AuthorizationServerBuilder {
             claims: None,
             registration: None,
             refresh_grace: None,
+            #[cfg(feature = "remote")]
+            client_metadata: None,
             auth_failures: (10, Duration::from_secs(60)),
             leeway: Duration::from_secs(60),
             key_encryption_secret: None,
@@ -257,6 +261,17 @@ impl AuthorizationServerBuilder {
         self
     }
 
+    /// Accepts Client ID Metadata Documents (feature `remote`): a `client_id` that is an
+    /// `https` URL is fetched and describes a public client (see
+    /// [`ClientIdMetadata`](super::ClientIdMetadata)); advertised in the metadata as
+    /// `client_id_metadata_document_supported`. Off by default.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub fn client_id_metadata_documents(mut self, config: super::ClientIdMetadata) -> Self {
+        self.client_metadata = Some(config);
+        self
+    }
+
     /// Turns on dynamic client registration (RFC 7591) at `POST {endpoint_base}/register`, with
     /// RFC 7592 management at `/register/{client_id}`, advertised in the metadata as
     /// `registration_endpoint`. Off by default. See [`DynamicRegistration`](super::DynamicRegistration).
@@ -358,6 +373,17 @@ impl AuthorizationServerBuilder {
             audiences.push(issuer.clone());
         }
         let resources = super::resource::Resources::new(self.resource_servers, &audiences)?;
+        #[cfg(feature = "remote")]
+        let client_metadata = match self.client_metadata {
+            Some(_) if self.consent.is_none() => {
+                return Err(ConfigError::new(
+                    "client_id_metadata_documents: such clients use authorization_code, which \
+                     needs a consent handler",
+                ));
+            }
+            Some(config) => Some(config.check()?),
+            None => None,
+        };
         let registration = self
             .registration
             .map(|r| r.check(self.consent.is_some(), self.password.is_some()))
@@ -484,6 +510,8 @@ impl AuthorizationServerBuilder {
             claims: self.claims,
             registration,
             refresh_grace: self.refresh_grace,
+            #[cfg(feature = "remote")]
+            client_metadata,
             limiter: client_auth::RateLimiter::new(self.auth_failures.0, self.auth_failures.1),
             clients: client_auth::ClientCache::new(),
             authenticator,

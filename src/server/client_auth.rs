@@ -189,7 +189,7 @@ pub(crate) async fn authenticate(
     }
     // No registered id is longer (admin registration caps it), and long ones would only bloat
     // the rate limiter.
-    if !valid_client_id(&presented.client_id) {
+    if !state.plausible_client_id(&presented.client_id) {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
     let peer = peer(&request.extensions);

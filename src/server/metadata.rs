@@ -73,6 +73,12 @@ pub(crate) async fn document(State(state): State<Arc<ServerState>>) -> Response 
         );
         obj.insert("response_modes_supported".into(), json!(["query"]));
     }
+    #[cfg(feature = "remote")]
+    if state.client_metadata.is_some()
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert("client_id_metadata_document_supported".into(), true.into());
+    }
     if state.registration.is_some()
         && let Some(obj) = body.as_object_mut()
     {

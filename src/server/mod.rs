@@ -87,6 +87,8 @@ mod background;
 mod builder;
 mod claims;
 mod client_auth;
+#[cfg(feature = "remote")]
+mod client_metadata;
 #[cfg(feature = "console")]
 mod console;
 mod denylist;
@@ -129,6 +131,9 @@ pub use audit::AuditKind;
 pub use authorize::{AuthorizationRequest, ConsentDecision, ConsentHandler};
 pub use builder::AuthorizationServerBuilder;
 pub use claims::{ClaimsContext, ClaimsError, ClaimsHook, PROTECTED_CLAIMS};
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub use client_metadata::ClientIdMetadata;
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub use console::{CONSOLE_CLIENT_ID, ConsoleConfig, ConsoleError};

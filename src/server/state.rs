@@ -41,6 +41,9 @@ pub(crate) struct ServerState {
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
     /// The refresh-token grace window, when on.
     pub(crate) refresh_grace: Option<Duration>,
+    /// Client ID Metadata Documents, when accepted.
+    #[cfg(feature = "remote")]
+    pub(crate) client_metadata: Option<super::client_metadata::ClientMetadataFetcher>,
     /// Dynamic client registration (RFC 7591), when on.
     pub(crate) registration: Option<super::registration::Registration>,
     /// The app's extra access-token claims.
@@ -89,6 +92,32 @@ impl ServerState {
             &self.denylist,
             self.allow_unlimited,
         )
+    }
+
+    /// Whether `client_id` could name a client: a registered id's shape, or a Client ID
+    /// Metadata Document URL when those are accepted. Anything else is refused before any
+    /// lookup.
+    pub(crate) fn plausible_client_id(&self, client_id: &str) -> bool {
+        #[cfg(feature = "remote")]
+        if self.client_metadata.is_some() && super::client_metadata::is_document_url(client_id) {
+            return true;
+        }
+        super::client_auth::valid_client_id(client_id)
+    }
+
+    /// The client `client_id` names, for the authorization endpoint: from the store, or, for a
+    /// Client ID Metadata Document URL, from its document (fetched, checked and stored).
+    pub(crate) async fn client_for_authorization(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<store::ClientRecord>, super::http::OAuthError> {
+        #[cfg(feature = "remote")]
+        if let Some(fetcher) = &self.client_metadata
+            && super::client_metadata::is_document_url(client_id)
+        {
+            return super::client_metadata::client(self, fetcher, client_id).await;
+        }
+        Ok(self.store.client(client_id).await?)
     }
 
     /// The lifetimes a client's tokens get.

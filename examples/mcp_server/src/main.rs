@@ -13,6 +13,11 @@
 //! itself (RFC 7591), runs the authorization code grant with PKCE and `resource` (RFC 8707), and
 //! calls the tool with a token whose audience is this MCP server only.
 //!
+//! Clients may also name themselves by the `https` URL of a Client ID Metadata Document
+//! (the MCP 2025-11-25 default). `MCP_CLIENT_METADATA_CA` (a PEM file) adds a certificate
+//! authority for fetching those documents, and `MCP_DANGEROUS_PRIVATE_CLIENT_METADATA=1` lets
+//! them be fetched from loopback and private addresses — both for tests only.
+//!
 //! With `MCP_SERVICE_CLIENT_SECRET` set (at least 32 characters), it also registers the
 //! confidential client `mcp-service` for the `client_credentials` grant, for machine-to-machine
 //! callers.
@@ -34,8 +39,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use tower_oauth2::server::store::MemoryStore;
 use tower_oauth2::server::{
-    AuthorizationRequest, AuthorizationServer, ClientRegistration, ClientSecret, ConsentDecision,
-    ConsentHandler, DynamicRegistration, HookFuture, ResourceServer,
+    AuthorizationRequest, AuthorizationServer, ClientIdMetadata, ClientRegistration, ClientSecret,
+    ConsentDecision, ConsentHandler, DynamicRegistration, HookFuture, ResourceServer,
 };
 use tower_oauth2::{ProtectedResource, RequireScope, VerifiedToken};
 
@@ -113,6 +118,20 @@ async fn main() {
     }
 }
 
+/// Client ID Metadata Documents, with the test-only options from the environment.
+fn client_metadata() -> Result<ClientIdMetadata, Box<dyn std::error::Error>> {
+    let mut config = ClientIdMetadata::new().scopes([SCOPE]);
+    if let Ok(path) = std::env::var("MCP_CLIENT_METADATA_CA") {
+        let pem =
+            std::fs::read(&path).map_err(|e| format!("MCP_CLIENT_METADATA_CA {path}: {e}"))?;
+        config = config.root_certificate_pem(pem);
+    }
+    if std::env::var("MCP_DANGEROUS_PRIVATE_CLIENT_METADATA").is_ok_and(|v| v == "1") {
+        config = config.dangerous_allow_private_addresses();
+    }
+    Ok(config)
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let bind: SocketAddr = std::env::var("BIND")
         .unwrap_or_else(|_| "127.0.0.1:8931".into())
@@ -128,6 +147,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .consent_handler(AutoApprove)
         .resource_server(ResourceServer::new(resource.clone()).scopes([SCOPE]))
         .dynamic_registration(DynamicRegistration::new().scopes([SCOPE]))
+        .client_id_metadata_documents(client_metadata()?)
         .build()
         .await?;
     if let Ok(secret) = std::env::var("MCP_SERVICE_CLIENT_SECRET") {

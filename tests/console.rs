@@ -1082,3 +1082,65 @@ async fn configuration_mistakes_are_errors() {
     );
     assert_ne!(first.secret_hash, second.secret_hash);
 }
+
+/// A client whose id is a URL (a Client ID Metadata Document's) has working links: the id is
+/// one percent-encoded path segment, and the operator can approve it.
+#[tokio::test]
+async fn clients_named_by_a_url_have_working_pages() {
+    use tower_oauth2::server::store::{ClientRecord, GrantType};
+    let fixture = fixture(|c| c).await;
+    let id = "https://app.example/oauth/client.json";
+    let record = ClientRecord {
+        client_id: id.into(),
+        name: "Metadata document client".into(),
+        secret_hash: None,
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        grant_types: vec![GrantType::AuthorizationCode],
+        scopes: Vec::new(),
+        default_scopes: Vec::new(),
+        access_token_lifetime: None,
+        refresh_token_lifetime: None,
+        status: ClientStatus::Pending,
+        created_at: 1_700_000_000,
+        contacts: Vec::new(),
+        registration_token: None,
+    };
+    fixture
+        .server
+        .store()
+        .insert_client(record)
+        .await
+        .expect("insert");
+    let mut browser = Browser::new(&fixture);
+    let list = browser.login("alice").await;
+    assert_eq!(list.status, 200);
+    let list = browser.get("/console?status=pending").await;
+    let encoded = "https%3A%2F%2Fapp.example%2Foauth%2Fclient.json";
+    assert!(
+        list.body.contains(&format!("/console/clients/{encoded}")),
+        "{}",
+        list.body
+    );
+    let page = browser.get(&format!("/console/clients/{encoded}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Metadata document client"));
+    let csrf = Browser::csrf(&page);
+    let approved = browser
+        .post(
+            &format!("/console/clients/{encoded}/do/approve"),
+            &[("csrf", &csrf), ("comment", "")],
+            &[],
+        )
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    assert!(
+        approved
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains(&format!("/console/clients/{encoded}?done="))),
+        "{:?}",
+        approved.location
+    );
+    let stored = fixture.server.store().client(id).await.expect("store");
+    assert_eq!(stored.map(|c| c.status), Some(ClientStatus::Approved));
+}

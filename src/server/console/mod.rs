@@ -850,6 +850,20 @@ async fn clients_page(
     console.render(StatusCode::OK, &session, "Clients", body)
 }
 
+/// A client id as one path segment: percent-encoded, so that an id with `/` or `:` in it (a
+/// Client ID Metadata Document URL) stays one segment.
+pub(super) fn segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// What the register and edit forms hold, as typed.
 #[derive(Default)]
 pub(crate) struct ClientForm {
@@ -1023,9 +1037,11 @@ async fn create_client(
             let body = pages::secret_shown(&console.prefix, &client, secret.expose(), true);
             console.render(StatusCode::CREATED, &session, "Client registered", body)
         }
-        Ok((client, None)) => {
-            see_other(&format!("{}/clients/{}", console.prefix, client.client_id))
-        }
+        Ok((client, None)) => see_other(&format!(
+            "{}/clients/{}",
+            console.prefix,
+            segment(&client.client_id)
+        )),
         Err(error) => match field_error(error) {
             Ok(field) => redisplay(vec![field]),
             Err(error) => console.admin_error(&session, error),
@@ -1130,7 +1146,11 @@ async fn edit_client(
     let confirm = form.get("confirm") == Some("1");
     let actor = Console::actor(&session);
     match admin::update(&console.state, &actor, &id, typed.change(confirm)).await {
-        Ok(_) => see_other(&format!("{}/clients/{id}?done=changed", console.prefix)),
+        Ok(_) => see_other(&format!(
+            "{}/clients/{}?done=changed",
+            console.prefix,
+            segment(&id)
+        )),
         Err(AdminError::ConfirmationRequired(count)) => {
             redisplay(StatusCode::CONFLICT, Vec::new(), Some(count))
         }
@@ -1206,7 +1226,13 @@ async fn client_action(
     let state = &console.state;
     let actor = Console::actor(&session);
     let claims = actor.claims();
-    let done = |notice: &str| see_other(&format!("{}/clients/{id}?done={notice}", console.prefix));
+    let done = |notice: &str| {
+        see_other(&format!(
+            "{}/clients/{}?done={notice}",
+            console.prefix,
+            segment(&id)
+        ))
+    };
     let decide = |decision: Decision| {
         let comment = form.text("comment");
         let claims = claims.clone();
@@ -1263,7 +1289,11 @@ async fn revoke_token(
     }
     let actor = Console::actor(&session);
     match admin::revoke_one(&console.state, &actor, &id, &token_id).await {
-        Ok(_) => see_other(&format!("{}/clients/{id}?done=revoked", console.prefix)),
+        Ok(_) => see_other(&format!(
+            "{}/clients/{}?done=revoked",
+            console.prefix,
+            segment(&id)
+        )),
         Err(error) => console.admin_error(&session, error),
     }
 }

@@ -3,8 +3,8 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use super::ClientForm;
 use super::dates;
+use super::{ClientForm, segment};
 use crate::server::AuditKind;
 use crate::server::store::{
     ApprovalDecision, AuditRecord, ClientActivity, ClientRecord, ClientStatus, GrantType,
@@ -160,7 +160,7 @@ pub(super) fn clients(
                 tbody {
                     @for (client, activity) in shown {
                         tr {
-                            td { a href={ (prefix) "/clients/" (client.client_id) } { (client.name) }
+                            td { a href={ (prefix) "/clients/" (segment(&client.client_id)) } { (client.name) }
                                  @if client.client_id == own_id { " " span.muted { "(this console)" } } }
                             td { code { (client.client_id) } }
                             td { (status_badge(client.status)) }
@@ -234,7 +234,7 @@ pub(super) fn client_form(
     confirm: Option<usize>,
 ) -> Markup {
     let action = match editing {
-        Some(id) => format!("{prefix}/clients/{id}/edit"),
+        Some(id) => format!("{prefix}/clients/{}/edit", segment(id)),
         None => format!("{prefix}/clients"),
     };
     let grant_error = error_for(errors, "grant_types");
@@ -297,7 +297,7 @@ pub(super) fn client_form(
             @if let Some(count) = confirm {
                 input type="hidden" name="confirm" value="1";
                 button.danger type="submit" { "Confirm: save and revoke " (count) " token(s)" }
-                " " a href={ (prefix) "/clients/" (editing.unwrap_or_default()) } { "Cancel" }
+                " " a href={ (prefix) "/clients/" (segment(editing.unwrap_or_default())) } { "Cancel" }
             } @else {
                 button type="submit" { @if editing.is_some() { "Save" } @else { "Register" } }
             }
@@ -322,7 +322,7 @@ pub(super) fn secret_shown(prefix: &str, client: &ClientRecord, secret: &str, ne
                 " Copy it now and keep it safe. If it is lost, rotate the secret."
             }
         }
-        p { a href={ (prefix) "/clients/" (client.client_id) } { "Go to the client" } }
+        p { a href={ (prefix) "/clients/" (segment(&client.client_id)) } { "Go to the client" } }
     }
 }
 
@@ -342,7 +342,7 @@ pub(super) fn client(
     notice: Option<Notice>,
 ) -> Markup {
     let client = view.client;
-    let base = format!("{prefix}/clients/{}", client.client_id);
+    let base = format!("{prefix}/clients/{}", segment(&client.client_id));
     let lifetime = |l: Option<crate::server::TokenLifetime>| {
         l.map_or_else(|| "server default".to_owned(), |l| l.to_string())
     };
@@ -463,7 +463,7 @@ pub(super) fn confirm(
     action: &str,
     tokens: usize,
 ) -> Markup {
-    let base = format!("{prefix}/clients/{}", client.client_id);
+    let base = format!("{prefix}/clients/{}", segment(&client.client_id));
     let (question, consequence, button) = match action {
         "disable" => (
             "Disable this client?",
@@ -561,7 +561,7 @@ pub(super) fn audit(
                                 td.number { (e.seq) }
                                 td { (time(Some(e.at))) }
                                 td { span.tag { (e.kind) } }
-                                td { @if let Some(c) = &e.client_id { a href={ (prefix) "/clients/" (c) } { code { (c) } } } }
+                                td { @if let Some(c) = &e.client_id { a href={ (prefix) "/clients/" (segment(c)) } { code { (c) } } } }
                                 td { @if let Some(a) = &e.actor { (a) } }
                                 td { code.detail { (e.detail.to_string()) } }
                             }

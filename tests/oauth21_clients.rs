@@ -190,6 +190,34 @@ impl Harness {
         self.post("token", None, form).await
     }
 
+    /// Redeems `code` for the public client `client_id`.
+    async fn redeem(
+        &self,
+        client_id: &str,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Reply {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", redirect_uri),
+        ])
+        .await
+    }
+
+    /// Refreshes `token` as the public client `client_id`.
+    async fn refresh(&self, client_id: &str, token: &str) -> Reply {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", token),
+        ])
+        .await
+    }
+
     async fn authorize(&self, params: &[(&str, &str)]) -> Reply {
         let response = self
             .http
@@ -281,15 +309,7 @@ async fn a_public_client_runs_authorization_code_with_pkce_and_refreshes() {
     let redirect = "http://127.0.0.1:51789/callback";
     let (verifier, challenge) = pkce("public");
     let code = h.code("cli", redirect, &challenge).await;
-    let issued = h
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "cli"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", redirect),
-        ])
-        .await;
+    let issued = h.redeem("cli", &code, &verifier, redirect).await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
     assert_eq!(issued.body["token_type"], "Bearer");
     let access = issued.str("access_token");
@@ -297,35 +317,17 @@ async fn a_public_client_runs_authorization_code_with_pkce_and_refreshes() {
     let refresh = issued.str("refresh_token");
 
     // The refresh token rotates, for its own client, without a secret.
-    let refreshed = h
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", "cli"),
-            ("refresh_token", &refresh),
-        ])
-        .await;
+    let refreshed = h.refresh("cli", &refresh).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     let second_access = refreshed.str("access_token");
     let second_refresh = refreshed.str("refresh_token");
     assert_ne!(second_refresh, refresh);
 
     // Reuse of the rotated-out token revokes the family, for a public client as for others.
-    let reused = h
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", "cli"),
-            ("refresh_token", &refresh),
-        ])
-        .await;
+    let reused = h.refresh("cli", &refresh).await;
     reused.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(h.me(&second_access).await, StatusCode::UNAUTHORIZED);
-    let after_reuse = h
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", "cli"),
-            ("refresh_token", &second_refresh),
-        ])
-        .await;
+    let after_reuse = h.refresh("cli", &second_refresh).await;
     after_reuse.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
@@ -339,36 +341,14 @@ async fn a_public_clients_tokens_are_bound_to_it_and_revocable_by_it() {
     let code = h.code("cli-a", redirect, &challenge).await;
 
     // Another public client cannot redeem the code, and that does not burn it.
-    let stolen = h
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "cli-b"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", redirect),
-        ])
-        .await;
+    let stolen = h.redeem("cli-b", &code, &verifier, redirect).await;
     stolen.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
-    let issued = h
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "cli-a"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", redirect),
-        ])
-        .await;
+    let issued = h.redeem("cli-a", &code, &verifier, redirect).await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
     let refresh = issued.str("refresh_token");
 
     // Another client presenting the refresh token gets invalid_grant and changes nothing.
-    let other = h
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", "cli-b"),
-            ("refresh_token", &refresh),
-        ])
-        .await;
+    let other = h.refresh("cli-b", &refresh).await;
     other.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // RFC 7009 §5: the public client revokes its own refresh token with its client_id.
@@ -380,13 +360,7 @@ async fn a_public_clients_tokens_are_bound_to_it_and_revocable_by_it() {
         )
         .await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
-    let after = h
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", "cli-a"),
-            ("refresh_token", &refresh),
-        ])
-        .await;
+    let after = h.refresh("cli-a", &refresh).await;
     after.assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
 
     // Introspection is for confidential clients (resource servers) only.
@@ -470,13 +444,9 @@ async fn refusals_for_public_and_confidential_clients() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
 
     // An unknown client id alone is refused like a bad secret.
-    h.token(&[
-        ("grant_type", "refresh_token"),
-        ("client_id", "nobody"),
-        ("refresh_token", "x"),
-    ])
-    .await
-    .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    h.refresh("nobody", "x")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
 
     // Registration refuses a public client with a confidential grant, and an unknown method.
     for (body, field) in [
@@ -689,13 +659,7 @@ async fn the_resource_parameter_picks_the_audience_scopes_and_lifetime() {
     let reply = h.authorize_with(&challenge, &[]).await;
     let code = reply.redirect().1["code"].clone();
     let plain = h
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "cli"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", "com.example.cli:/done"),
-        ])
+        .redeem("cli", &code, &verifier, "com.example.cli:/done")
         .await;
     let plain_access = plain.str("access_token");
     assert_eq!(claims(&plain_access)["aud"], h.base.as_str());
@@ -940,13 +904,7 @@ async fn the_claims_hook_adds_claims_but_never_registered_ones() {
     let (verifier, challenge) = pkce("claims");
     let code = h.code("cli", "com.example.cli:/done", &challenge).await;
     let issued = h
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "cli"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", "com.example.cli:/done"),
-        ])
+        .redeem("cli", &code, &verifier, "com.example.cli:/done")
         .await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
     let access = issued.str("access_token");

@@ -94,11 +94,7 @@ impl ClientIdMetadata {
         if self.timeout.is_zero() {
             return Err(error("the timeout must be positive".into()));
         }
-        if let Some(bad) = self
-            .scopes
-            .iter()
-            .find(|s| super::http::parse_scope(s).map_or(true, |one| one.len() != 1))
-        {
+        if let Some(bad) = self.scopes.iter().find(|s| !super::http::is_scope_token(s)) {
             return Err(error(format!("{bad:?} is not a scope")));
         }
         let mut roots = Vec::new();
@@ -448,22 +444,10 @@ impl ClientMetadataFetcher {
                 "only the response type code is supported".into(),
             ));
         }
-        let scopes = match document.scope.as_deref().map(str::trim) {
-            None | Some("") => self.scopes.clone(),
-            Some(scope) => {
-                let scopes: Vec<String> = scope
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if let Some(bad) = scopes.iter().find(|s| !self.scopes.contains(s)) {
-                    return Err(invalid_client(format!(
-                        "scope {bad} is not available to such a client"
-                    )));
-                }
-                scopes
-            }
-        };
+        let scopes =
+            super::http::scopes_within(document.scope.as_deref(), &self.scopes).map_err(|bad| {
+                invalid_client(format!("scope {bad} is not available to such a client"))
+            })?;
         let name = document
             .client_name
             .map(|n| n.trim().chars().take(200).collect::<String>())

@@ -365,6 +365,33 @@ fn printable(name: &str) -> String {
 }
 
 /// Splits a `scope` parameter (RFC 6749 §3.3): space-delimited `scope-token`s, at least one.
+/// Whether `value` is exactly one RFC 6749 §3.3 scope-token (for configured scope lists).
+pub(crate) fn is_scope_token(value: &str) -> bool {
+    parse_scope(value).is_ok_and(|scopes| scopes.len() == 1)
+}
+
+/// The scopes a client that describes itself (dynamic registration, a metadata document) gets:
+/// those its space-delimited `scope` member names, each of which must be in `allowed` (`Err`
+/// names the first that is not), or all of `allowed` when it names none.
+pub(crate) fn scopes_within(
+    requested: Option<&str>,
+    allowed: &[String],
+) -> Result<Vec<String>, String> {
+    let requested: Vec<String> = requested
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if requested.is_empty() {
+        return Ok(allowed.to_vec());
+    }
+    match requested.iter().find(|s| !allowed.contains(s)) {
+        Some(bad) => Err(bad.clone()),
+        None => Ok(requested),
+    }
+}
+
 pub(crate) fn parse_scope(value: &str) -> Result<Vec<String>, OAuthError> {
     let mut scopes: Vec<String> = Vec::new();
     for token in value.split(' ') {

@@ -119,11 +119,7 @@ impl DynamicRegistration {
                 "password needs a password verifier on the server".into(),
             ));
         }
-        if let Some(bad) = self
-            .scopes
-            .iter()
-            .find(|s| super::http::parse_scope(s).map_or(true, |one| one.len() != 1))
-        {
+        if let Some(bad) = self.scopes.iter().find(|s| !super::http::is_scope_token(s)) {
             return Err(error(format!("{bad:?} is not a scope")));
         }
         if self.rate_limit.0 == 0 || self.rate_limit.1.is_zero() {
@@ -325,22 +321,12 @@ impl Registration {
                 "grant type authorization_code goes with response type code, and only it",
             ));
         }
-        let scopes = match metadata.scope.as_deref().map(str::trim) {
-            None | Some("") => self.scopes.clone(),
-            Some(scope) => {
-                let scopes: Vec<String> = scope
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if let Some(bad) = scopes.iter().find(|s| !self.scopes.contains(s)) {
-                    return Err(metadata_error(format!(
-                        "scope {bad} is not available to dynamically registered clients"
-                    )));
-                }
-                scopes
-            }
-        };
+        let scopes =
+            super::http::scopes_within(metadata.scope.as_deref(), &self.scopes).map_err(|bad| {
+                metadata_error(format!(
+                    "scope {bad} is not available to dynamically registered clients"
+                ))
+            })?;
         let mut registration = ClientRegistration::new(
             metadata
                 .client_name

@@ -91,9 +91,7 @@ impl Resources {
                 )));
             }
             if let Some(scopes) = &resource.scopes
-                && let Some(bad) = scopes
-                    .iter()
-                    .find(|s| super::http::parse_scope(s).map_or(true, |one| one.len() != 1))
+                && let Some(bad) = scopes.iter().find(|s| !super::http::is_scope_token(s))
             {
                 return Err(ConfigError::new(format!(
                     "resource_server {}: {bad:?} is not a scope",

@@ -32,6 +32,14 @@ pub trait DangerousBuilderExt: Sized {
     /// Accepts tokens without `exp`, which never expire. A token with `exp` is still checked.
     #[must_use]
     fn allow_missing_exp(self) -> Self;
+
+    /// Accepts sender-constrained tokens (with a `cnf` claim, RFC 7800: bound to a DPoP key or
+    /// a TLS client certificate) presented as plain bearer tokens, from every trusted issuer.
+    /// Whoever copies such a token can then use it; only for a deployment that checks the
+    /// binding elsewhere (e.g. mutual TLS at a proxy that also checks the certificate
+    /// thumbprint).
+    #[must_use]
+    fn accept_unverified_confirmation(self) -> Self;
 }
 
 impl DangerousBuilderExt for AuthenticatorBuilder {
@@ -49,19 +57,34 @@ impl DangerousBuilderExt for AuthenticatorBuilder {
         self.allow_missing_exp = true;
         self
     }
+
+    fn accept_unverified_confirmation(mut self) -> Self {
+        self.accept_unverified_cnf = true;
+        self
+    }
 }
 
-/// The one weakening that is set per [`Issuer`](crate::Issuer), for an authenticator that trusts
-/// several issuers of which only some mint tokens without `exp`.
+/// The weakenings that are set per [`Issuer`](crate::Issuer), for an authenticator that trusts
+/// several issuers of which only some need them.
 pub trait DangerousIssuerExt: Sized {
     /// Accepts this issuer's tokens without `exp`. A token with `exp` is still checked.
     #[must_use]
     fn allow_missing_exp(self) -> Self;
+
+    /// Accepts this issuer's sender-constrained tokens (`cnf`) as plain bearer tokens; see
+    /// [`DangerousBuilderExt::accept_unverified_confirmation`].
+    #[must_use]
+    fn accept_unverified_confirmation(self) -> Self;
 }
 
 impl DangerousIssuerExt for crate::authenticator::Issuer {
     fn allow_missing_exp(mut self) -> Self {
         self.allow_missing_exp = true;
+        self
+    }
+
+    fn accept_unverified_confirmation(mut self) -> Self {
+        self.accept_unverified_cnf = true;
         self
     }
 }

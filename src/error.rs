@@ -76,6 +76,10 @@ pub enum AuthErrorKind {
     /// The token verified but its issuer has revoked it (see
     /// [`RevocationCheck`](crate::RevocationCheck)).
     Revoked,
+    /// The token is sender-constrained (a `cnf` claim, RFC 7800: bound to a DPoP key or a TLS
+    /// client certificate) but was presented as a plain bearer token, which would throw the
+    /// binding away (401 `invalid_token`).
+    SenderConstrained,
     /// The authentication layer is not installed in front of this route (500).
     LayerMissing,
 }

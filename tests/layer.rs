@@ -752,3 +752,56 @@ async fn pem_keys_of_every_type_verify_their_tokens() {
         assert!(err.contains("private key"), "{err}");
     }
 }
+
+/// A sender-constrained token (`cnf`) presented as a bearer token is refused — never cached,
+/// whatever the order — unless the dangerous opt-out says the binding is checked elsewhere,
+/// for all issuers or one.
+#[tokio::test]
+async fn sender_constrained_tokens_are_refused_as_bearer_tokens() {
+    use tower_oauth2::dangerous::DangerousIssuerExt;
+    let mut bound = claims("events:read");
+    bound["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+    let bound = token_with(Algorithm::ES256, &bound);
+
+    let auth = authenticator();
+    let strict = app(&auth);
+    for _ in 0..2 {
+        let reply = get_with(&strict, "/me", &bound).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            reply.challenge().contains("sender-constrained"),
+            "{}",
+            reply.challenge()
+        );
+        assert_eq!(
+            auth.verify(&bound).unwrap_err().kind(),
+            tower_oauth2::AuthErrorKind::SenderConstrained
+        );
+    }
+    assert_eq!(
+        auth.token_cache_stats().unwrap().0,
+        0,
+        "refusals are not cached"
+    );
+    // A token without cnf is unaffected.
+    assert_eq!(
+        get_with(&strict, "/me", &token("events:read")).await.status,
+        StatusCode::OK
+    );
+
+    let lenient = builder().accept_unverified_confirmation().build().unwrap();
+    assert_eq!(
+        get_with(&app(&lenient), "/me", &bound).await.status,
+        StatusCode::OK
+    );
+
+    // Per issuer: the opt-out on one trusted issuer only.
+    let issuer = tower_oauth2::Issuer::new(ISSUER)
+        .audience(AUDIENCE)
+        .keys(tower_oauth2::KeySet::from_jwks_json(JWKS).unwrap())
+        .accept_unverified_confirmation();
+    let per_issuer = tower_oauth2::AuthenticatorBuilder::from(issuer)
+        .build()
+        .unwrap();
+    assert!(per_issuer.verify(&bound).is_ok());
+}

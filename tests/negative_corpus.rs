@@ -540,6 +540,43 @@ fn cases(jku_url: &str) -> Vec<Case> {
         invalid_token,
         "wrong audience",
     );
+    // --- sender-constrained tokens (RFC 7800 cnf) presented as bearer tokens: no downgrade
+    case(
+        "DPoP-bound token as Bearer",
+        bearer(&es256_with(|c| {
+            c.insert(
+                "cnf".into(),
+                json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+            );
+        })),
+        unauthorized,
+        invalid_token,
+        "sender-constrained",
+    );
+    case(
+        "certificate-bound token as Bearer",
+        bearer(&es256_with(|c| {
+            c.insert(
+                "cnf".into(),
+                json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+            );
+        })),
+        unauthorized,
+        invalid_token,
+        "sender-constrained",
+    );
+    case(
+        "cnf that is not an object",
+        bearer(&es256_with(|c| {
+            c.insert(
+                "cnf".into(),
+                json!("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
+            );
+        })),
+        unauthorized,
+        invalid_token,
+        "a member has the wrong type",
+    );
     case(
         "aud missing",
         bearer(&es256_with(|c| {

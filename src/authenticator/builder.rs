@@ -43,6 +43,7 @@ pub struct AuthenticatorBuilder {
     pub(crate) any_issuer: bool,
     pub(crate) any_audience: bool,
     pub(crate) allow_missing_exp: bool,
+    pub(crate) accept_unverified_cnf: bool,
     token_cache: TokenCache,
 }
 
@@ -64,6 +65,7 @@ impl Default for AuthenticatorBuilder {
             any_issuer: false,
             any_audience: false,
             allow_missing_exp: false,
+            accept_unverified_cnf: false,
             token_cache: TokenCache::new(),
         }
     }
@@ -339,6 +341,7 @@ impl AuthenticatorBuilder {
             require_exp: !self.allow_missing_exp,
             any_issuer: self.any_issuer,
             any_audience: self.any_audience,
+            accept_unverified_cnf: self.accept_unverified_cnf,
             #[cfg(feature = "remote")]
             http_client: self.http_client,
             #[cfg(feature = "remote")]

@@ -51,6 +51,9 @@ pub struct Issuer {
     pub(crate) revocation: Option<std::sync::Arc<dyn RevocationCheck>>,
     /// Tokens of this issuer may omit `exp` (set through [`dangerous`](crate::dangerous)).
     pub(crate) allow_missing_exp: bool,
+    /// Tokens of this issuer with `cnf` are accepted as bearer tokens (set through
+    /// [`dangerous`](crate::dangerous)).
+    pub(crate) accept_unverified_cnf: bool,
     /// Keys another part of the process keeps current.
     pub(crate) shared_keys: Option<SharedKeys>,
 }
@@ -250,6 +253,7 @@ impl Issuer {
             resource: None,
             leeway: globals.leeway,
             require_exp: globals.require_exp && !self.allow_missing_exp,
+            refuse_unverified_cnf: !(globals.accept_unverified_cnf || self.accept_unverified_cnf),
             typ: self.typ,
             max_token_size: globals.max_token_size,
             required: self.required,
@@ -281,6 +285,7 @@ pub(crate) struct Globals {
     pub(crate) require_exp: bool,
     pub(crate) any_issuer: bool,
     pub(crate) any_audience: bool,
+    pub(crate) accept_unverified_cnf: bool,
     #[cfg(feature = "remote")]
     pub(crate) http_client: Option<reqwest::Client>,
     #[cfg(feature = "remote")]

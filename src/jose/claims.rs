@@ -44,6 +44,8 @@ pub(crate) struct RawClaims<'de> {
     pub(crate) scopes: Vec<Cow<'de, str>>,
     /// The members named in the capture list, in capture-list order (`None` when absent).
     pub(crate) captured: Vec<Option<Value>>,
+    /// Whether the token carries a confirmation (`cnf`, RFC 7800): it is bound to a key.
+    pub(crate) confirmation: bool,
 }
 
 /// `aud`'s values: the first kept apart, so the usual single audience allocates nothing.
@@ -131,6 +133,16 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     out: &mut c.scopes,
                     scp: true,
                 })?,
+                "cnf" => {
+                    let value = map.next_value_seed(StrictValue { depth: MAX_DEPTH })?;
+                    if !value.is_object() {
+                        return Err(de::Error::custom("cnf must be a JSON object (RFC 7800)"));
+                    }
+                    c.confirmation = true;
+                    if let Some(i) = self.capture.iter().position(|n| **n == *"cnf") {
+                        c.captured[i] = Some(value);
+                    }
+                }
                 _ => match self.capture.iter().position(|n| **n == *name) {
                     Some(i) => {
                         c.captured[i] =

@@ -23,6 +23,9 @@ pub(crate) struct Policy {
     pub(crate) resource: Option<Box<str>>,
     pub(crate) leeway: u64,
     pub(crate) require_exp: bool,
+    /// Refuse tokens bound to a key (`cnf`, RFC 7800) presented as bearer tokens: no binding
+    /// can be verified on a bearer request, and accepting them throws the binding away.
+    pub(crate) refuse_unverified_cnf: bool,
     pub(crate) typ: Option<String>,
     pub(crate) max_token_size: usize,
     /// Required claims: registered ones by presence, others by presence or value.
@@ -147,6 +150,12 @@ pub(crate) fn check_claims(
             (None, false) => std::borrow::Cow::Borrowed("wrong audience (aud)"),
         };
         return Err(AuthError::new(AuthErrorKind::WrongAudience, description));
+    }
+    if claims.confirmation && policy.refuse_unverified_cnf {
+        return Err(AuthError::new(
+            AuthErrorKind::SenderConstrained,
+            "token is sender-constrained (cnf): it cannot be used as a bearer token",
+        ));
     }
     for (name, expected) in &policy.required {
         let present = match &**name {

@@ -417,3 +417,38 @@ async fn such_clients_follow_the_approval_policy() {
     let stored = h.server.store().client(&client_id).await.unwrap().unwrap();
     assert_eq!(stored.status, ClientStatus::Pending);
 }
+
+#[tokio::test]
+async fn new_clients_are_rate_limited_known_ones_are_not() {
+    let docs = documents(Arc::new(AtomicUsize::new(0))).await;
+    let h = authorization_server(|b| {
+        b.client_id_metadata_documents(
+            accepting().rate_limit(2, std::time::Duration::from_secs(3600)),
+        )
+    })
+    .await;
+    let (_, challenge) = pkce();
+    let known = format!("{docs}/client.json");
+    for client_id in [known.clone(), format!("{docs}/no-store.json")] {
+        let (status, _, body) = h.authorize(&client_id, REDIRECT, &challenge).await;
+        assert_eq!(status, StatusCode::FOUND, "{client_id}: {body}");
+    }
+    // A third new client: refused before anything is fetched or stored.
+    let third = format!("{docs}/third.json");
+    let response = h
+        .http
+        .get(format!(
+            "{}/oauth2/authorize?response_type=code&client_id={}",
+            h.base,
+            form_urlencoded::byte_serialize(third.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    assert!(h.server.store().client(&third).await.unwrap().is_none());
+    // A known client is not counted.
+    let (status, _, body) = h.authorize(&known, REDIRECT, &challenge).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+}

@@ -203,7 +203,7 @@ async fn authorize(
         return Err(OAuthError::invalid_request("unknown or inactive client_id").into());
     }
     let client = state
-        .client_for_authorization(client_id)
+        .client_for_authorization(client_id, parts)
         .await?
         .filter(|c| c.status == ClientStatus::Approved)
         .ok_or_else(|| OAuthError::invalid_request("unknown or inactive client_id"))?;

@@ -34,6 +34,7 @@ pub struct ClientIdMetadata {
     scopes: Vec<String>,
     roots: Vec<Vec<u8>>,
     allow_private: bool,
+    rate_limit: (u32, Duration),
 }
 
 impl Default for ClientIdMetadata {
@@ -51,7 +52,18 @@ impl ClientIdMetadata {
             scopes: Vec::new(),
             roots: Vec::new(),
             allow_private: false,
+            rate_limit: (30, Duration::from_secs(3600)),
         }
+    }
+
+    /// At most `max` new clients (documents not seen before) per peer address in each
+    /// `window` (default 30 an hour), so that nobody fills the store with clients; beyond, 429
+    /// with `Retry-After`. Known clients are not limited. Serve with
+    /// `into_make_service_with_connect_info` so that the peer is known; otherwise every peer
+    /// shares one budget.
+    pub fn rate_limit(mut self, max: u32, window: Duration) -> Self {
+        self.rate_limit = (max, window);
+        self
     }
 
     /// The scopes such a client may have; a document that names none gets them all.
@@ -94,6 +106,11 @@ impl ClientIdMetadata {
         if self.timeout.is_zero() {
             return Err(error("the timeout must be positive".into()));
         }
+        if self.rate_limit.0 == 0 || self.rate_limit.1.is_zero() {
+            return Err(error(
+                "rate_limit needs at least one client and a positive window".into(),
+            ));
+        }
         if let Some(bad) = self.scopes.iter().find(|s| !super::http::is_scope_token(s)) {
             return Err(error(format!("{bad:?} is not a scope")));
         }
@@ -128,6 +145,7 @@ impl ClientIdMetadata {
             .map_err(|e| error(format!("building the HTTP client: {e}")))?;
         Ok(ClientMetadataFetcher {
             client,
+            limiter: super::client_auth::RateLimiter::new(self.rate_limit.0, self.rate_limit.1),
             max_bytes: self.max_bytes,
             scopes: self.scopes,
             allow_private,
@@ -300,6 +318,8 @@ impl moka::Expiry<String, (Arc<Described>, Duration)> for Expiry {
 /// Fetches, checks and caches client metadata documents.
 pub(crate) struct ClientMetadataFetcher {
     client: reqwest::Client,
+    /// New clients per peer.
+    limiter: super::client_auth::RateLimiter,
     max_bytes: usize,
     scopes: Vec<String>,
     allow_private: bool,
@@ -512,9 +532,22 @@ pub(crate) async fn client(
     state: &ServerState,
     fetcher: &ClientMetadataFetcher,
     url: &str,
+    peer: Option<IpAddr>,
 ) -> Result<Option<ClientRecord>, OAuthError> {
-    let described = fetcher.described(url).await?;
     let stored = state.store.client(url).await?;
+    if stored.is_none() {
+        // A new client: counted against its peer, before anything is fetched.
+        let key = peer.map_or_else(|| "cimd:unknown".to_owned(), |ip| format!("cimd:{ip}"));
+        let now = Instant::now();
+        if let Some(wait) = fetcher.limiter.blocked(&key, now) {
+            return Err(OAuthError::too_many(
+                "too many new clients from this address; retry later",
+                wait,
+            ));
+        }
+        fetcher.limiter.failed(&key, now);
+    }
+    let described = fetcher.described(url).await?;
     let fresh = |status: ClientStatus, created_at: u64, contacts: Vec<String>| ClientRecord {
         client_id: url.to_owned(),
         name: described.name.clone(),

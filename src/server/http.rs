@@ -76,6 +76,19 @@ impl OAuthError {
         }
     }
 
+    /// 429 `invalid_request`: too many requests of a kind from one peer (`description` says
+    /// which).
+    pub(crate) fn too_many(description: impl Into<String>, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request",
+                description,
+            )
+        }
+    }
+
     /// 429: too many wrong resource-owner passwords for one username.
     pub(crate) fn password_rate_limited(retry_after: Duration) -> Self {
         Self {

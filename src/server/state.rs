@@ -110,13 +110,17 @@ impl ServerState {
     pub(crate) async fn client_for_authorization(
         &self,
         client_id: &str,
+        request: &http::request::Parts,
     ) -> Result<Option<store::ClientRecord>, super::http::OAuthError> {
         #[cfg(feature = "remote")]
         if let Some(fetcher) = &self.client_metadata
             && super::client_metadata::is_document_url(client_id)
         {
-            return super::client_metadata::client(self, fetcher, client_id).await;
+            let peer = super::client_auth::peer(&request.extensions);
+            return super::client_metadata::client(self, fetcher, client_id, peer).await;
         }
+        #[cfg(not(feature = "remote"))]
+        let _ = request;
         Ok(self.store.client(client_id).await?)
     }
 

@@ -78,6 +78,7 @@ impl OAuthError {
 
     /// 429 `invalid_request`: too many requests of a kind from one peer (`description` says
     /// which).
+    #[cfg(feature = "remote")]
     pub(crate) fn too_many(description: impl Into<String>, retry_after: Duration) -> Self {
         Self {
             retry_after: Some(retry_after),

@@ -17,33 +17,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tower_oauth2::server::store::{ClientStatus, MemoryStore};
-use tower_oauth2::server::{
-    ApprovalPolicy, AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder,
-    ClientIdMetadata, ConsentDecision, ConsentHandler, HookFuture,
-};
+use tower_oauth2::server::store::ClientStatus;
+use tower_oauth2::server::{ApprovalPolicy, ClientIdMetadata};
+
+mod oauth_http;
+use oauth_http::{Harness, form, serve};
 
 const CA: &str = include_str!("data/tls/ca.pem");
 const CERT: &str = include_str!("data/tls/localhost.pem");
 const KEY: &str = include_str!("data/tls/localhost.key");
 const REDIRECT: &str = "http://127.0.0.1/callback";
-
-struct Approve;
-
-impl ConsentHandler for Approve {
-    fn decide<'a>(
-        &'a self,
-        _authorization: &'a AuthorizationRequest,
-        _request: &'a http::request::Parts,
-    ) -> HookFuture<'a, ConsentDecision> {
-        Box::pin(async {
-            ConsentDecision::Approve {
-                subject: "alice".into(),
-                scopes: None,
-            }
-        })
-    }
-}
 
 /// Serves `app` over HTTPS on `127.0.0.1:0` with the test certificate; its base URL.
 async fn serve_https(app: impl FnOnce(&str) -> Router) -> String {
@@ -173,36 +156,6 @@ async fn documents(fetches: Arc<AtomicUsize>) -> String {
     .await
 }
 
-struct Harness {
-    base: String,
-    server: AuthorizationServer,
-    http: reqwest::Client,
-}
-
-async fn authorization_server(
-    configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
-) -> Harness {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let builder = AuthorizationServer::builder()
-        .issuer(base.clone())
-        .store(MemoryStore::new())
-        .consent_handler(Approve);
-    let server = configure(builder).build().await.unwrap();
-    let app = Router::new()
-        .nest("/oauth2", server.router())
-        .merge(server.metadata_router());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Harness {
-        base,
-        server,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-    }
-}
-
 fn accepting() -> ClientIdMetadata {
     ClientIdMetadata::new()
         .scopes(["read"])
@@ -223,16 +176,14 @@ impl Harness {
         redirect: &str,
         challenge: &str,
     ) -> (StatusCode, String, Value) {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("response_type", "code"),
-                ("client_id", client_id),
-                ("redirect_uri", redirect),
-                ("code_challenge", challenge),
-                ("code_challenge_method", "S256"),
-                ("state", "s"),
-            ])
-            .finish();
+        let query = form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "s"),
+        ]);
         let response = self
             .http
             .get(format!("{}/oauth2/authorize?{query}", self.base))
@@ -250,9 +201,7 @@ impl Harness {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
+        let body = oauth_http::form(form);
         let response = self
             .http
             .post(format!("{}/oauth2/token", self.base))
@@ -273,7 +222,7 @@ impl Harness {
 async fn a_client_named_by_its_metadata_document_runs_the_flow() {
     let fetches = Arc::new(AtomicUsize::new(0));
     let docs = documents(Arc::clone(&fetches)).await;
-    let h = authorization_server(|b| b.client_id_metadata_documents(accepting())).await;
+    let h = serve(|b| b.client_id_metadata_documents(accepting())).await;
     let metadata: Value = serde_json::from_str(
         &h.http
             .get(format!("{}/.well-known/oauth-authorization-server", h.base))
@@ -356,7 +305,7 @@ async fn a_client_named_by_its_metadata_document_runs_the_flow() {
 #[tokio::test]
 async fn bad_documents_and_private_addresses_are_refused() {
     let docs = documents(Arc::new(AtomicUsize::new(0))).await;
-    let h = authorization_server(|b| b.client_id_metadata_documents(accepting())).await;
+    let h = serve(|b| b.client_id_metadata_documents(accepting())).await;
     let (_, challenge) = pkce();
     for (path, why) in [
         ("mismatch.json", "differs from the URL"),
@@ -376,10 +325,9 @@ async fn bad_documents_and_private_addresses_are_refused() {
     }
 
     // Without the dangerous option, a loopback (or private) address is not fetched.
-    let strict = authorization_server(|b| {
-        b.client_id_metadata_documents(ClientIdMetadata::new().root_certificate_pem(CA))
-    })
-    .await;
+    let strict =
+        serve(|b| b.client_id_metadata_documents(ClientIdMetadata::new().root_certificate_pem(CA)))
+            .await;
     for client_id in [format!("{docs}/client.json"), {
         let port = docs.rsplit(':').next().unwrap();
         format!("https://localhost:{port}/client.json")
@@ -394,7 +342,7 @@ async fn bad_documents_and_private_addresses_are_refused() {
     }
 
     // Not accepted at all: a URL client_id is an unknown client.
-    let off = authorization_server(|b| b).await;
+    let off = serve(|b| b).await;
     let (status, _, body) = off
         .authorize(&format!("{docs}/client.json"), REDIRECT, &challenge)
         .await;
@@ -405,7 +353,7 @@ async fn bad_documents_and_private_addresses_are_refused() {
 #[tokio::test]
 async fn such_clients_follow_the_approval_policy() {
     let docs = documents(Arc::new(AtomicUsize::new(0))).await;
-    let h = authorization_server(|b| {
+    let h = serve(|b| {
         b.approval_policy(ApprovalPolicy::Manual)
             .client_id_metadata_documents(accepting())
     })
@@ -421,7 +369,7 @@ async fn such_clients_follow_the_approval_policy() {
 #[tokio::test]
 async fn new_clients_are_rate_limited_known_ones_are_not() {
     let docs = documents(Arc::new(AtomicUsize::new(0))).await;
-    let h = authorization_server(|b| {
+    let h = serve(|b| {
         b.client_id_metadata_documents(
             accepting().rate_limit(2, std::time::Duration::from_secs(3600)),
         )

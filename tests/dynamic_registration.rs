@@ -4,107 +4,18 @@
 #![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower_oauth2::server::store::{ClientStatus, MemoryStore};
-use tower_oauth2::server::{
-    ApprovalPolicy, AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder,
-    ConsentDecision, ConsentHandler, DynamicRegistration, HookFuture,
-};
+use tower_oauth2::server::{ApprovalPolicy, AuthorizationServer, DynamicRegistration};
 
-/// Approves every request for "alice".
-struct Approve;
-
-impl ConsentHandler for Approve {
-    fn decide<'a>(
-        &'a self,
-        _authorization: &'a AuthorizationRequest,
-        _request: &'a http::request::Parts,
-    ) -> HookFuture<'a, ConsentDecision> {
-        Box::pin(async {
-            ConsentDecision::Approve {
-                subject: "alice".into(),
-                scopes: None,
-            }
-        })
-    }
-}
-
-struct Harness {
-    base: String,
-    server: AuthorizationServer,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(
-            (self.status, self.body["error"].as_str()),
-            (status, Some(code)),
-            "{}",
-            self.body
-        );
-    }
-
-    fn str(&self, member: &str) -> String {
-        self.body[member]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{member}` in {}", self.body))
-            .to_owned()
-    }
-}
-
-async fn reply(response: reqwest::Response) -> Reply {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    Reply {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-/// The server on `127.0.0.1:0` with the peer address known (for the per-peer rate limit).
-async fn serve(
-    configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
-) -> Harness {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let builder = AuthorizationServer::builder()
-        .issuer(base.clone())
-        .store(MemoryStore::new())
-        .consent_handler(Approve);
-    let server = configure(builder).build().await.unwrap();
-    let app = Router::new()
-        .nest("/oauth2", server.router())
-        .merge(server.metadata_router());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    Harness { base, server, http }
-}
+mod oauth_http;
+use oauth_http::{Approve, Harness, Reply, form, reply, serve};
 
 fn open_registration() -> DynamicRegistration {
     DynamicRegistration::new().scopes(["mcp:tools", "offline_access"])
@@ -171,9 +82,7 @@ impl Harness {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Reply {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
+        let body = oauth_http::form(form);
         let response = self
             .http
             .post(format!("{}/oauth2/token", self.base))
@@ -243,16 +152,14 @@ async fn an_mcp_client_registers_then_runs_the_authorization_code_flow() {
     let verifier = "v".repeat(64);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let redirect = "http://127.0.0.1:40123/callback";
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("response_type", "code"),
-            ("client_id", id.as_str()),
-            ("redirect_uri", redirect),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("scope", "mcp:tools"),
-        ])
-        .finish();
+    let query = form(&[
+        ("response_type", "code"),
+        ("client_id", id.as_str()),
+        ("redirect_uri", redirect),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("scope", "mcp:tools"),
+    ]);
     let response = h
         .http
         .get(format!("{}/oauth2/authorize?{query}", h.base))

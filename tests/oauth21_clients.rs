@@ -4,7 +4,6 @@
 #![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -13,46 +12,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tower_oauth2::server::store::MemoryStore;
 use tower_oauth2::server::{
-    AuthorizationRequest, AuthorizationServer, AuthorizationServerBuilder, ClaimsContext,
-    ClaimsError, ClaimsHook, ConsentDecision, ConsentHandler, HookFuture, PROTECTED_CLAIMS,
-    PasswordVerifier, ResourceServer,
+    AuthorizationServer, AuthorizationServerBuilder, ClaimsContext, ClaimsError, ClaimsHook,
+    HookFuture, PROTECTED_CLAIMS, ResourceServer,
 };
 use tower_oauth2::{ProtectedResource, VerifiedToken};
 
-/// Approves every request for "alice".
-struct Approve;
-
-impl ConsentHandler for Approve {
-    fn decide<'a>(
-        &'a self,
-        _authorization: &'a AuthorizationRequest,
-        _request: &'a http::request::Parts,
-    ) -> HookFuture<'a, ConsentDecision> {
-        Box::pin(async {
-            ConsentDecision::Approve {
-                subject: "alice".into(),
-                scopes: None,
-            }
-        })
-    }
-}
-
-/// alice / wonderland.
-struct Passwords;
-
-impl PasswordVerifier for Passwords {
-    fn verify<'a>(
-        &'a self,
-        username: &'a str,
-        password: &'a str,
-    ) -> HookFuture<'a, Option<String>> {
-        let ok = username == "alice" && password == "wonderland";
-        Box::pin(async move { ok.then(|| "alice".to_owned()) })
-    }
-}
+mod oauth_http;
+use oauth_http::{Approve, Passwords, Reply, form, no_redirects, pkce, reply};
 
 struct Harness {
     base: String,
@@ -104,54 +72,10 @@ async fn serve(
         .merge(api)
         .merge(mcp);
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    Harness { base, server, http }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-async fn reply(response: reqwest::Response) -> Reply {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-impl Reply {
-    fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(
-            (self.status, self.body["error"].as_str()),
-            (status, Some(code)),
-            "{}",
-            self.body
-        );
-    }
-
-    fn str(&self, member: &str) -> String {
-        self.body[member]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{member}` in {}", self.body))
-            .to_owned()
-    }
-
-    /// The redirect's target without query, and its query parameters.
-    fn redirect(&self) -> (String, HashMap<String, String>) {
-        let location = self.headers["location"].to_str().unwrap();
-        let url = reqwest::Url::parse(location).unwrap();
-        let params = url.query_pairs().into_owned().collect();
-        (location.split('?').next().unwrap().to_owned(), params)
+    Harness {
+        base,
+        server,
+        http: no_redirects(),
     }
 }
 
@@ -173,13 +97,13 @@ impl Harness {
         &self,
         endpoint: &str,
         basic: Option<(&str, &str)>,
-        form: &[(&str, &str)],
+        pairs: &[(&str, &str)],
     ) -> Reply {
         let mut request = self
             .http
             .post(format!("{}/oauth2/{endpoint}", self.base))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(encode_form(form));
+            .body(form(pairs));
         if let Some((id, secret)) = basic {
             request = request.basic_auth(id, Some(secret));
         }
@@ -221,11 +145,7 @@ impl Harness {
     async fn authorize(&self, params: &[(&str, &str)]) -> Reply {
         let response = self
             .http
-            .get(format!(
-                "{}/oauth2/authorize?{}",
-                self.base,
-                encode_form(params)
-            ))
+            .get(format!("{}/oauth2/authorize?{}", self.base, form(params)))
             .send()
             .await
             .unwrap();
@@ -260,19 +180,6 @@ impl Harness {
             .unwrap()
             .status()
     }
-}
-
-fn encode_form(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-/// A PKCE verifier and its S256 challenge.
-fn pkce(seed: &str) -> (String, String) {
-    let verifier = format!("{seed}-{}", "v".repeat(50));
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    (verifier, challenge)
 }
 
 /// Registers the public client `id` with a loopback redirect URI registered without a port.

@@ -12,26 +12,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
-use serde_json::Value;
 use tower_oauth2::VerifiedToken;
 use tower_oauth2::server::store::{MemoryStore, Store, TokenKind, TokenState};
-use tower_oauth2::server::{
-    AuthorizationServer, ClientRegistration, ClientSecret, HookFuture, PasswordVerifier,
-};
+use tower_oauth2::server::{AuthorizationServer, ClientRegistration, ClientSecret};
 
-/// alice / wonderland.
-struct Users;
-
-impl PasswordVerifier for Users {
-    fn verify<'a>(
-        &'a self,
-        username: &'a str,
-        password: &'a str,
-    ) -> HookFuture<'a, Option<String>> {
-        let ok = username == "alice" && password == "wonderland";
-        Box::pin(async move { ok.then(|| "alice".to_owned()) })
-    }
-}
+mod oauth_http;
+use oauth_http::{Passwords, Reply, form, reply};
 
 const SECRET: &str = "app-secret-0123456789-0123456789-abcdef";
 const OTHER_SECRET: &str = "other-secret-0123456789-0123456789-abcd";
@@ -42,27 +28,13 @@ struct Harness {
     http: reqwest::Client,
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, member: &str) -> String {
-        self.body[member]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{member}` in {}", self.body))
-            .to_owned()
-    }
-}
-
 async fn serve(store: Arc<dyn Store>, grace: Option<Duration>) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut builder = AuthorizationServer::builder()
         .issuer(base.clone())
         .shared_store(store)
-        .password_verifier(Users);
+        .password_verifier(Passwords);
     if let Some(grace) = grace {
         builder = builder.refresh_token_grace(grace);
     }
@@ -92,25 +64,17 @@ async fn serve(store: Arc<dyn Store>, grace: Option<Duration>) -> Harness {
 }
 
 impl Harness {
-    async fn token(&self, client: (&str, &str), form: &[(&str, &str)]) -> Reply {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
+    async fn token(&self, client: (&str, &str), pairs: &[(&str, &str)]) -> Reply {
         let response = self
             .http
             .post(format!("{}/oauth2/token", self.base))
             .basic_auth(client.0, Some(client.1))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+            .body(form(pairs))
             .send()
             .await
             .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        }
+        reply(response).await
     }
 
     async fn login(&self) -> Reply {

@@ -145,8 +145,10 @@ class IdP:
         # printed nothing past its first warning for 30 s. The peer's start-up is not what this
         # script tests, so a stuck start is retried (and said so) before it counts as a failure.
         for attempt in range(1, STARTUP_ATTEMPTS + 1):
-            self.proc = spawn([node, str(server), "--client-id", CLIENT_ID,
-                               "--client-secret", secret], self.log, cwd=str(server.parent))
+            # `--name=value`: a generated secret may start with `-`, which node's parseArgs
+            # would otherwise take for an option.
+            self.proc = spawn([node, str(server), f"--client-id={CLIENT_ID}",
+                               f"--client-secret={secret}"], self.log, cwd=str(server.parent))
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while time.monotonic() < deadline and self.meta is None:
                 for line in self.log.read_text(errors="replace").splitlines():

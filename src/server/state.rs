@@ -98,11 +98,15 @@ impl ServerState {
     /// Metadata Document URL when those are accepted. Anything else is refused before any
     /// lookup.
     pub(crate) fn plausible_client_id(&self, client_id: &str) -> bool {
+        if super::client_auth::valid_client_id(client_id) {
+            return true;
+        }
+        // A URL is parsed only when it could be one (not for every registered id).
         #[cfg(feature = "remote")]
         if self.client_metadata.is_some() && super::client_metadata::is_document_url(client_id) {
             return true;
         }
-        super::client_auth::valid_client_id(client_id)
+        false
     }
 
     /// The client `client_id` names, for the authorization endpoint: from the store, or, for a

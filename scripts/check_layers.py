@@ -26,6 +26,7 @@ LEVELS = {
     "keys": 3,
     "token": 4,
     "validate": 5,
+    "dpop": 5,
     "authenticator": 6,
     "token_source": 6,
     "dangerous": 6,

@@ -80,6 +80,19 @@ pub enum AuthErrorKind {
     /// client certificate) but was presented as a plain bearer token, which would throw the
     /// binding away (401 `invalid_token`).
     SenderConstrained,
+    /// The DPoP proof (RFC 9449) is missing, malformed, signed wrongly, for another request, too
+    /// old or replayed (401 `invalid_dpop_proof`).
+    InvalidDpopProof,
+    /// The DPoP proof lacks a server nonce, or has a stale one (401 `use_dpop_nonce`; the
+    /// response's `DPoP-Nonce` header has a fresh one).
+    UseDpopNonce,
+    /// The token's DPoP binding does not fit the request: the proof's key is not the one the
+    /// token is bound to (`cnf.jkt`), the token is not bound to a key, or its issuer's tokens
+    /// are not accepted with the DPoP scheme (401 `invalid_token`).
+    DpopBinding,
+    /// The token's issuer requires DPoP and the token came as a bearer token (401
+    /// `invalid_token`).
+    DpopRequired,
     /// The authentication layer is not installed in front of this route (500).
     LayerMissing,
 }
@@ -102,6 +115,9 @@ struct Inner {
     /// `kid` and `iss` as the rejected token claimed them (unverified), for diagnostics.
     claimed_kid: Option<String>,
     claimed_iss: Option<String>,
+    /// The request used the DPoP scheme (or the error is about DPoP): its challenge is the
+    /// `DPoP` one.
+    dpop: bool,
 }
 
 impl AuthError {
@@ -113,6 +129,7 @@ impl AuthError {
                 scope: None,
                 claimed_kid: None,
                 claimed_iss: None,
+                dpop: false,
             }),
         }
     }
@@ -150,6 +167,7 @@ impl AuthError {
                 scope: Some(required),
                 claimed_kid: None,
                 claimed_iss: None,
+                dpop: false,
             }),
         }
     }
@@ -160,6 +178,18 @@ impl AuthError {
         inner.claimed_kid = kid.map(str::to_owned);
         inner.claimed_iss = iss.map(str::to_owned);
         self
+    }
+
+    /// Marks the error as one of a request that used the DPoP scheme.
+    pub(crate) fn via_dpop(mut self) -> Self {
+        Arc::make_mut(&mut self.inner).dpop = true;
+        self
+    }
+
+    /// Whether the request used the DPoP scheme (RFC 9449) or the error is about its proof: the
+    /// challenge that carries the error is then the `DPoP` one.
+    pub fn is_dpop(&self) -> bool {
+        self.inner.dpop
     }
 
     /// The `kid` the rejected token's header named, if it got that far. Unverified: for

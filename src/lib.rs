@@ -65,6 +65,7 @@
 //! | [`keys`] | [`Key`], [`KeySet`], [`Algorithm`], [`SharedKeys`](keys::SharedKeys), and the remote JWKS state (feature `remote`) |
 //! | [`token_source`] | where the token comes from: the `Authorization` header, a cookie, a query parameter |
 //! | [`error`] | [`AuthError`], [`AuthErrorKind`], [`ConfigError`] |
+//! | [`dpop`] | DPoP (RFC 9449): [`Dpop`](dpop::Dpop) proof checking and the per-issuer [`DpopMode`](dpop::DpopMode) |
 //! | [`dangerous`] | the options that weaken validation |
 //! | [`server`] | the authorization server (feature `server`) |
 //!
@@ -118,7 +119,8 @@
 //   2 jose               algorithms, compact form, header, strict JSON, registered claims
 //   3 keys               Key, KeySet, key sources (static, shared, remote JWKS), crypto backend
 //   4 token              VerifiedToken, Scopes: data, no checks
-//   5 validate           the pipeline and policy, the token cache, the revocation hook
+//   5 validate, dpop     the pipeline and policy, the token cache, the revocation hook;
+//                        DPoP proofs (RFC 9449)
 //   6 authenticator,     Authenticator and its builder, issuers, rejection hook;
 //     token_source,      where the token comes from;
 //     dangerous          the options that weaken validation
@@ -131,6 +133,7 @@
 
 pub mod authenticator;
 pub mod dangerous;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -7,6 +7,7 @@ use std::fmt;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Uri};
 
+use crate::dpop::Scheme;
 use crate::error::{AuthError, AuthErrorKind};
 
 /// Takes the bearer token from a request, if it carries one there.
@@ -56,6 +57,15 @@ impl TokenSource for AuthorizationHeader {
 }
 
 pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    Ok(credentials_from_headers(headers, false)?.map(|(token, _)| token))
+}
+
+/// The token of the one `Authorization` header: `Bearer`, or `DPoP` (RFC 9449 §7.1) when
+/// `dpop` is on. Other schemes count as no token.
+pub(crate) fn credentials_from_headers(
+    headers: &HeaderMap,
+    dpop: bool,
+) -> Result<Option<(&str, Scheme)>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -63,21 +73,22 @@ pub(crate) fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, A
     if values.next().is_some() {
         return Err(AuthError::invalid_request("several Authorization headers"));
     }
-    // One pass over the token: a token `parse_bearer` accepts is a b64token, so a header that
-    // yields one is visible ASCII and the header's own character check would only repeat the
-    // scan. Any other outcome is worded against the header as a whole, bad bytes first.
+    // One pass over the token: a token `parse_credentials` accepts is a b64token, so a header
+    // that yields one is visible ASCII and the header's own character check would only repeat
+    // the scan. Any other outcome is worded against the header as a whole, bad bytes first.
     let not_visible = || AuthError::invalid_request("Authorization header is not visible ASCII");
     let text = std::str::from_utf8(value.as_bytes()).map_err(|_| not_visible())?;
-    match parse_bearer(text) {
-        Ok(Some(token)) => Ok(Some(token)),
+    match parse_credentials(text, dpop) {
+        Ok(Some(found)) => Ok(Some(found)),
         _ if value.to_str().is_err() => Err(not_visible()),
         other => other,
     }
 }
 
-/// Parses one `Authorization` value: `Bearer 1*SP b64token`, with the surrounding optional
-/// whitespace of the field value (RFC 9110 §5.5) ignored.
-fn parse_bearer(value: &str) -> Result<Option<&str>, AuthError> {
+/// Parses one `Authorization` value: `Bearer 1*SP b64token` (or `DPoP 1*SP b64token` when
+/// `dpop` is on), with the surrounding optional whitespace of the field value (RFC 9110 §5.5)
+/// ignored.
+fn parse_credentials(value: &str, dpop: bool) -> Result<Option<(&str, Scheme)>, AuthError> {
     let value = value.trim_matches([' ', '\t']);
     if value.is_empty() {
         return Err(AuthError::invalid_request("empty Authorization header"));
@@ -86,24 +97,33 @@ fn parse_bearer(value: &str) -> Result<Option<&str>, AuthError> {
         Some(i) => (&value[..i], &value[i..]),
         None => (value, ""),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (scheme, name) = if scheme.eq_ignore_ascii_case("bearer") {
+        (Scheme::Bearer, "Bearer")
+    } else if dpop && scheme.eq_ignore_ascii_case("dpop") {
+        (Scheme::Dpop, "DPoP")
+    } else {
         return Ok(None);
-    }
+    };
+    let refuse = |description: String| {
+        let error = AuthError::invalid_request(description);
+        match scheme {
+            Scheme::Bearer => error,
+            Scheme::Dpop => error.via_dpop(),
+        }
+    };
     if rest.starts_with('\t') {
-        return Err(AuthError::invalid_request(
-            "the Bearer scheme is followed by a tab",
-        ));
+        return Err(refuse(format!("the {name} scheme is followed by a tab")));
     }
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
-        return Err(AuthError::invalid_request("Bearer scheme without a token"));
+        return Err(refuse(format!("{name} scheme without a token")));
     }
     if !is_b64token(token) {
-        return Err(AuthError::invalid_request(
-            "the Authorization header must carry exactly one b64token after Bearer",
-        ));
+        return Err(refuse(format!(
+            "the Authorization header must carry exactly one b64token after {name}"
+        )));
     }
-    Ok(Some(token))
+    Ok(Some((token, scheme)))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 6750 §2.1).
@@ -294,14 +314,16 @@ impl Sources {
         Self { extra }
     }
 
-    /// The one token in the request and whether it came in the URL; `None` if there is none,
-    /// `invalid_request` if there are several.
+    /// The one token in the request, whether it came in the URL, and its scheme (`DPoP` only
+    /// when `dpop` is on); `None` if there is none, `invalid_request` if there are several.
     pub(crate) fn extract<'r>(
         &self,
         headers: &'r HeaderMap,
         uri: &'r Uri,
-    ) -> Result<Option<(Cow<'r, str>, bool)>, AuthError> {
-        let mut found = bearer_from_headers(headers)?.map(|t| (Cow::Borrowed(t), false));
+        dpop: bool,
+    ) -> Result<Option<(Cow<'r, str>, bool, Scheme)>, AuthError> {
+        let mut found =
+            credentials_from_headers(headers, dpop)?.map(|(t, s)| (Cow::Borrowed(t), false, s));
         for source in &self.extra {
             if let Some(token) = source.extract(headers, uri)? {
                 if found.is_some() {
@@ -310,7 +332,7 @@ impl Sources {
                         "the request carries more than one token",
                     ));
                 }
-                found = Some((token, source.in_url()));
+                found = Some((token, source.in_url(), Scheme::Bearer));
             }
         }
         Ok(found)
@@ -349,8 +371,8 @@ mod tests {
         let through_headers = bearer_from_headers(&headers)
             .map(|t| t.map(str::to_owned))
             .map_err(|e| e.kind());
-        let full_grammar = parse_bearer(value)
-            .map(|t| t.map(str::to_owned))
+        let full_grammar = parse_credentials(value, false)
+            .map(|t| t.map(|(t, _)| t.to_owned()))
             .map_err(|e| e.kind());
         assert_eq!(through_headers, full_grammar, "{value:?}");
         through_headers
@@ -400,6 +422,20 @@ mod tests {
         assert_eq!(bearer("Bearer\tabc"), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(bearer("Bearer ==="), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(bearer("Bearer a=b"), Err(AuthErrorKind::InvalidRequest));
+    }
+
+    #[test]
+    fn dpop_scheme_only_when_on() {
+        fn dpop(v: &str, on: bool) -> Result<Option<(&str, Scheme)>, AuthErrorKind> {
+            parse_credentials(v, on).map_err(|e| e.kind())
+        }
+        assert_eq!(dpop("DPoP abc", true), Ok(Some(("abc", Scheme::Dpop))));
+        assert_eq!(dpop("dpop  abc", true), Ok(Some(("abc", Scheme::Dpop))));
+        assert_eq!(dpop("Bearer abc", true), Ok(Some(("abc", Scheme::Bearer))));
+        assert_eq!(dpop("DPoP abc", false), Ok(None));
+        assert_eq!(dpop("DPoP", true), Err(AuthErrorKind::InvalidRequest));
+        assert_eq!(dpop("DPoP a b", true), Err(AuthErrorKind::InvalidRequest));
+        assert!(parse_credentials("DPoP a b", true).is_err_and(|e| e.is_dpop()));
     }
 
     #[test]

@@ -753,8 +753,9 @@ async fn pem_keys_of_every_type_verify_their_tokens() {
     }
 }
 
-/// A sender-constrained token (`cnf`) presented as a bearer token is refused — never cached,
-/// whatever the order — unless the dangerous opt-out says the binding is checked elsewhere,
+/// A sender-constrained token (`cnf`) presented as a bearer token is refused — on every
+/// request, also when the token itself is in the cache (how a token is presented is checked
+/// after the cache) — unless the dangerous opt-out says the binding is checked elsewhere,
 /// for all issuers or one.
 #[tokio::test]
 async fn sender_constrained_tokens_are_refused_as_bearer_tokens() {
@@ -780,8 +781,8 @@ async fn sender_constrained_tokens_are_refused_as_bearer_tokens() {
     }
     assert_eq!(
         auth.token_cache_stats().unwrap().0,
-        0,
-        "refusals are not cached"
+        1,
+        "the token is verified once and cached; the presentation rule still refused it twice"
     );
     // A token without cnf is unaffected.
     assert_eq!(

@@ -13,6 +13,7 @@ use super::issuer::{Globals, Issuer};
 use super::rejection::{DEFAULT_REALM, Rejection};
 use super::resource::ProtectedResource;
 use super::{Authenticator, Shared};
+use crate::dpop::{Dpop, DpopMode};
 use crate::error::ConfigError;
 use crate::keys::{Key, KeySet, SharedKeys};
 use crate::token_source::{AuthorizationHeader, Sources, TokenSource};
@@ -45,6 +46,7 @@ pub struct AuthenticatorBuilder {
     pub(crate) allow_missing_exp: bool,
     pub(crate) accept_unverified_cnf: bool,
     token_cache: TokenCache,
+    dpop: Option<Dpop>,
 }
 
 impl Default for AuthenticatorBuilder {
@@ -67,6 +69,7 @@ impl Default for AuthenticatorBuilder {
             allow_missing_exp: false,
             accept_unverified_cnf: false,
             token_cache: TokenCache::new(),
+            dpop: None,
         }
     }
 }
@@ -292,6 +295,21 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Accepts DPoP-bound tokens (RFC 9449) with proofs checked as `dpop` says: every issuer
+    /// then takes both bearer and DPoP tokens ([`DpopMode::Allowed`]) unless its mode says
+    /// otherwise ([`dpop_mode`](Self::dpop_mode), [`Issuer::dpop`](crate::Issuer::dpop)).
+    /// Challenges name both schemes, with `algs`.
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
+    /// How the first issuer's tokens may be presented (see [`Issuer::dpop`](crate::Issuer::dpop)).
+    pub fn dpop_mode(mut self, mode: DpopMode) -> Self {
+        self.primary = self.primary.dpop(mode);
+        self
+    }
+
     /// Checks the configuration and builds the authenticator.
     pub fn build(mut self) -> Result<Authenticator, ConfigError> {
         if self.leeway > Duration::from_secs(600) {
@@ -342,6 +360,7 @@ impl AuthenticatorBuilder {
             any_issuer: self.any_issuer,
             any_audience: self.any_audience,
             accept_unverified_cnf: self.accept_unverified_cnf,
+            dpop: self.dpop.is_some(),
             #[cfg(feature = "remote")]
             http_client: self.http_client,
             #[cfg(feature = "remote")]
@@ -371,6 +390,17 @@ impl AuthenticatorBuilder {
                 }
             }
         }
+        let dpop = match self.dpop {
+            Some(dpop) if issuers.iter().any(|t| t.dpop != DpopMode::BearerOnly) => {
+                Some(dpop.build(self.leeway.as_secs())?)
+            }
+            _ => None,
+        };
+        let mut resource = resource;
+        if let (Some(metadata), Some(checker)) = (&mut resource, &dpop) {
+            let required = issuers.iter().all(|t| t.dpop == DpopMode::Required);
+            metadata.add_dpop(checker.algs(), required);
+        }
         let leeways = issuers.iter().map(|t| t.policy.leeway).collect();
         Ok(Authenticator {
             shared: Arc::new(Shared {
@@ -380,6 +410,7 @@ impl AuthenticatorBuilder {
                 rejection: self.rejection,
                 resource,
                 realm: self.realm.into(),
+                dpop,
             }),
         })
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::dpop::DpopMode;
 use crate::error::ConfigError;
 use crate::jose::claims::REGISTERED;
 use crate::keys::{Key, KeySet, KeySource, SharedKeys};
@@ -56,6 +57,8 @@ pub struct Issuer {
     pub(crate) accept_unverified_cnf: bool,
     /// Keys another part of the process keeps current.
     pub(crate) shared_keys: Option<SharedKeys>,
+    /// How this issuer's tokens may be presented; `None`: the default for the configuration.
+    pub(crate) dpop: Option<DpopMode>,
 }
 
 impl Issuer {
@@ -106,6 +109,15 @@ impl Issuer {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// How this issuer's tokens may be presented: as bearer tokens, with DPoP proofs
+    /// (RFC 9449), or either. Without it: [`DpopMode::Allowed`] when the authenticator has a
+    /// [`Dpop`](crate::dpop::Dpop) configuration, else [`DpopMode::BearerOnly`]. A mode other
+    /// than `BearerOnly` needs that configuration.
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop = Some(mode);
         self
     }
 
@@ -260,10 +272,23 @@ impl Issuer {
             scope_paths: self.scope_paths,
             capture: Vec::new(),
         };
+        let dpop = match (self.dpop, globals.dpop) {
+            (Some(DpopMode::BearerOnly), _) => DpopMode::BearerOnly,
+            (Some(_), false) => {
+                return Err(ConfigError::new(
+                    "a DPoP mode other than BearerOnly needs .dpop(Dpop::new(external_url)) on \
+                     the builder: proofs are checked against the service's URL",
+                ));
+            }
+            (Some(mode), true) => mode,
+            (None, true) => DpopMode::Allowed,
+            (None, false) => DpopMode::BearerOnly,
+        };
         Ok(Trusted {
             policy,
             keys: source,
             revocation: self.revocation,
+            dpop,
         })
     }
 }
@@ -286,6 +311,8 @@ pub(crate) struct Globals {
     pub(crate) any_issuer: bool,
     pub(crate) any_audience: bool,
     pub(crate) accept_unverified_cnf: bool,
+    /// The authenticator checks DPoP proofs.
+    pub(crate) dpop: bool,
     #[cfg(feature = "remote")]
     pub(crate) http_client: Option<reqwest::Client>,
     #[cfg(feature = "remote")]

@@ -10,14 +10,15 @@ pub(crate) mod resource;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, Method, Uri};
 
+use crate::dpop::{ProofChecker, Scheme};
 use crate::error::AuthError;
 use crate::keys::KeySource;
 use crate::token::VerifiedToken;
 use crate::token_source::Sources;
 use crate::validate::cache::Cache;
-use crate::validate::policy::Trusted;
+use crate::validate::policy::{Trusted, check_bearer, check_dpop_bound};
 use crate::validate::{self};
 
 pub use crate::validate::cache::TokenCache;
@@ -58,6 +59,17 @@ pub(crate) struct Shared {
     pub(crate) realm: Box<str>,
     /// The protected-resource metadata (RFC 9728), when configured.
     pub(crate) resource: Option<resource::ResourceMetadata>,
+    /// Checks DPoP proofs (RFC 9449), when some issuer accepts DPoP-bound tokens.
+    pub(crate) dpop: Option<ProofChecker>,
+}
+
+/// A request the authenticator let in.
+pub(crate) struct Admitted {
+    pub(crate) token: VerifiedToken,
+    /// The token came in the URL.
+    pub(crate) in_url: bool,
+    /// A DPoP nonce to send with the response: the proof's one is aging.
+    pub(crate) dpop_nonce: Option<String>,
 }
 
 impl Authenticator {
@@ -66,12 +78,20 @@ impl Authenticator {
         AuthenticatorBuilder::default()
     }
 
-    /// Validates one token string: header, claims syntax, issuer, key and signature, then the
-    /// remaining claims. Unlike the layer, it never waits for a refetch when the token names an
-    /// unknown `kid`: a rotated key reaches it with the next refresh (or after a request through
-    /// the layer fetched it). For code outside tower (a WebSocket
-    /// handshake, a message consumer) that has the token in hand.
+    /// Validates one token string presented as a bearer token: header, claims syntax, issuer,
+    /// key and signature, then the remaining claims, and the bearer rules (a DPoP-bound token,
+    /// or one whose issuer requires DPoP, is refused). Unlike the layer, it never waits for a
+    /// refetch when the token names an unknown `kid`: a rotated key reaches it with the next
+    /// refresh (or after a request through the layer fetched it). For code outside tower (a
+    /// WebSocket handshake, a message consumer) that has the token in hand.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let verified = self.verify_token(token)?;
+        self.check_bearer(&verified)?;
+        Ok(verified)
+    }
+
+    /// The token's own checks, through the token cache; how it was presented is the caller's.
+    fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let now = crate::time::now();
         let issuers = &self.shared.issuers;
         let Some(cache) = &self.shared.cache else {
@@ -93,6 +113,12 @@ impl Authenticator {
         Ok(verified)
     }
 
+    fn check_bearer(&self, token: &VerifiedToken) -> Result<(), AuthError> {
+        let (issuer, _) = token.verified_by();
+        check_bearer(token, &self.shared.issuers[issuer])
+            .map_err(|e| e.with_claimed(token.key_id(), token.issuer()))
+    }
+
     /// How many verified tokens the cache holds, and their approximate size in bytes (for
     /// metrics); `None` with the cache off.
     pub fn token_cache_stats(&self) -> Option<(u64, u64)> {
@@ -102,28 +128,92 @@ impl Authenticator {
             .map(|cache| (cache.len(), cache.weighted_size()))
     }
 
-    /// Takes the token from a request's headers and URI (per the configured token sources) and
-    /// validates it. `Ok(None)`: the request carries no token.
+    /// Takes the token from a request (per the configured token sources) and validates it,
+    /// with its DPoP proof when it comes with the DPoP scheme: the method and URI are what the
+    /// proof must name. `Ok(None)`: the request carries no token.
     pub fn authenticate(
         &self,
+        method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Option<VerifiedToken>, AuthError> {
         Ok(self
-            .authenticate_request(headers, uri)?
-            .map(|(token, _)| token))
+            .authenticate_request(method, headers, uri)?
+            .map(|admitted| admitted.token))
     }
 
-    /// [`authenticate`](Self::authenticate), also telling whether the token came in the URL.
+    /// [`authenticate`](Self::authenticate), also telling whether the token came in the URL and
+    /// whether to send a fresh DPoP nonce.
     pub(crate) fn authenticate_request(
         &self,
+        method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
-    ) -> Result<Option<(VerifiedToken, bool)>, AuthError> {
-        match self.shared.sources.extract(headers, uri)? {
-            Some((token, in_url)) => self.verify(&token).map(|t| Some((t, in_url))),
-            None => Ok(None),
+    ) -> Result<Option<Admitted>, AuthError> {
+        let dpop = self.shared.dpop.as_ref();
+        let Some((raw, in_url, scheme)) =
+            self.shared.sources.extract(headers, uri, dpop.is_some())?
+        else {
+            return Ok(None);
+        };
+        let (checker, token) = match (scheme, dpop) {
+            (Scheme::Dpop, Some(checker)) => (
+                checker,
+                self.verify_token(&raw).map_err(AuthError::via_dpop)?,
+            ),
+            _ => {
+                let token = self.verify_token(&raw)?;
+                self.check_bearer(&token)?;
+                return Ok(Some(Admitted {
+                    token,
+                    in_url,
+                    dpop_nonce: None,
+                }));
+            }
+        };
+        let claimed = |e: AuthError| e.with_claimed(token.key_id(), token.issuer()).via_dpop();
+        let (issuer, _) = token.verified_by();
+        let jkt = check_dpop_bound(&token, &self.shared.issuers[issuer]).map_err(claimed)?;
+        // Never cached: every request's proof is checked, its jti recorded.
+        let htu = checker.resource_htu(uri).map_err(claimed)?;
+        let now = crate::time::now();
+        let proof = checker
+            .check(headers, method, &htu, Some(&raw), now)
+            .map_err(claimed)?;
+        if proof.jkt != jkt {
+            return Err(claimed(AuthError::new(
+                crate::error::AuthErrorKind::DpopBinding,
+                "the DPoP proof's key is not the one the token is bound to (cnf.jkt)",
+            )));
         }
+        let dpop_nonce = match checker.nonces() {
+            Some(nonces) if proof.nonce_aging => Some(nonces.issue(now)),
+            _ => None,
+        };
+        Ok(Some(Admitted {
+            token,
+            in_url,
+            dpop_nonce,
+        }))
+    }
+
+    /// A fresh DPoP nonce, when proofs must carry one: for every rejection, so that a client
+    /// can retry at once.
+    pub(crate) fn fresh_dpop_nonce(&self) -> Option<String> {
+        let nonces = self.shared.dpop.as_ref()?.nonces()?;
+        Some(nonces.issue(crate::time::now()))
+    }
+
+    /// The `algs` of the DPoP challenge and whether bearer tokens are accepted at all, when
+    /// DPoP is on.
+    pub(crate) fn dpop_challenge(&self) -> Option<(&str, bool)> {
+        let checker = self.shared.dpop.as_ref()?;
+        let bearer = self
+            .shared
+            .issuers
+            .iter()
+            .any(|t| t.dpop != crate::dpop::DpopMode::Required);
+        Some((checker.algs(), bearer))
     }
 
     /// The key source of the issuer a rejected token named.

@@ -227,6 +227,21 @@ pub(crate) struct ResourceMetadata {
     pub(crate) document: String,
 }
 
+impl ResourceMetadata {
+    /// Adds the DPoP members of RFC 9728 §2: the proof algorithms, and whether every token
+    /// must be DPoP-bound.
+    pub(crate) fn add_dpop(&mut self, algs: &str, required: bool) {
+        if let Ok(serde_json::Value::Object(mut document)) =
+            serde_json::from_str::<serde_json::Value>(&self.document)
+        {
+            let algs: Vec<&str> = algs.split(' ').collect();
+            document.insert("dpop_signing_alg_values_supported".into(), algs.into());
+            document.insert("dpop_bound_access_tokens_required".into(), required.into());
+            self.document = serde_json::Value::Object(document).to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::authenticator::{Authenticator, Rejection};
+use crate::authenticator::{Admitted, Authenticator, Rejection};
+use crate::dpop::DPOP_NONCE;
 use crate::error::AuthError;
 use crate::http::audit;
 use crate::http::rejection::DefaultRejection;
-use crate::token::VerifiedToken;
 
 /// Placed in the request extensions by the layer on every request it lets through, so that
 /// [`RequireScope`](crate::RequireScope) and the extractors can tell "no token" (optional mode)
@@ -42,10 +42,18 @@ impl Authenticator {
     /// The tower layer that authenticates every request with this authenticator.
     pub fn layer(&self) -> BearerAuthLayer {
         let (custom, realm) = self.rejection();
-        let rejection = match (custom, self.resource_metadata_url()) {
-            (Some(rejection), _) => Arc::clone(rejection),
-            (None, Some(url)) => Arc::new(DefaultRejection::new(realm).with_resource_metadata(url)),
-            (None, None) => Arc::new(DefaultRejection::new(realm)),
+        let rejection: Arc<dyn Rejection> = match custom {
+            Some(rejection) => Arc::clone(rejection),
+            None => {
+                let mut rejection = DefaultRejection::new(realm);
+                if let Some(url) = self.resource_metadata_url() {
+                    rejection = rejection.with_resource_metadata(url);
+                }
+                if let Some((algs, bearer)) = self.dpop_challenge() {
+                    rejection = rejection.with_dpop(algs, bearer);
+                }
+                Arc::new(rejection)
+            }
         };
         BearerAuthLayer {
             auth: self.clone(),
@@ -131,9 +139,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let outcome = self
-            .auth
-            .authenticate_request(request.headers(), request.uri());
+        let outcome =
+            self.auth
+                .authenticate_request(request.method(), request.headers(), request.uri());
         if let Err(error) = &outcome
             && self.auth.may_refetch_keys(error)
         {
@@ -147,12 +155,13 @@ where
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(async move {
                 auth.refetch_keys(&error).await;
-                let outcome = auth.authenticate_request(request.headers(), request.uri());
-                match admit(&rejection, optional, &mut request, outcome) {
-                    Admission::In { in_url } => {
+                let outcome =
+                    auth.authenticate_request(request.method(), request.headers(), request.uri());
+                match admit(&auth, &rejection, optional, &mut request, outcome) {
+                    Admission::In(post) => {
                         let mut result = inner.call(request).await;
-                        if in_url && let Ok(response) = &mut result {
-                            mark_private(response);
+                        if let Ok(response) = &mut result {
+                            post.apply(response);
                         }
                         result
                     }
@@ -160,14 +169,16 @@ where
                 }
             }));
         }
-        match admit(&self.rejection, self.optional, &mut request, outcome) {
-            Admission::In { in_url } => {
+        match admit(
+            &self.auth,
+            &self.rejection,
+            self.optional,
+            &mut request,
+            outcome,
+        ) {
+            Admission::In(post) => {
                 let future = call_ready(&mut self.inner, request);
-                if in_url {
-                    ResponseFuture::private(future)
-                } else {
-                    ResponseFuture::inner(future)
-                }
+                ResponseFuture::with(future, post)
             }
             Admission::Out(response) => ResponseFuture::reject(response),
         }
@@ -176,25 +187,57 @@ where
 
 /// What [`admit`] decided.
 enum Admission {
-    /// Call the inner service; `in_url`: the token came in the URL.
-    In { in_url: bool },
+    /// Call the inner service, then finish its response.
+    In(Post),
     /// Answer this rejection.
     Out(Response<Bytes>),
+}
+
+/// What the layer adds to a successful response of the inner service.
+#[derive(Default)]
+struct Post {
+    /// `Cache-Control: private` unless the response has its own: the token came in the URL
+    /// (RFC 6750 §2.3).
+    private: bool,
+    /// A fresh `DPoP-Nonce` (RFC 9449 §8.2): the proof's nonce is aging.
+    dpop_nonce: Option<HeaderValue>,
+}
+
+impl Post {
+    fn apply<B>(self, response: &mut Response<B>) {
+        if self.private {
+            mark_private(response);
+        }
+        if let Some(nonce) = self.dpop_nonce {
+            response.headers_mut().insert(DPOP_NONCE, nonce);
+        }
+    }
 }
 
 /// Lets the request in (with its [`VerifiedToken`](crate::VerifiedToken) and the layer's context
 /// in the extensions) or builds the rejection, with its audit event either way.
 fn admit<B>(
+    auth: &Authenticator,
     rejection: &Arc<dyn Rejection>,
     optional: bool,
     request: &mut Request<B>,
-    outcome: Result<Option<(VerifiedToken, bool)>, AuthError>,
+    outcome: Result<Option<Admitted>, AuthError>,
 ) -> Admission {
-    let (token, in_url) = match outcome {
-        Ok(Some((token, in_url))) => (Some(token), in_url),
-        Ok(None) if optional => (None, false),
-        Ok(None) => return Admission::Out(reject(rejection, &AuthError::missing_token())),
-        Err(error) => return Admission::Out(reject(rejection, &error)),
+    let (token, post) = match outcome {
+        Ok(Some(admitted)) => (
+            Some(admitted.token),
+            Post {
+                private: admitted.in_url,
+                dpop_nonce: admitted
+                    .dpop_nonce
+                    .and_then(|n| HeaderValue::try_from(n).ok()),
+            },
+        ),
+        Ok(None) if optional => (None, Post::default()),
+        Ok(None) => {
+            return Admission::Out(reject(auth, rejection, &AuthError::missing_token()));
+        }
+        Err(error) => return Admission::Out(reject(auth, rejection, &error)),
     };
     match &token {
         Some(token) => audit::accepted(token),
@@ -207,13 +250,24 @@ fn admit<B>(
     if let Some(token) = token {
         extensions.insert(token);
     }
-    Admission::In { in_url }
+    Admission::In(post)
 }
 
-fn reject(rejection: &Arc<dyn Rejection>, error: &AuthError) -> Response<Bytes> {
+fn reject(
+    auth: &Authenticator,
+    rejection: &Arc<dyn Rejection>,
+    error: &AuthError,
+) -> Response<Bytes> {
     audit::rejected(error, None);
     let mut response = rejection.respond(error);
     response.extensions_mut().insert(error.clone());
+    // With nonces on, every 401 carries a fresh one: the client's retry can use it at once.
+    if response.status() == http::StatusCode::UNAUTHORIZED
+        && let Some(nonce) = auth.fresh_dpop_nonce()
+        && let Ok(nonce) = HeaderValue::try_from(nonce)
+    {
+        response.headers_mut().insert(DPOP_NONCE, nonce);
+    }
     response
 }
 
@@ -253,7 +307,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner { #[pin] future: F, private: bool },
+        Inner { #[pin] future: F, post: Option<Post> },
         Reject { response: Option<Response<B>> },
         Boxed { future: Option<BoxFuture<Result<Response<B>, E>>> },
     }
@@ -262,21 +316,15 @@ pin_project! {
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            kind: Kind::Inner {
-                future,
-                private: false,
-            },
+            kind: Kind::Inner { future, post: None },
         }
     }
 
-    /// The inner future, whose successful response gets `Cache-Control: private` unless it
-    /// has its own: the token came in the URL (RFC 6750 §2.3).
-    fn private(future: F) -> Self {
+    /// The inner future, whose successful response gets what `post` adds.
+    fn with(future: F, post: Post) -> Self {
+        let post = (post.private || post.dpop_nonce.is_some()).then_some(post);
         Self {
-            kind: Kind::Inner {
-                future,
-                private: true,
-            },
+            kind: Kind::Inner { future, post },
         }
     }
 
@@ -308,10 +356,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, private } => {
+            KindProj::Inner { future, post } => {
                 let mut result = std::task::ready!(future.poll(cx));
-                if *private && let Ok(response) = &mut result {
-                    mark_private(response);
+                if let Ok(response) = &mut result
+                    && let Some(post) = post.take()
+                {
+                    post.apply(response);
                 }
                 Poll::Ready(result)
             }

@@ -22,12 +22,15 @@ impl AuthError {
     }
 
     /// The RFC 6750 §3.1 error code: `invalid_request`, `invalid_token`, `insufficient_scope`,
-    /// or `None` when the request carried no token at all.
+    /// RFC 9449's `invalid_dpop_proof` and `use_dpop_nonce`, or `None` when the request carried
+    /// no token at all.
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind() {
             AuthErrorKind::MissingToken | AuthErrorKind::LayerMissing => None,
             AuthErrorKind::InvalidRequest => Some("invalid_request"),
             AuthErrorKind::InsufficientScope => Some("insufficient_scope"),
+            AuthErrorKind::InvalidDpopProof => Some("invalid_dpop_proof"),
+            AuthErrorKind::UseDpopNonce => Some("use_dpop_nonce"),
             _ => Some("invalid_token"),
         }
     }
@@ -40,31 +43,68 @@ impl AuthError {
     /// The `WWW-Authenticate` challenge for this error, naming the protected-resource metadata
     /// at `resource_metadata` (RFC 9728 §5.1) when given; `None` for a 500.
     pub fn challenge(&self, realm: &str, resource_metadata: Option<&str>) -> Option<String> {
+        self.challenges(realm, resource_metadata, None)
+    }
+
+    /// The `WWW-Authenticate` value for this error when DPoP (RFC 9449 §7.1) is accepted:
+    /// `dpop` is the `algs` of the `DPoP` challenge and whether the `Bearer` scheme is accepted
+    /// too. With both, the value holds both challenges, and the error goes in the one of the
+    /// scheme the request used ([`is_dpop`](Self::is_dpop)). `None` for `dpop`: the `Bearer`
+    /// challenge of [`challenge`](Self::challenge). `None` for a 500.
+    pub fn challenges(
+        &self,
+        realm: &str,
+        resource_metadata: Option<&str>,
+        dpop: Option<(&str, bool)>,
+    ) -> Option<String> {
         if self.kind() == AuthErrorKind::LayerMissing {
             return None;
         }
+        let (bearer, dpop_algs) = match dpop {
+            None => (true, None),
+            Some((algs, bearer)) => (bearer, Some(algs)),
+        };
+        // The error belongs to the scheme the request used; with only one scheme, to that one.
+        let error_in_bearer = bearer && (dpop_algs.is_none() || !self.is_dpop());
         let mut challenge = String::with_capacity(96);
-        challenge.push_str("Bearer realm=\"");
-        push_quoted(&mut challenge, realm);
-        challenge.push('"');
+        if bearer {
+            challenge.push_str("Bearer realm=\"");
+            push_quoted(&mut challenge, realm);
+            challenge.push('"');
+            if error_in_bearer {
+                self.push_error(&mut challenge);
+            }
+            push_metadata(&mut challenge, resource_metadata);
+        }
+        if let Some(algs) = dpop_algs {
+            if bearer {
+                challenge.push_str(", ");
+            }
+            challenge.push_str("DPoP algs=\"");
+            push_restricted(&mut challenge, algs);
+            challenge.push('"');
+            if !error_in_bearer {
+                self.push_error(&mut challenge);
+            }
+            push_metadata(&mut challenge, resource_metadata);
+        }
+        Some(challenge)
+    }
+
+    /// `, error="…", error_description="…"` and `scope`, when the error has a code.
+    fn push_error(&self, challenge: &mut String) {
         if let Some(code) = self.error_code() {
             challenge.push_str(", error=\"");
             challenge.push_str(code);
             challenge.push_str("\", error_description=\"");
-            push_restricted(&mut challenge, self.description());
+            push_restricted(challenge, self.description());
             challenge.push('"');
         }
         if let Some(scope) = self.required_scope() {
             challenge.push_str(", scope=\"");
-            push_restricted(&mut challenge, scope);
+            push_restricted(challenge, scope);
             challenge.push('"');
         }
-        if let Some(url) = resource_metadata {
-            challenge.push_str(", resource_metadata=\"");
-            push_quoted(&mut challenge, url);
-            challenge.push('"');
-        }
-        Some(challenge)
     }
 
     /// The default JSON body: `{"error": …, "error_description": …}` (no `error` member when the
@@ -90,22 +130,36 @@ impl AuthError {
     /// The default response: status, `WWW-Authenticate`, `Cache-Control: no-store`, a JSON body,
     /// and a copy of this error in the extensions.
     pub fn to_response(&self, realm: &str) -> Response<Bytes> {
-        self.render(realm, None)
+        self.render(realm, None, None)
     }
 
-    fn render(&self, realm: &str, resource_metadata: Option<&str>) -> Response<Bytes> {
+    fn render(
+        &self,
+        realm: &str,
+        resource_metadata: Option<&str>,
+        dpop: Option<(&str, bool)>,
+    ) -> Response<Bytes> {
         let mut response = Response::new(Bytes::from(self.json_body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.challenge(realm, resource_metadata)
+        if let Some(challenge) = self.challenges(realm, resource_metadata, dpop)
             && let Ok(value) = HeaderValue::try_from(challenge)
         {
             headers.insert(WWW_AUTHENTICATE, value);
         }
         response.extensions_mut().insert(self.clone());
         response
+    }
+}
+
+/// `, resource_metadata="…"` (RFC 9728 §5.1) when there is a URL.
+fn push_metadata(out: &mut String, url: Option<&str>) {
+    if let Some(url) = url {
+        out.push_str(", resource_metadata=\"");
+        push_quoted(out, url);
+        out.push('"');
     }
 }
 
@@ -145,6 +199,8 @@ impl axum::response::IntoResponse for AuthError {
 pub struct DefaultRejection {
     realm: String,
     resource_metadata: Option<String>,
+    /// The `algs` of the DPoP challenge, and whether bearer tokens are accepted too.
+    dpop: Option<(String, bool)>,
 }
 
 impl Default for DefaultRejection {
@@ -160,6 +216,7 @@ impl DefaultRejection {
         Self {
             realm: realm.into(),
             resource_metadata: None,
+            dpop: None,
         }
     }
 
@@ -173,9 +230,25 @@ impl DefaultRejection {
     }
 }
 
+impl DefaultRejection {
+    /// Challenges for a service that accepts DPoP-bound tokens (RFC 9449 §7.1): a `DPoP`
+    /// challenge with `algs` (space-separated), beside the `Bearer` one when `bearer` tokens
+    /// are accepted too. The layer does this itself when [`Dpop`](crate::dpop::Dpop) is
+    /// configured.
+    #[must_use]
+    pub fn with_dpop(mut self, algs: impl Into<String>, bearer: bool) -> Self {
+        self.dpop = Some((algs.into(), bearer));
+        self
+    }
+}
+
 impl Rejection for DefaultRejection {
     fn respond(&self, error: &AuthError) -> Response<Bytes> {
-        error.render(&self.realm, self.resource_metadata.as_deref())
+        let dpop = self
+            .dpop
+            .as_ref()
+            .map(|(algs, bearer)| (algs.as_str(), *bearer));
+        error.render(&self.realm, self.resource_metadata.as_deref(), dpop)
     }
 }
 
@@ -221,6 +294,41 @@ mod tests {
             br#"{"error":"insufficient_scope","error_description":"needs a and b","scope":"a b"}"#
         );
         assert!(response.extensions().get::<AuthError>().is_some());
+    }
+
+    #[test]
+    fn dpop_challenges_carry_the_error_of_the_scheme_used() {
+        let both = DefaultRejection::new("api").with_dpop("ES256 EdDSA", true);
+        let challenge = |r: &DefaultRejection, e: &AuthError| {
+            r.respond(e).headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            challenge(&both, &AuthError::missing_token()),
+            "Bearer realm=\"api\", DPoP algs=\"ES256 EdDSA\""
+        );
+        let bearer_error = AuthError::new(AuthErrorKind::Expired, "expired");
+        assert_eq!(
+            challenge(&both, &bearer_error),
+            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"expired\", \
+             DPoP algs=\"ES256 EdDSA\""
+        );
+        let proof_error = AuthError::new(AuthErrorKind::InvalidDpopProof, "bad proof").via_dpop();
+        assert_eq!(
+            challenge(&both, &proof_error),
+            "Bearer realm=\"api\", DPoP algs=\"ES256 EdDSA\", \
+             error=\"invalid_dpop_proof\", error_description=\"bad proof\""
+        );
+        let only = DefaultRejection::new("api").with_dpop("ES256", false);
+        assert_eq!(
+            challenge(&only, &bearer_error),
+            "DPoP algs=\"ES256\", error=\"invalid_token\", error_description=\"expired\""
+        );
+        let nonce = AuthError::new(AuthErrorKind::UseDpopNonce, "nonce").via_dpop();
+        assert_eq!(nonce.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(nonce.error_code(), Some("use_dpop_nonce"));
     }
 
     #[test]

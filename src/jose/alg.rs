@@ -92,6 +92,11 @@ impl Algorithm {
     }
 
     /// The algorithm with this `alg` name, compared case-sensitively (RFC 7515 §4.1.1).
+    /// Whether this is an HMAC (symmetric) algorithm.
+    pub(crate) fn is_hmac(self) -> bool {
+        matches!(self, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+    }
+
     /// A `match` rather than a scan of [`ALL`](Self::ALL): it runs once per request, on the
     /// header; the unit test below keeps it in step with [`name`](Self::name).
     pub(crate) fn from_name(name: &str) -> Option<Self> {

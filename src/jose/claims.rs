@@ -46,6 +46,8 @@ pub(crate) struct RawClaims<'de> {
     pub(crate) captured: Vec<Option<Value>>,
     /// Whether the token carries a confirmation (`cnf`, RFC 7800): it is bound to a key.
     pub(crate) confirmation: bool,
+    /// The confirmation's JWK SHA-256 thumbprint (`cnf.jkt`, RFC 9449 §6.1): the DPoP key.
+    pub(crate) jkt: Option<String>,
 }
 
 /// `aud`'s values: the first kept apart, so the usual single audience allocates nothing.
@@ -139,6 +141,11 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                         return Err(de::Error::custom("cnf must be a JSON object (RFC 7800)"));
                     }
                     c.confirmation = true;
+                    match value.get("jkt") {
+                        None => {}
+                        Some(Value::String(jkt)) => c.jkt = Some(jkt.clone()),
+                        Some(_) => return Err(de::Error::custom("cnf.jkt must be a string")),
+                    }
                     if let Some(i) = self.capture.iter().position(|n| **n == *"cnf") {
                         c.captured[i] = Some(value);
                     }

@@ -96,6 +96,54 @@ pub(crate) fn parse_jwk(value: &Value, allow_oct: bool) -> Result<Key, String> {
     })
 }
 
+/// The members of a private or symmetric key, which a public JWK must not carry.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// A public key sent in a message (a DPoP proof's `jwk` header, RFC 9449 §4.2): an asymmetric
+/// key with no private member, parsed with the checks of [`parse_jwk`]. Returns the key and its
+/// RFC 7638 thumbprint.
+pub(crate) fn parse_public_jwk(value: &Value) -> Result<(Key, String), String> {
+    let obj = value.as_object().ok_or("a JWK must be a JSON object")?;
+    if let Some(member) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
+        return Err(format!(
+            "the JWK carries the private or symmetric member `{member}`"
+        ));
+    }
+    let key = parse_jwk(value, false)?;
+    Ok((key, thumbprint(obj)?))
+}
+
+/// The RFC 7638 JWK thumbprint: base64url of the SHA-256 of the required members of the key
+/// type, in lexicographic order, as JSON without whitespace.
+pub(crate) fn thumbprint(obj: &serde_json::Map<String, Value>) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let names: &[&str] = match obj.get("kty").and_then(Value::as_str) {
+        Some("EC") => &["crv", "kty", "x", "y"],
+        Some("RSA") => &["e", "kty", "n"],
+        Some("OKP") => &["crv", "kty", "x"],
+        Some("oct") => &["k", "kty"],
+        _ => return Err("no thumbprint for this `kty`".into()),
+    };
+    let mut canonical = String::with_capacity(160);
+    canonical.push('{');
+    for (i, name) in names.iter().enumerate() {
+        let value = obj
+            .get(*name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("missing `{name}`"))?;
+        if i > 0 {
+            canonical.push(',');
+        }
+        canonical.push('"');
+        canonical.push_str(name);
+        canonical.push_str("\":");
+        // A JSON string: the value's own escapes (base64url needs none).
+        canonical.push_str(&Value::from(value).to_string());
+    }
+    canonical.push('}');
+    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
+
 fn b64(value: &str, name: &str) -> Result<Vec<u8>, String> {
     URL_SAFE_NO_PAD
         .decode(value)
@@ -125,6 +173,41 @@ mod tests {
             serde_json::json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xc5; 256]), "e": "Ag"}),
         ] {
             assert!(parse_jwk(&bad, false).is_err(), "{bad}");
+        }
+    }
+
+    /// RFC 7638 §3.1's example key and thumbprint.
+    #[test]
+    fn thumbprint_of_rfc_7638_example() {
+        let jwk = serde_json::json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        let obj = jwk.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            thumbprint(&obj).as_deref(),
+            Ok("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        );
+        let jkt = parse_public_jwk(&jwk).map(|(_, jkt)| jkt);
+        assert_eq!(
+            jkt.as_deref(),
+            Ok("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        );
+    }
+
+    #[test]
+    fn public_jwk_refuses_private_members() {
+        let x = "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+        let public = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+        assert!(parse_public_jwk(&public).is_ok());
+        for member in PRIVATE_MEMBERS {
+            let mut private = public.clone();
+            private[member] = Value::from("AAAA");
+            let err = parse_public_jwk(&private).err().unwrap_or_default();
+            assert!(err.contains(member), "{member}: {err}");
         }
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::error::ConfigError;
 pub use crate::jose::{Algorithm, UnknownAlgorithm};
-pub(crate) use jwk::parse_jwk;
+pub(crate) use jwk::{parse_jwk, parse_public_jwk, thumbprint};
 #[cfg(feature = "remote")]
 pub use remote::{KeyFetchError, KeySourceState};
 pub(crate) use source::KeySource;

@@ -44,6 +44,10 @@ pub(crate) struct TokenInner {
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,
     pub(crate) scopes: Scopes,
+    /// The token carries `cnf` (RFC 7800): it is bound to a key.
+    pub(crate) confirmed: bool,
+    /// `cnf.jkt`: the thumbprint of the DPoP key it is bound to (RFC 9449 §6.1).
+    pub(crate) jkt: Option<Span>,
     pub(crate) alg: Algorithm,
     /// Shared with the key that verified the token when their ids are the same.
     pub(crate) kid: Option<Arc<str>>,
@@ -112,6 +116,20 @@ impl VerifiedToken {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// `cnf.jkt`: the RFC 7638 thumbprint of the DPoP key the token is bound to (RFC 9449
+    /// §6.1). Through the layer, a token with one passed only with a proof signed by that key,
+    /// so handlers may log it or compare it with a key they know.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.text(self.inner.jkt)
+    }
+
+    /// Whether the token is sender-constrained: it carries a confirmation (`cnf`, RFC 7800),
+    /// bound to a DPoP key ([`dpop_thumbprint`](Self::dpop_thumbprint)) or to a client
+    /// certificate.
+    pub fn is_sender_constrained(&self) -> bool {
+        self.inner.confirmed
     }
 
     /// `sub`: the principal the token is about.

@@ -91,6 +91,8 @@ pub(crate) fn verify(
     let mut audiences = claims.aud.iter().map(|a| text.span(a));
     let aud_first = audiences.next();
     let aud_rest = audiences.collect();
+    let jkt = claims.jkt.as_deref().map(|j| text.span(j));
+    let confirmed = claims.confirmation;
     let (exp, nbf, iat) = (claims.exp, claims.nbf, claims.iat);
     drop(claims);
     let payload_len = payload.len();
@@ -107,6 +109,8 @@ pub(crate) fn verify(
         nbf,
         iat,
         scopes,
+        confirmed,
+        jkt,
         alg: header.alg,
         kid,
         issuer: index,

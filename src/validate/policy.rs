@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::dpop::DpopMode;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::jose::claims::{REGISTERED, RawClaims};
 use crate::keys::KeySource;
+use crate::token::VerifiedToken;
 use crate::validate::revocation::RevocationCheck;
 
 /// What a token must satisfy besides its signature. Built by the
@@ -49,6 +51,8 @@ pub(crate) struct Trusted {
     pub(crate) keys: KeySource,
     /// Asked about every token that passed all other checks.
     pub(crate) revocation: Option<Arc<dyn RevocationCheck>>,
+    /// How its tokens may be presented.
+    pub(crate) dpop: DpopMode,
 }
 
 impl fmt::Debug for Trusted {
@@ -57,6 +61,7 @@ impl fmt::Debug for Trusted {
             .field("policy", &self.policy)
             .field("keys", &self.keys)
             .field("revocation_check", &self.revocation.is_some())
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -151,12 +156,6 @@ pub(crate) fn check_claims(
         };
         return Err(AuthError::new(AuthErrorKind::WrongAudience, description));
     }
-    if claims.confirmation && policy.refuse_unverified_cnf {
-        return Err(AuthError::new(
-            AuthErrorKind::SenderConstrained,
-            "token is sender-constrained (cnf): it cannot be used as a bearer token",
-        ));
-    }
     for (name, expected) in &policy.required {
         let present = match &**name {
             "iss" => claims.iss.is_some(),
@@ -187,6 +186,46 @@ pub(crate) fn check_claims(
         }
     }
     Ok(())
+}
+
+/// The rules for a token presented as a bearer token, checked on every request (cached or
+/// not): its issuer must accept bearer tokens, and a token bound to a key (`cnf`, RFC 7800)
+/// is refused unless the binding is checked elsewhere (the `dangerous` opt-out), since no
+/// binding can be verified on a bearer request.
+pub(crate) fn check_bearer(token: &VerifiedToken, trusted: &Trusted) -> Result<(), AuthError> {
+    if trusted.dpop == DpopMode::Required {
+        return Err(AuthError::new(
+            AuthErrorKind::DpopRequired,
+            "this issuer's tokens must be DPoP-bound and presented with the DPoP scheme",
+        ));
+    }
+    if token.is_sender_constrained() && trusted.policy.refuse_unverified_cnf {
+        return Err(AuthError::new(
+            AuthErrorKind::SenderConstrained,
+            "token is sender-constrained (cnf): it cannot be used as a bearer token",
+        ));
+    }
+    Ok(())
+}
+
+/// The rules for a token presented with the DPoP scheme, before its proof is checked: its
+/// issuer must accept DPoP, and it must be bound to a DPoP key. Returns that key's thumbprint.
+pub(crate) fn check_dpop_bound<'t>(
+    token: &'t VerifiedToken,
+    trusted: &Trusted,
+) -> Result<&'t str, AuthError> {
+    if trusted.dpop == DpopMode::BearerOnly {
+        return Err(AuthError::new(
+            AuthErrorKind::DpopBinding,
+            "this issuer's tokens are not accepted with the DPoP scheme",
+        ));
+    }
+    token.dpop_thumbprint().ok_or_else(|| {
+        AuthError::new(
+            AuthErrorKind::DpopBinding,
+            "the token is not DPoP-bound (no cnf.jkt)",
+        )
+    })
 }
 
 /// Follows `path` into `value` and adds the strings found there (an array of strings, or one

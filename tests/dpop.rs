@@ -5,87 +5,23 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::dpop::{ClientKey, alice, ath, client, mallory, sign};
 use common::*;
 use http::{Request, StatusCode};
 use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tower_oauth2::dpop::{Dpop, DpopMode, jwk_thumbprint};
+use tower_oauth2::dpop::{Dpop, DpopMode};
 use tower_oauth2::{Algorithm, Authenticator, Issuer, Key, ProtectedResource};
 
 const BASE: &str = "https://api.test";
 
-/// A client's proof key: a key pair of the test set, with its public JWK (no `kid`, `alg` or
-/// `use`, as a client sends it) and thumbprint.
-struct ClientKey {
-    alg: Algorithm,
-    key: EncodingKey,
-    jwk: Value,
-    jkt: String,
-}
-
-fn client(kid: &str, alg: Algorithm) -> ClientKey {
-    let jwks: Value = serde_json::from_str(JWKS).unwrap();
-    let mut jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .unwrap()
-        .clone();
-    for member in ["kid", "alg", "use"] {
-        jwk.as_object_mut().unwrap().remove(member);
-    }
-    let jkt = jwk_thumbprint(&jwk.to_string()).unwrap();
-    ClientKey {
-        alg,
-        key: signing_key(alg).0,
-        jwk,
-        jkt,
-    }
-}
-
-/// The usual client: Ed25519.
-fn alice() -> ClientKey {
-    client("ed-1", Algorithm::EdDSA)
-}
-
-/// Another client: P-384.
-fn mallory() -> ClientKey {
-    client("ec384-1", Algorithm::ES384)
-}
-
-fn unique_jti() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("jti-{}-{}", now(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn ath(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A valid proof's header and claims for `method url` with `token`, to edit before signing.
+/// A proof's header and claims for `method url` with `token`, to edit before signing.
 fn parts(key: &ClientKey, method: &str, url: &str, token: &str) -> (Value, Value) {
-    let header = json!({"typ": "dpop+jwt", "alg": key.alg, "jwk": key.jwk});
-    let claims = json!({
-        "jti": unique_jti(),
-        "htm": method,
-        "htu": url,
-        "iat": now(),
-        "ath": ath(token),
-    });
-    (header, claims)
-}
-
-fn sign(key: &ClientKey, header: &Value, claims: &Value) -> String {
-    sign_raw(&header.to_string(), &claims.to_string(), &key.key, key.alg)
+    common::dpop::parts(key, method, url, Some(token))
 }
 
 /// A valid proof for `GET /me` with `token`, edited by `edit`.

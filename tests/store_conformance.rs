@@ -94,6 +94,7 @@ fn code(value: &str, client_id: &str, family: &str, expires_at: u64) -> CodeReco
         used: false,
         expires_at,
         resources: strings(&["https://api.example/mcp", "urn:example:reports"]),
+        dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
     }
 }
 
@@ -116,6 +117,7 @@ fn access(
         expires_at,
         state: TokenState::Active,
         resources: Vec::new(),
+        dpop_jkt: None,
     }
 }
 
@@ -139,6 +141,7 @@ fn refresh(
         expires_at,
         state: TokenState::Active,
         resources: strings(&["https://api.example/mcp", "urn:example:reports"]),
+        dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
     }
 }
 

@@ -90,8 +90,10 @@ impl Authenticator {
         Ok(verified)
     }
 
-    /// The token's own checks, through the token cache; how it was presented is the caller's.
-    fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+    /// The token's own checks, through the token cache; how it was presented is the caller's
+    /// (the authorization server's introspection and revocation, which see tokens, not
+    /// requests).
+    pub(crate) fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let now = crate::time::now();
         let issuers = &self.shared.issuers;
         let Some(cache) = &self.shared.cache else {

@@ -296,6 +296,13 @@ impl ProofChecker {
         &self.algs_text
     }
 
+    /// The external URL, normalised: for an endpoint configured by its full URL (a token
+    /// endpoint), the `htu` its proofs must carry.
+    #[cfg(feature = "server")]
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn nonces(&self) -> Option<&Nonces> {
         self.nonces.as_ref()
     }

@@ -300,6 +300,20 @@ async fn authorize(
             "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
         ));
     }
+    // RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    let dpop_jkt = params.get("dpop_jkt");
+    if let Some(jkt) = dpop_jkt
+        && (jkt.len() != 43
+            || !jkt
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(Redirect::error(
+            &base,
+            "invalid_request",
+            "dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key (43 characters)",
+        ));
+    }
     let resources = match state.resources.requested(params.resources()) {
         Ok(resources) => resources,
         Err(error) => return Err(Redirect::error(&base, error.code, &error.description)),
@@ -352,6 +366,7 @@ async fn authorize(
         used: false,
         expires_at: time::now() + state.code_lifetime.as_secs().max(1),
         resources: request.resources,
+        dpop_jkt: dpop_jkt.map(str::to_owned),
     };
     // The redirect URI is trusted by now: a store that fails is told to the client there,
     // as `temporarily_unavailable` (RFC 6749 §4.1.2.1: a 503 cannot travel in a redirect).

@@ -49,6 +49,8 @@ pub struct AuthorizationServerBuilder {
     key_encryption_secret: Option<Vec<u8>>,
     sync_interval: Duration,
     accept_json: bool,
+    dpop_algorithms: Option<Vec<crate::keys::Algorithm>>,
+    dpop_nonce_secret: Option<Vec<u8>>,
     audit_retention: (Duration, u64),
     approver_directory: Option<Arc<dyn super::ApproverDirectory>>,
     notifier: Option<Arc<dyn super::Notifier>>,
@@ -81,6 +83,8 @@ impl Default for AuthorizationServerBuilder {
             key_encryption_secret: None,
             sync_interval: Duration::from_secs(1),
             accept_json: false,
+            dpop_algorithms: None,
+            dpop_nonce_secret: None,
             audit_retention: (Duration::from_secs(90 * 86_400), 1_000_000),
             approver_directory: None,
             notifier: None,
@@ -171,6 +175,27 @@ impl AuthorizationServerBuilder {
     /// authenticator accept them. Off by default: such a token is valid until revoked.
     pub fn allow_unlimited_access_tokens(mut self, allow: bool) -> Self {
         self.allow_unlimited = allow;
+        self
+    }
+
+    /// The algorithms a DPoP proof (RFC 9449) at the token endpoint may use (default: ES256,
+    /// ES384, EdDSA, PS256, RS256; asymmetric only). The token endpoint always accepts proofs:
+    /// a token request with one gets an access token bound to its key (`cnf.jkt`,
+    /// `token_type` `DPoP`), and a public client's refresh token is bound to it too.
+    pub fn dpop_algorithms(
+        mut self,
+        algorithms: impl IntoIterator<Item = crate::keys::Algorithm>,
+    ) -> Self {
+        self.dpop_algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Requires a server nonce (RFC 9449 §8) in every DPoP proof at the token endpoint, derived
+    /// from `secret` (at least 32 bytes; the same on every instance) and a 5-minute window: a
+    /// proof without one, or with a stale one, gets 400 `use_dpop_nonce` and a fresh nonce in
+    /// the `DPoP-Nonce` header.
+    pub fn dpop_nonces(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.dpop_nonce_secret = Some(secret.into());
         self
     }
 
@@ -490,6 +515,15 @@ impl AuthorizationServerBuilder {
         .leeway(self.leeway)
         .build()?;
 
+        let mut dpop = crate::dpop::Dpop::new(format!("{endpoint_base}/token"));
+        if let Some(algorithms) = self.dpop_algorithms {
+            dpop = dpop.algorithms(algorithms);
+        }
+        if let Some(secret) = self.dpop_nonce_secret {
+            dpop = dpop.nonces(secret);
+        }
+        let dpop = dpop.build(self.leeway.as_secs().max(1))?;
+
         let audit = super::audit::AuditLog::start(Arc::clone(&store));
         let state = Arc::new(ServerState {
             issuer,
@@ -524,6 +558,7 @@ impl AuthorizationServerBuilder {
             client_cursor: tokio::sync::Mutex::new(0),
             sync_interval: self.sync_interval,
             accept_json: self.accept_json,
+            dpop,
             audit,
             audit_retention: self.audit_retention,
             approver_directory: self.approver_directory,

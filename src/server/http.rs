@@ -18,6 +18,8 @@ pub(crate) struct OAuthError {
     pub(crate) code: &'static str,
     pub(crate) description: String,
     pub(crate) retry_after: Option<Duration>,
+    /// A fresh DPoP nonce for the `DPoP-Nonce` header (RFC 9449 §8).
+    pub(crate) dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -27,7 +29,20 @@ impl OAuthError {
             code,
             description: description.into(),
             retry_after: None,
+            dpop_nonce: None,
         }
+    }
+
+    /// RFC 9449 §5: the DPoP proof of a token request is missing or bad (400).
+    pub(crate) fn invalid_dpop_proof(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description)
+    }
+
+    /// RFC 9449 §8: the proof needs this server's nonce, sent along (400).
+    pub(crate) fn use_dpop_nonce(description: impl Into<String>, nonce: String) -> Self {
+        let mut error = Self::new(StatusCode::BAD_REQUEST, "use_dpop_nonce", description);
+        error.dpop_nonce = Some(nonce);
+        error
     }
 
     pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
@@ -158,6 +173,11 @@ impl IntoResponse for OAuthError {
                 header::RETRY_AFTER,
                 HeaderValue::from(after.as_secs().max(1)),
             );
+        }
+        if let Some(nonce) = self.dpop_nonce.and_then(|n| HeaderValue::try_from(n).ok()) {
+            response
+                .headers_mut()
+                .insert(crate::dpop::DPOP_NONCE, nonce);
         }
         response
     }

@@ -66,6 +66,9 @@ async fn introspect(
         if !record.scopes.is_empty() {
             body["scope"] = record.scopes.join(" ").into();
         }
+        if let Some(jkt) = &record.dpop_jkt {
+            body["cnf"] = json!({ "jkt": jkt });
+        }
         return Ok(body);
     }
     if refresh_first && let Some(active) = access(state, token).await? {
@@ -78,7 +81,7 @@ async fn introspect(
 /// Stricter than the authenticator: no leeway past `exp`, and the store's record must still be
 /// active (a revocation made elsewhere counts even before the denylist learns of it).
 async fn access(state: &ServerState, token: &str) -> Result<Option<Value>, OAuthError> {
-    let Ok(verified) = state.any_resource.verify(token) else {
+    let Ok(verified) = state.any_resource.verify_token(token) else {
         return Ok(None);
     };
     if verified.expires_at().is_some_and(|exp| exp <= time::now()) {
@@ -99,9 +102,14 @@ async fn access(state: &ServerState, token: &str) -> Result<Option<Value>, OAuth
 }
 
 fn access_body(verified: &crate::token::VerifiedToken) -> Option<Value> {
+    // RFC 9449 §6.2: a DPoP-bound token's type and confirmation.
+    let token_type = match verified.dpop_thumbprint() {
+        Some(_) => "DPoP",
+        None => "Bearer",
+    };
     let mut body = json!({
         "active": true,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "scope": verified.scopes().iter().collect::<Vec<_>>().join(" "),
         "client_id": verified.client_id(),
         "sub": verified.subject(),
@@ -112,6 +120,9 @@ fn access_body(verified: &crate::token::VerifiedToken) -> Option<Value> {
     });
     if let Some(exp) = verified.expires_at() {
         body["exp"] = exp.into();
+    }
+    if let Some(jkt) = verified.dpop_thumbprint() {
+        body["cnf"] = json!({ "jkt": jkt });
     }
     if body["scope"] == "" {
         body.as_object_mut()?.remove("scope");

@@ -63,6 +63,7 @@ pub(crate) async fn document(State(state): State<Arc<ServerState>>) -> Response 
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
+        "dpop_signing_alg_values_supported": state.dpop.algs().split(' ').collect::<Vec<_>>(),
     });
     if state.consent.is_some()
         && let Some(obj) = body.as_object_mut()

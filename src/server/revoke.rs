@@ -61,7 +61,7 @@ async fn revoke(
 
 /// The `jti` of an access token this server signed, whether or not it is still valid.
 fn access_token_id(state: &ServerState, token: &str) -> Option<String> {
-    match state.any_resource.verify(token) {
+    match state.any_resource.verify_token(token) {
         Ok(verified) => verified.jwt_id().map(str::to_owned),
         // Expired or already revoked: nothing left to revoke.
         Err(_) => None,

@@ -73,6 +73,8 @@ pub(crate) struct ServerState {
     pub(super) sync_interval: Duration,
     /// Whether `POST /token` also takes a JSON object of string members.
     pub(crate) accept_json: bool,
+    /// Checks the DPoP proofs of token requests; its URL is the token endpoint's.
+    pub(crate) dpop: crate::dpop::ProofChecker,
     /// The queue to the store's audit log.
     pub(crate) audit: super::audit::AuditLog,
     /// How long audit events are kept, and how many at most.

@@ -71,20 +71,46 @@ async fn token(
         .await
         .map_err(|_| OAuthError::invalid_request("request body too large or unreadable"))?;
     let params = Params::from_body(&parts.headers, &body, state.accept_json)?;
+    // Checked once, before any retry below: checking it records its jti.
+    let jkt = dpop_proof(state, parts)?;
+    let jkt = jkt.as_deref();
     // A code is redeemed once, so that grant cannot run twice: it authenticates against the
     // store. The others take the client from the cache, and run once more, against the
     // store, if the client turns out to have changed when their tokens are stored.
     let cache = (params.get("grant_type") != Some("authorization_code")).then_some(&state.clients);
-    match grant(state, parts, params, cache, context).await {
+    match grant(state, parts, params, cache, jkt, context).await {
         Err(Refused::ClientChanged(client_id)) if cache.is_some() => {
             state.clients.invalidate(&client_id);
             let params = Params::from_body(&parts.headers, &body, state.accept_json)?;
-            match grant(state, parts, params, None, context).await {
+            match grant(state, parts, params, None, jkt, context).await {
                 Err(Refused::ClientChanged(_)) => Err(client_changed()),
                 other => other.map_err(Refused::into_oauth),
             }
         }
         other => other.map_err(Refused::into_oauth),
+    }
+}
+
+/// The thumbprint of the key of the request's DPoP proof (RFC 9449 §5), if it has one: the
+/// proof must be for `POST` to this token endpoint, fresh, unused, and carry this server's
+/// nonce when nonces are on.
+fn dpop_proof(
+    state: &ServerState,
+    parts: &http::request::Parts,
+) -> Result<Option<String>, OAuthError> {
+    if !parts.headers.contains_key(crate::dpop::DPOP) {
+        return Ok(None);
+    }
+    let checker = &state.dpop;
+    let now = time::now();
+    match checker.check(&parts.headers, &parts.method, checker.base(), None, now) {
+        Ok(proof) => Ok(Some(proof.jkt)),
+        Err(error) => match (error.kind(), checker.nonces()) {
+            (crate::error::AuthErrorKind::UseDpopNonce, Some(nonces)) => Err(
+                OAuthError::use_dpop_nonce(error.description(), nonces.issue(now)),
+            ),
+            _ => Err(OAuthError::invalid_dpop_proof(error.description())),
+        },
     }
 }
 
@@ -128,6 +154,7 @@ async fn grant(
     parts: &http::request::Parts,
     mut params: Params,
     cache: Option<&client_auth::ClientCache>,
+    jkt: Option<&str>,
     context: &mut Context,
 ) -> Result<Response, Refused> {
     let client =
@@ -177,13 +204,14 @@ async fn grant(
                 .resources
                 .scopes(&client, params.get("scope"), &resources)?;
             let subject = client.client_id.clone();
-            let grant_of =
-                Grant::new(subject, scopes, None).for_resources(resources.clone(), resources);
+            let grant_of = Grant::new(subject, scopes, None)
+                .for_resources(resources.clone(), resources)
+                .bound_to(jkt);
             issue(state, client, grant, grant_of).await
         }
-        GrantType::Password => password(state, client, &params, parts).await,
-        GrantType::AuthorizationCode => authorization_code(state, client, &params).await,
-        GrantType::RefreshToken => refresh(state, client, &params).await,
+        GrantType::Password => password(state, client, &params, parts, jkt).await,
+        GrantType::AuthorizationCode => authorization_code(state, client, &params, jkt).await,
+        GrantType::RefreshToken => refresh(state, client, &params, jkt).await,
     }
 }
 
@@ -210,6 +238,7 @@ async fn password(
     client: ClientRecord,
     params: &Params,
     parts: &http::request::Parts,
+    jkt: Option<&str>,
 ) -> Result<Response, Refused> {
     let verifier = state
         .password
@@ -247,7 +276,9 @@ async fn password(
         state,
         client,
         GrantType::Password,
-        Grant::new(subject, scopes, family).for_resources(resources.clone(), resources),
+        Grant::new(subject, scopes, family)
+            .for_resources(resources.clone(), resources)
+            .bound_to(jkt),
     )
     .await
 }
@@ -256,6 +287,7 @@ async fn authorization_code(
     state: &ServerState,
     client: ClientRecord,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<Response, Refused> {
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
@@ -296,6 +328,16 @@ async fn authorization_code(
     if record.expires_at <= time::now() {
         return Err(OAuthError::invalid_grant("authorization code has expired").into());
     }
+    // RFC 9449 §10: a code requested with `dpop_jkt` is redeemed only with a proof by that key.
+    if let Some(bound) = &record.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code is bound to a DPoP key (dpop_jkt): redeem it with a proof \
+             by that key",
+        )
+        .into());
+    }
     match params.get("redirect_uri") {
         Some(uri) if uri != record.redirect_uri => {
             return Err(OAuthError::invalid_grant(
@@ -332,7 +374,8 @@ async fn authorization_code(
         client,
         GrantType::AuthorizationCode,
         Grant::new(record.subject, scopes, Some(record.family_id))
-            .for_resources(resources, record.resources),
+            .for_resources(resources, record.resources)
+            .bound_to(jkt),
     )
     .await
 }
@@ -349,6 +392,7 @@ async fn refresh(
     state: &ServerState,
     client: ClientRecord,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<Response, Refused> {
     let presented = params.require("refresh_token")?;
     let Some(old) = state.store.find_refresh(&TokenHash::of(presented)).await? else {
@@ -356,6 +400,16 @@ async fn refresh(
     };
     if old.client_id != client.client_id {
         return Err(OAuthError::invalid_grant("refresh token was issued to another client").into());
+    }
+    // RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
+    if let Some(bound) = &old.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        let description = match jkt {
+            None => "the refresh token is bound to a DPoP key: send a DPoP proof by that key",
+            Some(_) => "the refresh token is bound to another DPoP key",
+        };
+        return Err(OAuthError::invalid_grant(description).into());
     }
     match old.state {
         TokenState::Revoked => {
@@ -393,7 +447,8 @@ async fn refresh(
         .collect();
     let scopes = state.resources.narrow(scopes, &resources);
     let mut grant = Grant::new(old.subject.clone(), scopes, old.family_id.clone())
-        .for_resources(resources, old.resources.clone());
+        .for_resources(resources, old.resources.clone())
+        .bound_to(jkt);
     grant.rotate = Some(old);
     grant.presented = Some(presented.to_owned());
     issue(state, client, GrantType::RefreshToken, grant).await
@@ -493,6 +548,8 @@ struct Grant {
     /// For the refresh grant, the rotated-out token's value: the grace window seals the answer
     /// under a key derived from it.
     presented: Option<String>,
+    /// The thumbprint of the request's DPoP key: the access token is bound to it.
+    jkt: Option<String>,
 }
 
 impl Grant {
@@ -505,7 +562,14 @@ impl Grant {
             resources: Vec::new(),
             grant_resources: Vec::new(),
             presented: None,
+            jkt: None,
         }
+    }
+
+    /// Bound to the DPoP key with this thumbprint, if any (RFC 9449 §5).
+    fn bound_to(mut self, jkt: Option<&str>) -> Self {
+        self.jkt = jkt.map(str::to_owned);
+        self
     }
 
     /// For `resources` (the access token's) within `granted` (the refresh token's).
@@ -581,6 +645,9 @@ async fn issue(
             }
         }
     }
+    if let Some(jkt) = &grant.jkt {
+        claims.insert("cnf".into(), json!({ "jkt": jkt }));
+    }
     let access_token = state
         .sign(&Value::Object(claims))
         .map_err(OAuthError::server_error)?;
@@ -596,6 +663,7 @@ async fn issue(
         expires_at: exp,
         state: TokenState::Active,
         resources: grant.resources.clone(),
+        dpop_jkt: grant.jkt.clone(),
     };
     let wants_refresh = grant_type != GrantType::ClientCredentials
         && client.grant_types.contains(&GrantType::RefreshToken);
@@ -624,14 +692,27 @@ async fn issue(
                 expires_at: expiry(now, refresh_lifetime),
                 state: TokenState::Active,
                 resources: grant.grant_resources.clone(),
+                // A public client's refresh token is bound to its DPoP key, as the one it
+                // replaces was (RFC 9449 §5); a confidential client's is bound to its
+                // authentication already.
+                dpop_jkt: match &grant.rotate {
+                    Some(old) if old.dpop_jkt.is_some() => old.dpop_jkt.clone(),
+                    _ if client.is_public() => grant.jkt.clone(),
+                    _ => None,
+                },
             };
             Some((value, record))
         }
         _ => None,
     };
+    let token_type = if grant.jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": token_type,
     });
     if let Some(exp) = exp {
         body["expires_in"] = (exp - now).into();

@@ -19,6 +19,8 @@ use tower_oauth2::{
     Algorithm, Authenticator, Claims, KeySet, RequireScope, Scopes, StandardClaims,
 };
 
+pub mod dpop;
+
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "events-api";
 pub const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";

@@ -557,6 +557,7 @@ mod tests {
             expires_at: Some(u64::MAX / 2),
             state: TokenState::Active,
             resources: Vec::new(),
+            dpop_jkt: None,
         }
     }
 

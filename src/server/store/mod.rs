@@ -756,6 +756,9 @@ pub struct CodeRecord {
     /// The resource indicators (RFC 8707) of the authorization request: what the tokens may
     /// be for. Empty: the server's default audience.
     pub resources: Vec<String>,
+    /// The `dpop_jkt` of the authorization request (RFC 9449 §10): the redemption must come
+    /// with a DPoP proof by this key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Access token or refresh token.
@@ -827,6 +830,9 @@ pub struct TokenRecord {
     /// grant, which later refreshes may narrow but not widen. Empty: the server's default
     /// audience.
     pub resources: Vec<String>,
+    /// The thumbprint of the DPoP key the token is bound to (RFC 9449): an access token's
+    /// `cnf.jkt`; a public client's refresh token, which only a proof by that key may use.
+    pub dpop_jkt: Option<String>,
 }
 
 impl TokenRecord {

@@ -763,6 +763,7 @@ mod tests {
             expires_at: None,
             state: TokenState::Active,
             resources: Vec::new(),
+            dpop_jkt: None,
         };
         assert_eq!(store.insert_tokens(vec![access]).await, Ok(true));
         assert!(store.revoke_token("n1").await.expect("revoke").is_some());

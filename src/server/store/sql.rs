@@ -195,7 +195,7 @@ macro_rules! client_columns {
 macro_rules! code_columns {
     () => {
         "hash, client_id, redirect_uri, subject, scopes, code_challenge, family_id, used, \
-         expires_at, resources"
+         expires_at, resources, dpop_jkt"
     };
 }
 
@@ -203,7 +203,7 @@ macro_rules! code_columns {
 macro_rules! token_columns {
     () => {
         "id, kind, hash, client_id, subject, family_id, scopes, issued_at, expires_at, state, \
-         resources"
+         resources, dpop_jkt"
     };
 }
 
@@ -259,6 +259,7 @@ pub(super) mod tests {
             used: false,
             expires_at: 1_000,
             resources: vec!["https://api.example/mcp".into()],
+            dpop_jkt: None,
         }
     }
 
@@ -280,6 +281,7 @@ pub(super) mod tests {
             expires_at,
             state: TokenState::Active,
             resources: vec!["https://api.example/mcp".into()],
+            dpop_jkt: None,
         }
     }
 

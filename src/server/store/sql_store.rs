@@ -275,7 +275,8 @@ where
             .bind(to_i64(token.issued_at, "issued_at")?)
             .bind(opt_to_i64(token.expires_at, "expires_at")?)
             .bind(token.state.as_str())
-            .bind(sql::list_json(&token.resources)))
+            .bind(sql::list_json(&token.resources))
+            .bind(token.dpop_jkt.clone()))
     }
 
     /// Inserts one token; a taken id (or refresh-token digest) is a [`StoreError::Conflict`].
@@ -369,6 +370,7 @@ where
             used: col(row, "used")?,
             expires_at: sql::from_i64(col(row, "expires_at")?, "expires_at")?,
             resources: sql::parse_list(&col::<_, String>(row, "resources")?, "resources")?,
+            dpop_jkt: col(row, "dpop_jkt")?,
         })
     }
 
@@ -390,6 +392,7 @@ where
                 .transpose()?,
             state: sql::parse_state(&col::<_, String>(row, "state")?)?,
             resources: sql::parse_list(&col::<_, String>(row, "resources")?, "resources")?,
+            dpop_jkt: col(row, "dpop_jkt")?,
         })
     }
 
@@ -647,7 +650,7 @@ where
         sqlx::query(concat!(
             "INSERT INTO oauth2_codes (",
             code_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(code.hash.as_bytes().to_vec())
         .bind(code.client_id)
@@ -659,6 +662,7 @@ where
         .bind(code.used)
         .bind(to_i64(code.expires_at, "expires_at")?)
         .bind(sql::list_json(&code.resources))
+        .bind(code.dpop_jkt)
         .execute(self.writer())
         .await
         .map_err(db_error_as(|| "authorization code exists".to_owned()))?;
@@ -1686,13 +1690,13 @@ where
 const INSERT_TOKEN: &str = concat!(
     "INSERT INTO oauth2_tokens (",
     token_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 
 const INSERT_TOKEN_IF_NEW: &str = concat!(
     "INSERT INTO oauth2_tokens (",
     token_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
 );
 
 /// Rows of each table one purge transaction deletes at most.

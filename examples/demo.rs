@@ -38,6 +38,7 @@
 //! | `DEMO_DATABASE_URL` | a `postgres://` URL: keep the state in that PostgreSQL database (its `public` schema, tables `oauth2_*`) instead of `DEMO_DB`; needs a build with the `postgres` feature |
 //! | `DEMO_KEY_SECRET` | at least 32 bytes: seals the signing keys stored in `DEMO_DB` or `DEMO_DATABASE_URL` (default: stored unsealed) |
 //! | `DEMO_ACCESS_TOKEN_LIFETIME` | the access tokens' lifetime, e.g. `5min` (default `1h`) |
+//! | `DEMO_DPOP_NONCE_SECRET` | at least 32 bytes: DPoP proofs (RFC 9449) at the token endpoint and the events API must carry a server nonce (default: no nonces) |
 //! | `RUST_LOG` | log filter (default `info`; the audit events have target `tower_oauth2::audit`) |
 //!
 //! A configuration mistake, or a `DEMO_DB` (or `DEMO_DATABASE_URL`) that cannot be opened,
@@ -62,7 +63,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tower_oauth2::RequireScope;
+use tower_oauth2::dpop::Dpop;
 #[cfg(feature = "postgres")]
 use tower_oauth2::server::store::PostgresStore;
 use tower_oauth2::server::store::StoreError;
@@ -71,6 +72,7 @@ use tower_oauth2::server::{
     AuthorizationServer, ClientRegistration, ClientSecret, ConsoleConfig, HookFuture,
     PasswordVerifier, RegistrationError, SecretHash, TokenLifetime,
 };
+use tower_oauth2::{AuthenticatorBuilder, RequireScope};
 
 #[path = "shared/events.rs"]
 mod events;
@@ -105,6 +107,8 @@ struct Config {
     key_secret: Option<String>,
     /// The server's access-token lifetime, when not the default.
     access_lifetime: Option<TokenLifetime>,
+    /// DPoP proofs must carry a nonce derived from this secret.
+    dpop_nonce_secret: Option<String>,
 }
 
 /// A variable's value; unset and empty are the same; not UTF-8 is a mistake.
@@ -170,6 +174,15 @@ fn config() -> Result<Config, String> {
                     .map_err(|e| format!("DEMO_ACCESS_TOKEN_LIFETIME: {e}"))
             })
             .transpose()?,
+        dpop_nonce_secret: match env("DEMO_DPOP_NONCE_SECRET")? {
+            Some(secret) if secret.len() < KEY_SECRET_MIN => {
+                return Err(format!(
+                    "DEMO_DPOP_NONCE_SECRET: needs at least {KEY_SECRET_MIN} bytes (unset it for \
+                     no nonces)"
+                ));
+            }
+            other => other,
+        },
     })
 }
 
@@ -277,6 +290,9 @@ async fn run() -> Result<(), Failure> {
     if let Some(lifetime) = config.access_lifetime {
         builder = builder.access_token_lifetime(lifetime);
     }
+    if let Some(secret) = &config.dpop_nonce_secret {
+        builder = builder.dpop_nonces(secret.as_bytes());
+    }
     let server = builder.build().await.map_err(|e| {
         let message = e.to_string();
         let hint = if message.contains("key_encryption_secret") || message.contains("sealed") {
@@ -316,7 +332,15 @@ async fn run() -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
 
-    let auth = server.authenticator();
+    // The server's own tokens, bearer or DPoP-bound (RFC 9449), with proofs for this address.
+    let mut dpop = Dpop::new(issuer.as_str());
+    if let Some(secret) = &config.dpop_nonce_secret {
+        dpop = dpop.nonces(secret.as_bytes());
+    }
+    let auth = AuthenticatorBuilder::from(server.trusted_issuer())
+        .dpop(dpop)
+        .build()
+        .map_err(|e| Failure::Config(format!("DEMO_ISSUER: {e}")))?;
     let admin = server
         .admin_router()
         .layer(RequireScope::all(["admin"]))

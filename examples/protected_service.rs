@@ -17,6 +17,8 @@
 //! | `OAUTH2_AUDIENCE` | the `aud` tokens must contain (required) |
 //! | `OAUTH2_JWKS_FILE` | a JWKS JSON file with the issuer's public keys |
 //! | `OAUTH2_JWKS_URL` | the issuer's JWKS URL, fetched, cached and refreshed |
+//! | `OAUTH2_DPOP_URL` | accept DPoP-bound tokens (RFC 9449) with proofs for this external URL of the service (default: bearer tokens only) |
+//! | `OAUTH2_DPOP_REQUIRED` | `1`: DPoP-bound tokens only (needs `OAUTH2_DPOP_URL`) |
 //!
 //! With neither `OAUTH2_JWKS_FILE` nor `OAUTH2_JWKS_URL`, the JWKS URL is discovered from
 //! `OAUTH2_ISSUER` (`/.well-known/openid-configuration`). The keys are loaded at start; if that
@@ -64,6 +66,15 @@ async fn authenticator_from_env() -> Result<Authenticator, String> {
         (None, Some(url)) => builder.jwks_url(url),
         // Neither: discover the JWKS URL from the issuer's metadata.
         (None, None) => builder,
+    };
+    let builder = match optional("OAUTH2_DPOP_URL") {
+        Some(url) => builder.dpop(tower_oauth2::dpop::Dpop::new(url)),
+        None => builder,
+    };
+    let builder = match optional("OAUTH2_DPOP_REQUIRED").as_deref() {
+        Some("1") => builder.dpop_mode(tower_oauth2::dpop::DpopMode::Required),
+        Some("0") | None => builder,
+        Some(_) => return Err("OAUTH2_DPOP_REQUIRED must be 1 or 0".into()),
     };
     let auth = builder.build().map_err(|e| e.to_string())?;
     // Fail fast: a service that cannot get its issuer's keys at start says so. (Without this

@@ -94,12 +94,22 @@ impl Authenticator {
     /// (the authorization server's introspection and revocation, which see tokens, not
     /// requests).
     pub(crate) fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let digest = self.shared.cache.as_ref().map(|_| Cache::key(token));
+        self.verify_digested(token, digest)
+    }
+
+    /// [`verify_token`](Self::verify_token) with the token's SHA-256 (the cache key) computed
+    /// already, when the caller needed it too.
+    fn verify_digested(
+        &self,
+        token: &str,
+        digest: Option<[u8; 32]>,
+    ) -> Result<VerifiedToken, AuthError> {
         let now = crate::time::now();
         let issuers = &self.shared.issuers;
-        let Some(cache) = &self.shared.cache else {
+        let (Some(cache), Some(key)) = (&self.shared.cache, digest) else {
             return validate::verify(token, issuers, now);
         };
-        let key = Cache::key(token);
         if let Some(cached) = cache.get(&key) {
             let (issuer, keys) = cached.verified_by();
             let trusted = &issuers[issuer];
@@ -158,11 +168,15 @@ impl Authenticator {
         else {
             return Ok(None);
         };
-        let (checker, token) = match (scheme, dpop) {
-            (Scheme::Dpop, Some(checker)) => (
-                checker,
-                self.verify_token(&raw).map_err(AuthError::via_dpop)?,
-            ),
+        let (checker, digest, token) = match (scheme, dpop) {
+            (Scheme::Dpop, Some(checker)) => {
+                // One SHA-256 of the token: the cache key and the proof's `ath`.
+                let digest = Cache::key(&raw);
+                let token = self
+                    .verify_digested(&raw, Some(digest))
+                    .map_err(AuthError::via_dpop)?;
+                (checker, digest, token)
+            }
             _ => {
                 let token = self.verify_token(&raw)?;
                 self.check_bearer(&token)?;
@@ -180,9 +194,9 @@ impl Authenticator {
         let htu = checker.resource_htu(uri).map_err(claimed)?;
         let now = crate::time::now();
         let proof = checker
-            .check(headers, method, &htu, Some(&raw), now)
+            .check(headers, method, &htu, Some(&digest), now)
             .map_err(claimed)?;
-        if proof.jkt != jkt {
+        if proof.jkt() != jkt {
             return Err(claimed(AuthError::new(
                 crate::error::AuthErrorKind::DpopBinding,
                 "the DPoP proof's key is not the one the token is bound to (cnf.jkt)",

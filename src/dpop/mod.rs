@@ -22,8 +22,10 @@
 
 mod htu;
 mod nonce;
+mod replay;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -37,7 +39,7 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::jose::Algorithm;
 use crate::jose::compact::{Compact, Decoded, b64url};
 use crate::jose::json::{MAX_DEPTH, StrictValue};
-use crate::keys::{parse_public_jwk, thumbprint};
+use crate::keys::{Key, parse_public_jwk, thumbprint};
 use crate::validate::policy::typ_matches;
 pub(crate) use nonce::{NonceCheck, Nonces};
 
@@ -59,7 +61,7 @@ const MAX_JTI: usize = 256;
 
 /// How an issuer's tokens may be presented (per issuer: [`Issuer::dpop`](crate::Issuer::dpop),
 /// [`AuthenticatorBuilder::dpop_mode`](crate::AuthenticatorBuilder::dpop_mode)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DpopMode {
     /// `Authorization: Bearer` only; a DPoP-bound token (`cnf`) is refused. The default without
@@ -67,7 +69,6 @@ pub enum DpopMode {
     BearerOnly,
     /// Both: tokens without `cnf` as `Bearer`, DPoP-bound tokens as `DPoP` with a proof. The
     /// default with a [`Dpop`] configuration.
-    #[default]
     Allowed,
     /// `Authorization: DPoP` with a proof only; a bearer token is refused.
     Required,
@@ -135,9 +136,9 @@ impl Dpop {
         self
     }
 
-    /// How many recent proofs the replay cache holds (default 100 000; least recently used
-    /// out first). Size it above the proofs the service sees in two windows: a proof pushed out
-    /// early could be replayed within its window.
+    /// How many recent proofs the replay cache holds (default 100 000; when full, the older
+    /// half is forgotten first). Size it above the proofs the service sees in four `iat`
+    /// windows: a proof forgotten early could be replayed within its window.
     pub fn replay_capacity(mut self, capacity: u64) -> Self {
         self.replay_capacity = capacity;
         self
@@ -205,10 +206,15 @@ impl Dpop {
             algorithms: self.algorithms,
             algs_text: algs_text.into(),
             window,
-            replay: moka::sync::Cache::builder()
-                .max_capacity(self.replay_capacity)
-                .time_to_live(Duration::from_secs(2 * window + 1))
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
+            // A proof is accepted for 2 × window after it was first seen at most.
+            replay: replay::Replay::new(2 * window + 1, self.replay_capacity),
+            #[allow(clippy::borrowed_box, reason = "moka's weigher takes the key type")]
+            keys: moka::sync::Cache::builder()
+                .max_capacity(4 * 1024 * 1024)
+                .weigher(|segment: &Box<str>, _| {
+                    u32::try_from(segment.len() + 512).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(Duration::from_secs(3600))
                 .build(),
             nonces,
         })
@@ -247,11 +253,6 @@ pub fn jwk_thumbprint(jwk_json: &str) -> Result<String, ConfigError> {
     thumbprint(obj).map_err(|e| ConfigError::new(format!("JWK: {e}")))
 }
 
-/// `base64url(SHA-256(access token))`: a proof's `ath` (RFC 9449 §4.2).
-pub(crate) fn access_token_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
-}
-
 /// Checks proofs: built from a [`Dpop`], shared by every request.
 pub(crate) struct ProofChecker {
     /// The normalised external URL, without a trailing `/`.
@@ -262,7 +263,9 @@ pub(crate) struct ProofChecker {
     /// Seconds a proof's `iat` may be from now.
     window: u64,
     /// Hashes of (thumbprint, `jti`) of recent proofs.
-    replay: moka::sync::Cache<[u8; 32], ()>,
+    replay: replay::Replay,
+    /// Proof headers seen before (base64url), with their keys: at most 4 MiB of headers.
+    keys: moka::sync::Cache<Box<str>, Arc<ProofKey>>,
     nonces: Option<Nonces>,
 }
 
@@ -278,12 +281,17 @@ impl fmt::Debug for ProofChecker {
 }
 
 /// A proof that passed every check.
-#[derive(Debug)]
 pub(crate) struct Proof {
-    /// The RFC 7638 thumbprint of the proof's key.
-    pub(crate) jkt: String,
+    key: Arc<ProofKey>,
     /// The nonce was from the previous window: send a fresh one.
     pub(crate) nonce_aging: bool,
+}
+
+impl Proof {
+    /// The RFC 7638 thumbprint of the proof's key.
+    pub(crate) fn jkt(&self) -> &str {
+        &self.key.jkt
+    }
 }
 
 fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> AuthError {
@@ -316,14 +324,15 @@ impl ProofChecker {
         Ok(htu)
     }
 
-    /// Checks the one proof in `headers` for a request `method htu`, made with
-    /// `access_token` when there is one (a resource request; `None` at a token endpoint).
+    /// Checks the one proof in `headers` for a request `method htu`, made with the access token
+    /// whose SHA-256 is `access_token` when there is one (a resource request; `None` at a
+    /// token endpoint).
     pub(crate) fn check(
         &self,
         headers: &HeaderMap,
         method: &Method,
         htu: &str,
-        access_token: Option<&str>,
+        access_token: Option<&[u8; 32]>,
         now: u64,
     ) -> Result<Proof, AuthError> {
         let mut values = headers.get_all(DPOP).iter();
@@ -343,36 +352,11 @@ impl ProofChecker {
         let parts = Compact::split(proof.trim_matches([' ', '\t']))
             .map_err(|_| invalid("the DPoP proof is not a compact JWS"))?;
 
-        // The header: typ, alg, no crit, a public jwk.
-        let header = json_object(parts.header, "header")?;
-        match header.get("typ").and_then(Value::as_str) {
-            Some(typ) if typ_matches(typ, "dpop+jwt") => {}
-            _ => return Err(invalid("the DPoP proof's typ is not dpop+jwt")),
-        }
-        if header.contains_key("crit") {
-            return Err(invalid(
-                "the DPoP proof has a crit header this service does not understand",
-            ));
-        }
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .and_then(Algorithm::from_name)
-            .filter(|alg| self.algorithms.contains(alg))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "the DPoP proof's alg is not one of {}",
-                    self.algs_text
-                ))
-            })?;
-        let jwk = header
-            .get("jwk")
-            .ok_or_else(|| invalid("the DPoP proof has no jwk header"))?;
-        let (key, jkt) =
-            parse_public_jwk(jwk).map_err(|e| invalid(format!("the DPoP proof's jwk: {e}")))?;
-        if !key.allows(alg) {
-            return Err(invalid("the DPoP proof's alg does not fit its jwk"));
-        }
+        // The header: typ, alg, no crit, a public jwk; the same bytes in every proof of one
+        // client, so parsed once.
+        let proof_key = self.proof_key(parts.header)?;
+        let ProofKey { alg, key, jkt } = &*proof_key;
+        let alg = *alg;
 
         // The signature.
         if parts.signature.is_empty() {
@@ -402,10 +386,15 @@ impl ProofChecker {
         if string("htm")? != method.as_str() {
             return Err(invalid("the DPoP proof's htm is not this request's method"));
         }
-        let proof_htu =
-            htu::normalise(string("htu")?).map_err(|e| invalid(format!("the DPoP proof's {e}")))?;
+        // Clients send it normalised already, usually: equal as it is, it needs no parsing
+        // (`htu` is normalised, so a query or fragment in it cannot be equal).
+        let proof_htu = string("htu")?;
         if proof_htu != htu {
-            return Err(invalid("the DPoP proof's htu is not this request's URI"));
+            let normalised =
+                htu::normalise(proof_htu).map_err(|e| invalid(format!("the DPoP proof's {e}")))?;
+            if normalised != htu {
+                return Err(invalid("the DPoP proof's htu is not this request's URI"));
+            }
         }
         let iat = claims
             .get("iat")
@@ -417,9 +406,13 @@ impl ProofChecker {
         if iat.saturating_add(self.window) < now {
             return Err(invalid("the DPoP proof is too old (iat)"));
         }
-        if let Some(token) = access_token {
+        if let Some(digest) = access_token {
             let ath = string("ath")?;
-            if ath != access_token_hash(token) {
+            let mut presented = [0u8; 32];
+            let matches = ath.len() == 43
+                && URL_SAFE_NO_PAD.decode_slice(ath, &mut presented).ok() == Some(32)
+                && presented == *digest;
+            if !matches {
                 return Err(invalid(
                     "the DPoP proof's ath is not the hash of this access token",
                 ));
@@ -457,11 +450,63 @@ impl ProofChecker {
         hasher.update(jkt.as_bytes());
         hasher.update([0]);
         hasher.update(jti.as_bytes());
-        let entry = self.replay.entry(hasher.finalize().into()).or_insert(());
-        if !entry.is_fresh() {
+        if !self.replay.first_use(&hasher.finalize().into(), now) {
             return Err(invalid("the DPoP proof has been used before (jti)"));
         }
-        Ok(Proof { jkt, nonce_aging })
+        Ok(Proof {
+            key: Arc::clone(&proof_key),
+            nonce_aging,
+        })
+    }
+}
+
+/// The key of a proof's header, with the algorithm the header names and the key's thumbprint.
+struct ProofKey {
+    alg: Algorithm,
+    key: Key,
+    jkt: String,
+}
+
+impl ProofChecker {
+    /// The key of the proof whose protected header is `segment` (base64url): parsed and
+    /// checked once, then kept, since a client sends the same header with every proof. Only
+    /// headers that pass are kept; the signature is still checked on every request.
+    fn proof_key(&self, segment: &str) -> Result<Arc<ProofKey>, AuthError> {
+        if let Some(known) = self.keys.get(segment) {
+            return Ok(known);
+        }
+        let header = json_object(segment, "header")?;
+        match header.get("typ").and_then(Value::as_str) {
+            Some(typ) if typ_matches(typ, "dpop+jwt") => {}
+            _ => return Err(invalid("the DPoP proof's typ is not dpop+jwt")),
+        }
+        if header.contains_key("crit") {
+            return Err(invalid(
+                "the DPoP proof has a crit header this service does not understand",
+            ));
+        }
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(Algorithm::from_name)
+            .filter(|alg| self.algorithms.contains(alg))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the DPoP proof's alg is not one of {}",
+                    self.algs_text
+                ))
+            })?;
+        let jwk = header
+            .get("jwk")
+            .ok_or_else(|| invalid("the DPoP proof has no jwk header"))?;
+        let (key, jkt) =
+            parse_public_jwk(jwk).map_err(|e| invalid(format!("the DPoP proof's jwk: {e}")))?;
+        if !key.allows(alg) {
+            return Err(invalid("the DPoP proof's alg does not fit its jwk"));
+        }
+        let known = Arc::new(ProofKey { alg, key, jkt });
+        self.keys.insert(segment.into(), Arc::clone(&known));
+        Ok(known)
     }
 }
 

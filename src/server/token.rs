@@ -104,7 +104,7 @@ fn dpop_proof(
     let checker = &state.dpop;
     let now = time::now();
     match checker.check(&parts.headers, &parts.method, checker.base(), None, now) {
-        Ok(proof) => Ok(Some(proof.jkt)),
+        Ok(proof) => Ok(Some(proof.jkt().to_owned())),
         Err(error) => match (error.kind(), checker.nonces()) {
             (crate::error::AuthErrorKind::UseDpopNonce, Some(nonces)) => Err(
                 OAuthError::use_dpop_nonce(error.description(), nonces.issue(now)),

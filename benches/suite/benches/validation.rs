@@ -15,6 +15,11 @@
 //! - `layer_cached`: `layer` with the verified-token cache on (the default) and the same token
 //!   every time: the cost of a cache hit (hash, lookup, `exp`/`nbf`/revocation re-checks).
 //!
+//! `dpop/ES256` measures DPoP (RFC 9449): `bearer` and `bearer_cached` are the `layer` rows
+//! above, and `dpop` and `dpop_cached` send a DPoP-bound ES256 token (`cnf.jkt`) with
+//! `Authorization: DPoP` and a fresh ES256 proof (signed outside the measurement), through an
+//! authenticator with `Dpop` on: the proof is verified in full on every request, cache or not.
+//!
 //! A second group, `cached_key/ES256`, compares a request whose key is cached with a remote JWKS
 //! (feature `remote`, served from loopback) and with static keys.
 
@@ -109,6 +114,107 @@ mod bench {
         }
     }
 
+    /// The external URL the DPoP authenticator checks `htu` against.
+    const DPOP_BASE: &str = "https://api.example.com";
+
+    /// The client's proof key (the test EC key) as a public JWK, and its thumbprint.
+    fn dpop_client() -> (serde_json::Value, String) {
+        let jwks: serde_json::Value = serde_json::from_str(JWKS).expect("jwks.json");
+        let mut jwk = jwks["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["kid"] == "ec-1"))
+            .expect("ec-1")
+            .clone();
+        for member in ["kid", "alg", "use"] {
+            jwk.as_object_mut().expect("object").remove(member);
+        }
+        let jkt = tower_oauth2::dpop::jwk_thumbprint(&jwk.to_string()).expect("thumbprint");
+        (jwk, jkt)
+    }
+
+    /// A DPoP-bound ES256 access token (`cnf.jkt`) and a maker of fresh proofs for
+    /// `GET /events/1` with it.
+    struct DpopCase {
+        token: String,
+        jwk: serde_json::Value,
+        encoding: EncodingKey,
+        next: std::cell::Cell<u64>,
+    }
+
+    impl DpopCase {
+        fn new() -> Self {
+            let (jwk, jkt) = dpop_client();
+            let encoding = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("EC key");
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("ec-1".to_owned());
+            header.typ = Some("at+jwt".to_owned());
+            let iat = now();
+            let claims = serde_json::json!({
+                "sub": "user-42", "iss": ISSUER, "aud": AUDIENCE, "exp": iat + 3600,
+                "iat": iat, "jti": "5b0c6f0e-8d1a-4a4e-9c39-2f1d7d8e6a12",
+                "client_id": "events-web", "scope": "events:read events:write",
+                "cnf": {"jkt": jkt},
+            });
+            let token = jsonwebtoken::encode(&header, &claims, &encoding).expect("signing");
+            Self {
+                token,
+                jwk,
+                encoding,
+                next: std::cell::Cell::new(0),
+            }
+        }
+
+        /// A request with the token and a proof no request used before.
+        fn request(&self) -> Request<Body> {
+            use base64::Engine;
+            let n = self.next.get();
+            self.next.set(n + 1);
+            let mut header = Header::new(Algorithm::ES256);
+            header.typ = Some("dpop+jwt".to_owned());
+            header.jwk = Some(serde_json::from_value(self.jwk.clone()).expect("jwk"));
+            let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(self.token.as_bytes()));
+            let claims = serde_json::json!({
+                "jti": format!("bench-{n}"), "htm": "GET",
+                "htu": format!("{DPOP_BASE}/events/1"), "iat": now(), "ath": ath,
+            });
+            let proof = jsonwebtoken::encode(&header, &claims, &self.encoding).expect("proof");
+            Request::get("/events/1")
+                .header(AUTHORIZATION, format!("DPoP {}", self.token))
+                .header("dpop", proof)
+                .body(Body::empty())
+                .expect("request")
+        }
+    }
+
+    fn dpop_service(
+        cache: TokenCache,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Body>, Infallible>>,
+    > + Clone {
+        Authenticator::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(KeySet::from_jwks_json(JWKS).expect("jwks.json"))
+            .token_cache(cache)
+            .dpop(tower_oauth2::dpop::Dpop::new(DPOP_BASE).replay_capacity(1_000_000))
+            .build()
+            .expect("authenticator")
+            .layer()
+            .layer(tower::service_fn(|req: Request<Body>| async move {
+                let status = match req.extensions().get::<VerifiedToken>() {
+                    Some(token) if black_box(token.dpop_thumbprint()).is_some() => StatusCode::OK,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = status;
+                Ok::<_, Infallible>(response)
+            }))
+    }
+
     fn validation(alg: Algorithm) -> Validation {
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[ISSUER]);
@@ -176,7 +282,9 @@ mod bench {
             .expect("request")
     }
 
-    /// `VALIDATION_COUNT=<ALG>:<layer|cached|request|bare>:<N>` runs one path N times and exits,
+    /// `VALIDATION_COUNT=<ALG>:<layer|cached|request|bare|dpop|dpop_cached|dpop_request>:<N>`
+    /// runs one path N times and exits (the `dpop*` modes use the ES256 DPoP case whatever ALG
+    /// says; `dpop_request` only drops a pre-built request, the floor the others subtract),
     /// for counting instructions under callgrind (`scripts/bench_instructions.sh`): `layer`
     /// builds a request and sends it through the layer (cache off), `cached` the same with the
     /// cache on, `request` only builds and drops the request,
@@ -197,7 +305,26 @@ mod bench {
         let svc = service(TokenCache::disabled());
         let cached = service(TokenCache::new());
         let validation = validation(case.alg);
+        // DPoP: every request needs a proof of its own, signed before the counted loop.
+        let dpop = DpopCase::new();
+        let dpop_svc = dpop_service(TokenCache::disabled());
+        let dpop_cached = dpop_service(TokenCache::new());
+        let mut proofs: Vec<Request<Body>> = match mode {
+            "dpop" | "dpop_cached" | "dpop_request" => (0..n).map(|_| dpop.request()).collect(),
+            _ => Vec::new(),
+        };
         let mut one = || match mode {
+            "dpop" => {
+                let request = proofs.pop().expect("a request per iteration");
+                let response = ready(dpop_svc.clone().oneshot(request));
+                assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
+            }
+            "dpop_cached" => {
+                let request = proofs.pop().expect("a request per iteration");
+                let response = ready(dpop_cached.clone().oneshot(request));
+                assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
+            }
+            "dpop_request" => drop(black_box(proofs.pop())),
             "layer" => {
                 let response = ready(svc.clone().oneshot(request(&authorization)));
                 assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
@@ -215,7 +342,10 @@ mod bench {
                 );
                 assert!(black_box(claims).is_ok());
             }
-            other => panic!("MODE is layer, cached, request or bare, not {other:?}"),
+            other => panic!(
+                "MODE is layer, cached, request, bare, dpop, dpop_cached or dpop_request, not \
+                 {other:?}"
+            ),
         };
         counted_loop(n, &mut one);
     }
@@ -307,6 +437,63 @@ mod bench {
         }
     }
 
+    /// DPoP beside Bearer, ES256: what checking the proof adds, with the token cache off and on.
+    fn dpop_benches(c: &mut Criterion) {
+        let cases = cases();
+        let es256 = cases
+            .iter()
+            .find(|c| c.alg == Algorithm::ES256)
+            .expect("ES256 case");
+        let bearer = HeaderValue::try_from(format!("Bearer {}", es256.token)).expect("header");
+        let svc = service(TokenCache::disabled());
+        let cached = service(TokenCache::new());
+        let dpop = DpopCase::new();
+        let dpop_svc = dpop_service(TokenCache::disabled());
+        let dpop_cached = dpop_service(TokenCache::new());
+        for (name, app) in [("dpop", &dpop_svc), ("dpop_cached", &dpop_cached)] {
+            let response = ready(app.clone().oneshot(dpop.request())).expect("infallible");
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{name} refused the proof"
+            );
+        }
+
+        let mut group = c.benchmark_group("dpop/ES256");
+        group.sample_size(50);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+        group.bench_function("bearer", |b| {
+            b.iter_batched(
+                || request(&bearer),
+                |req| ready(svc.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("bearer_cached", |b| {
+            b.iter_batched(
+                || request(&bearer),
+                |req| ready(cached.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("dpop", |b| {
+            b.iter_batched(
+                || dpop.request(),
+                |req| ready(dpop_svc.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("dpop_cached", |b| {
+            b.iter_batched(
+                || dpop.request(),
+                |req| ready(dpop_cached.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.finish();
+    }
+
     /// A request whose key is cached costs the same with a remote JWKS as with static keys:
     /// both read one immutable key set; the remote one is an `ArcSwap` snapshot.
     fn cached_key_benches(c: &mut Criterion) {
@@ -376,7 +563,12 @@ mod bench {
         drop(runtime);
     }
 
-    criterion_group!(benches, validation_benches, cached_key_benches);
+    criterion_group!(
+        benches,
+        validation_benches,
+        dpop_benches,
+        cached_key_benches
+    );
 }
 
 fn main() {

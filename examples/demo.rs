@@ -63,7 +63,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tower_oauth2::dpop::Dpop;
+use tower_oauth2::RequireScope;
 #[cfg(feature = "postgres")]
 use tower_oauth2::server::store::PostgresStore;
 use tower_oauth2::server::store::StoreError;
@@ -72,7 +72,6 @@ use tower_oauth2::server::{
     AuthorizationServer, ClientRegistration, ClientSecret, ConsoleConfig, HookFuture,
     PasswordVerifier, RegistrationError, SecretHash, TokenLifetime,
 };
-use tower_oauth2::{AuthenticatorBuilder, RequireScope};
 
 #[path = "shared/events.rs"]
 mod events;
@@ -332,15 +331,9 @@ async fn run() -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
 
-    // The server's own tokens, bearer or DPoP-bound (RFC 9449), with proofs for this address.
-    let mut dpop = Dpop::new(issuer.as_str());
-    if let Some(secret) = &config.dpop_nonce_secret {
-        dpop = dpop.nonces(secret.as_bytes());
-    }
-    let auth = AuthenticatorBuilder::from(server.trusted_issuer())
-        .dpop(dpop)
-        .build()
-        .map_err(|e| Failure::Config(format!("DEMO_ISSUER: {e}")))?;
+    // The server's own tokens, bearer or DPoP-bound (RFC 9449, proofs for the issuer's origin,
+    // with the server's nonces when DEMO_DPOP_NONCE_SECRET is set).
+    let auth = server.authenticator();
     let admin = server
         .admin_router()
         .layer(RequireScope::all(["admin"]))

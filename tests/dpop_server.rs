@@ -68,14 +68,18 @@ async fn serve(nonces: bool) -> Harness {
         .dpop(Dpop::new(base.clone()))
         .build()
         .unwrap();
+    let me = get(|token: VerifiedToken| async move {
+        axum::Json(json!({"sub": token.subject(), "jkt": token.dpop_thumbprint()}))
+    });
     let api = Router::new()
-        .route(
-            "/api/me",
-            get(|token: VerifiedToken| async move {
-                axum::Json(json!({"sub": token.subject(), "jkt": token.dpop_thumbprint()}))
-            }),
-        )
-        .layer(api_auth.layer());
+        .route("/api/me", me.clone())
+        .layer(api_auth.layer())
+        // The server's in-process authenticator: proofs for the issuer's origin.
+        .merge(
+            Router::new()
+                .route("/inproc/me", me)
+                .layer(server.authenticator().layer()),
+        );
     let app = Router::new()
         .nest("/oauth2", server.router())
         .merge(server.metadata_router())
@@ -119,9 +123,13 @@ impl Harness {
     }
 
     async fn api(&self, scheme: &str, token: &str, proof: Option<&str>) -> Reply {
+        self.get("/api/me", scheme, token, proof).await
+    }
+
+    async fn get(&self, path: &str, scheme: &str, token: &str, proof: Option<&str>) -> Reply {
         let mut request = self
             .http
-            .get(format!("{}/api/me", self.base))
+            .get(format!("{}{path}", self.base))
             .header("authorization", format!("{scheme} {token}"));
         if let Some(proof) = proof {
             request = request.header("dpop", proof);
@@ -416,6 +424,33 @@ async fn nonces_at_the_token_endpoint() {
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
     // A token request without a proof needs no nonce.
     assert_eq!(h.token(true, &cc, &[]).await.status, StatusCode::OK);
+    // The server's authenticator takes its nonces (same secret): the token endpoint's nonce
+    // works at the API, and a proof without one gets 401 use_dpop_nonce with a fresh one.
+    let access = second.str("access_token");
+    let inproc = format!("{}/inproc/me", h.base);
+    let (header, claims) = parts(&a, "GET", &inproc, Some(&access));
+    let without = h
+        .get(
+            "/inproc/me",
+            "DPoP",
+            &access,
+            Some(&sign(&a, &header, &claims)),
+        )
+        .await;
+    assert_eq!(without.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(without.body["error"], "use_dpop_nonce");
+    assert!(without.headers.contains_key("dpop-nonce"));
+    let (header, mut claims) = parts(&a, "GET", &inproc, Some(&access));
+    claims["nonce"] = json!(nonce);
+    let with = h
+        .get(
+            "/inproc/me",
+            "DPoP",
+            &access,
+            Some(&sign(&a, &header, &claims)),
+        )
+        .await;
+    assert_eq!(with.status, StatusCode::OK, "{}", with.body);
 }
 
 #[tokio::test]

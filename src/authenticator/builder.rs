@@ -392,7 +392,7 @@ impl AuthenticatorBuilder {
         }
         let dpop = match self.dpop {
             Some(dpop) if issuers.iter().any(|t| t.dpop != DpopMode::BearerOnly) => {
-                Some(dpop.build(self.leeway.as_secs())?)
+                Some(dpop.build()?)
             }
             _ => None,
         };

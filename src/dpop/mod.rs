@@ -128,9 +128,9 @@ impl Dpop {
         self
     }
 
-    /// How far a proof's `iat` may be from now, either way (default: the authenticator's
-    /// leeway, 60 s unless changed). Proofs are remembered this long twice over to refuse
-    /// replays.
+    /// How far a proof's `iat` may be from now, either way, clock skew included (default
+    /// 60 s, whatever the authenticator's leeway: a proof is made just before it is sent).
+    /// Proofs are remembered for twice this long at least, to refuse replays.
     pub fn iat_window(mut self, window: Duration) -> Self {
         self.iat_window = Some(window);
         self
@@ -160,8 +160,17 @@ impl Dpop {
         self
     }
 
-    /// Checks the settings; `leeway` is the authenticator's.
-    pub(crate) fn build(self, leeway: u64) -> Result<ProofChecker, ConfigError> {
+    /// The same settings for another external URL.
+    #[cfg(feature = "server")]
+    pub(crate) fn for_url(&self, external_url: String) -> Self {
+        Self {
+            external_url,
+            ..self.clone()
+        }
+    }
+
+    /// Checks the settings.
+    pub(crate) fn build(self) -> Result<ProofChecker, ConfigError> {
         let base = htu::normalise(&self.external_url)
             .map_err(|e| ConfigError::new(format!("DPoP external URL: {e}")))?;
         let base = base.trim_end_matches('/').to_owned();
@@ -174,7 +183,7 @@ impl Dpop {
                 alg.name()
             )));
         }
-        let window = self.iat_window.map_or(leeway, |w| w.as_secs());
+        let window = self.iat_window.map_or(DEFAULT_IAT_WINDOW, |w| w.as_secs());
         if window == 0 || window > 3600 {
             return Err(ConfigError::new(
                 "DPoP: the iat window must be between 1 s and 1 hour",
@@ -233,6 +242,9 @@ impl fmt::Debug for Dpop {
     }
 }
 
+/// Seconds a proof's `iat` may be from now by default.
+const DEFAULT_IAT_WINDOW: u64 = 60;
+
 /// The default proof algorithms: what clients use (ES256 first, the one every client has).
 const DEFAULT_ALGORITHMS: [Algorithm; 5] = [
     Algorithm::ES256,
@@ -241,6 +253,17 @@ const DEFAULT_ALGORITHMS: [Algorithm; 5] = [
     Algorithm::PS256,
     Algorithm::RS256,
 ];
+
+/// The origin of an absolute URL: `scheme://authority`, without path (the whole URL when it
+/// has none).
+#[cfg(feature = "server")]
+pub(crate) fn origin(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find('/') {
+        Some(slash) => &url[..start + slash],
+        None => url,
+    }
+}
 
 /// The RFC 7638 thumbprint of a public JWK (the JSON of one key), as a token's `cnf.jkt` holds
 /// it: for tests and for authorization servers that bind tokens themselves.

@@ -502,8 +502,20 @@ impl AuthorizationServerBuilder {
             &denylist,
             self.allow_unlimited,
         );
+        // DPoP proofs, with the same algorithms and nonces at the token endpoint and at the APIs
+        // of this process.
+        let mut dpop_settings = crate::dpop::Dpop::new(String::new());
+        if let Some(algorithms) = self.dpop_algorithms {
+            dpop_settings = dpop_settings.algorithms(algorithms);
+        }
+        if let Some(secret) = self.dpop_nonce_secret {
+            dpop_settings = dpop_settings.nonces(secret);
+        }
+        // The in-process authenticator takes the server's DPoP-bound tokens on the issuer's
+        // origin, where an API beside the server is served.
         let authenticator = AuthenticatorBuilder::from(issuer_trust)
             .leeway(self.leeway)
+            .dpop(dpop_settings.for_url(crate::dpop::origin(&issuer).to_owned()))
             .build()?;
         let any_resource = AuthenticatorBuilder::from(trust(
             &issuer,
@@ -515,14 +527,9 @@ impl AuthorizationServerBuilder {
         .leeway(self.leeway)
         .build()?;
 
-        let mut dpop = crate::dpop::Dpop::new(format!("{endpoint_base}/token"));
-        if let Some(algorithms) = self.dpop_algorithms {
-            dpop = dpop.algorithms(algorithms);
-        }
-        if let Some(secret) = self.dpop_nonce_secret {
-            dpop = dpop.nonces(secret);
-        }
-        let dpop = dpop.build(self.leeway.as_secs().max(1))?;
+        let dpop = dpop_settings
+            .for_url(format!("{endpoint_base}/token"))
+            .build()?;
 
         let audit = super::audit::AuditLog::start(Arc::clone(&store));
         let state = Arc::new(ServerState {
@@ -559,6 +566,7 @@ impl AuthorizationServerBuilder {
             sync_interval: self.sync_interval,
             accept_json: self.accept_json,
             dpop,
+            dpop_settings,
             audit,
             audit_retention: self.audit_retention,
             approver_directory: self.approver_directory,

@@ -219,7 +219,11 @@ impl AuthorizationServer {
 
     /// An authenticator for this server's access tokens: it shares the signing keys directly
     /// (no HTTP hop, rotation seen at once) and refuses revoked tokens. It requires
-    /// `typ: at+jwt`, this issuer and one of the server's audiences.
+    /// `typ: at+jwt`, this issuer and one of the server's audiences. It takes bearer tokens and
+    /// DPoP-bound ones (RFC 9449) with proofs for the issuer's origin (`https://host:port`
+    /// followed by the request path), with the server's DPoP algorithms and nonces. For an API
+    /// reached at another URL (behind a proxy, another host), build one with
+    /// `AuthenticatorBuilder::from(server.trusted_issuer()).dpop(Dpop::new(api_url))`.
     pub fn authenticator(&self) -> Authenticator {
         self.state.authenticator.clone()
     }
@@ -239,7 +243,8 @@ impl AuthorizationServer {
     /// this server as the authorization server. The resource must be known to the server
     /// ([`resource_server`](AuthorizationServerBuilder::resource_server), or an
     /// [`audience`](AuthorizationServerBuilder::audience)), or clients could not get tokens
-    /// for it: otherwise a [`ConfigError`](crate::ConfigError).
+    /// for it: otherwise a [`ConfigError`](crate::ConfigError). DPoP-bound tokens are taken
+    /// with proofs for the resource's origin, as with [`authenticator`](Self::authenticator).
     ///
     /// ```no_run
     /// # async fn f(server: tower_oauth2::server::AuthorizationServer) -> Result<(), tower_oauth2::ConfigError> {
@@ -263,6 +268,7 @@ impl AuthorizationServer {
                  .resource_server(ResourceServer::new(..))"
             )));
         }
+        let origin = crate::dpop::origin(&uri).to_owned();
         let issuer = builder::trust(
             &state.issuer,
             &[uri],
@@ -273,6 +279,7 @@ impl AuthorizationServer {
         crate::authenticator::AuthenticatorBuilder::from(issuer)
             .leeway(std::time::Duration::from_secs(state.leeway))
             .protected_resource(resource)
+            .dpop(state.dpop_settings.for_url(origin))
             .build()
     }
 

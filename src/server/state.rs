@@ -75,6 +75,8 @@ pub(crate) struct ServerState {
     pub(crate) accept_json: bool,
     /// Checks the DPoP proofs of token requests; its URL is the token endpoint's.
     pub(crate) dpop: crate::dpop::ProofChecker,
+    /// The DPoP settings (algorithms, nonces) for the authenticators this server hands out.
+    pub(crate) dpop_settings: crate::dpop::Dpop,
     /// The queue to the store's audit log.
     pub(crate) audit: super::audit::AuditLog,
     /// How long audit events are kept, and how many at most.

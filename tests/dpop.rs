@@ -1077,3 +1077,29 @@ async fn protected_resource_metadata_lists_dpop() {
     );
     assert_eq!(document["dpop_bound_access_tokens_required"], json!(true));
 }
+
+/// Under `Router::nest`, the layer sees the path without the prefix: the prefix goes in the
+/// external URL, as `Dpop::new` says.
+#[tokio::test]
+async fn a_nested_router_puts_its_prefix_in_the_external_url() {
+    provider();
+    let auth = builder()
+        .dpop(Dpop::new(format!("{BASE}/api")))
+        .build()
+        .unwrap();
+    let nested = Router::new().nest("/api", app(&auth));
+    let a = alice();
+    let token = bound_token(&a.jkt);
+    let (h, c) = parts(&a, "GET", &format!("{BASE}/api/me"), &token);
+    let reply = send(
+        &nested,
+        request(
+            "GET",
+            "/api/me",
+            &format!("DPoP {token}"),
+            &[&sign(&a, &h, &c)],
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}

@@ -108,8 +108,10 @@ pub struct Dpop {
 impl Dpop {
     /// Proofs for requests to `external_url`: the scheme, host, port and path prefix clients
     /// use to reach this service (`https://api.example.com`, or `https://example.com/api` when
-    /// a proxy strips `/api`). A proof's `htu` must equal it followed by the request path.
-    /// The request's own `Host` header is never trusted for this.
+    /// a proxy strips `/api`). A proof's `htu` must equal it followed by the request path as
+    /// the layer sees it: under axum's `Router::nest("/api", ..)` that path has lost `/api`,
+    /// so put the prefix in the URL here too. The request's own `Host` header is never trusted
+    /// for this.
     pub fn new(external_url: impl Into<String>) -> Self {
         Self {
             external_url: external_url.into(),

@@ -37,6 +37,13 @@ pub trait TokenSource: Send + Sync + 'static {
     fn bearer_method(&self) -> Option<&'static str> {
         None
     }
+
+    /// Removes this source's token from a request, for a layer with
+    /// [`hide_credentials`](crate::layer::BearerAuthLayer::hide_credentials). Defaults to
+    /// removing nothing: a custom source that carries the token elsewhere should remove it.
+    fn remove(&self, headers: &mut HeaderMap, uri: &mut Uri) {
+        let _ = (headers, uri);
+    }
 }
 
 /// The `Authorization: Bearer <token>` header, per RFC 6750 §2.1: the scheme is
@@ -181,6 +188,34 @@ impl CookieToken {
 }
 
 impl TokenSource for CookieToken {
+    /// Removes the cookie from every `Cookie` header, keeping the others; a header left empty
+    /// goes.
+    fn remove(&self, headers: &mut HeaderMap, _uri: &mut Uri) {
+        let kept: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|pair| {
+                        pair.split_once('=')
+                            .is_none_or(|(name, _)| name != self.name)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .filter(|value| !value.is_empty())
+            .collect();
+        headers.remove(COOKIE);
+        for value in kept {
+            if let Ok(value) = http::HeaderValue::try_from(value) {
+                headers.append(COOKIE, value);
+            }
+        }
+    }
+
     fn extract<'r>(
         &self,
         headers: &'r HeaderMap,
@@ -271,6 +306,32 @@ impl TokenSource for QueryToken {
     fn in_url(&self) -> bool {
         true
     }
+
+    /// Removes the parameter from the query, keeping the other parameters as they were.
+    fn remove(&self, _headers: &mut HeaderMap, uri: &mut Uri) {
+        let Some(query) = uri.query() else {
+            return;
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+                percent_decode(name).as_deref() != Some(self.name.as_str())
+            })
+            .collect();
+        let path_and_query = if kept.is_empty() {
+            uri.path().to_owned()
+        } else {
+            format!("{}?{}", uri.path(), kept.join("&"))
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(path_and_query) = http::uri::PathAndQuery::try_from(path_and_query) {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(without) = Uri::from_parts(parts) {
+                *uri = without;
+            }
+        }
+    }
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); `None` for a broken escape or non-UTF-8.
@@ -304,6 +365,22 @@ fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
+/// A token found in a request.
+pub(crate) struct Found<'r> {
+    pub(crate) token: Cow<'r, str>,
+    pub(crate) carrier: Carrier,
+    /// It came in the URL.
+    pub(crate) in_url: bool,
+}
+
+/// Where a token came from: the `Authorization` header (`source` `None`) or a configured
+/// source, and its scheme.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Carrier {
+    source: Option<usize>,
+    pub(crate) scheme: Scheme,
+}
+
 /// The configured sources, header first.
 pub(crate) struct Sources {
     extra: Vec<Box<dyn TokenSource>>,
@@ -314,17 +391,23 @@ impl Sources {
         Self { extra }
     }
 
-    /// The one token in the request, whether it came in the URL, and its scheme (`DPoP` only
-    /// when `dpop` is on); `None` if there is none, `invalid_request` if there are several.
+    /// The one token in the request, where it came from and its scheme (`DPoP` only when
+    /// `dpop` is on); `None` if there is none, `invalid_request` if there are several.
     pub(crate) fn extract<'r>(
         &self,
         headers: &'r HeaderMap,
         uri: &'r Uri,
         dpop: bool,
-    ) -> Result<Option<(Cow<'r, str>, bool, Scheme)>, AuthError> {
-        let mut found =
-            credentials_from_headers(headers, dpop)?.map(|(t, s)| (Cow::Borrowed(t), false, s));
-        for source in &self.extra {
+    ) -> Result<Option<Found<'r>>, AuthError> {
+        let mut found = credentials_from_headers(headers, dpop)?.map(|(token, scheme)| Found {
+            token: Cow::Borrowed(token),
+            carrier: Carrier {
+                source: None,
+                scheme,
+            },
+            in_url: false,
+        });
+        for (index, source) in self.extra.iter().enumerate() {
             if let Some(token) = source.extract(headers, uri)? {
                 if found.is_some() {
                     return Err(AuthError::new(
@@ -332,10 +415,31 @@ impl Sources {
                         "the request carries more than one token",
                     ));
                 }
-                found = Some((token, source.in_url(), Scheme::Bearer));
+                found = Some(Found {
+                    token,
+                    carrier: Carrier {
+                        source: Some(index),
+                        scheme: Scheme::Bearer,
+                    },
+                    in_url: source.in_url(),
+                });
             }
         }
         Ok(found)
+    }
+
+    /// Takes the token out of the request it came in: the `Authorization` header (and the
+    /// `DPoP` proof with it), or what the source's [`TokenSource::remove`] removes.
+    pub(crate) fn remove(&self, carrier: Carrier, headers: &mut HeaderMap, uri: &mut Uri) {
+        match carrier.source.and_then(|i| self.extra.get(i)) {
+            Some(source) => source.remove(headers, uri),
+            None => {
+                headers.remove(AUTHORIZATION);
+                if carrier.scheme == Scheme::Dpop {
+                    headers.remove(crate::dpop::DPOP);
+                }
+            }
+        }
     }
 
     /// The RFC 6750 methods these sources implement: `"header"` first, always.

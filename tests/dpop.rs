@@ -1103,3 +1103,27 @@ async fn a_nested_router_puts_its_prefix_in_the_external_url() {
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
 }
+
+/// `hide_credentials` takes the DPoP proof out with the `Authorization` header.
+#[tokio::test]
+async fn hide_credentials_removes_the_proof_too() {
+    provider();
+    let auth = allowed();
+    let app = Router::new()
+        .route(
+            "/me",
+            axum::routing::get(|headers: http::HeaderMap| async move {
+                format!(
+                    "{} {}",
+                    headers.contains_key("authorization"),
+                    headers.contains_key("dpop")
+                )
+            }),
+        )
+        .layer(auth.layer().hide_credentials());
+    let a = alice();
+    let token = bound_token(&a.jkt);
+    let reply = send(&app, dpop(&token, &[&proof(&a, &token)])).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, json!("false false"));
+}

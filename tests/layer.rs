@@ -806,3 +806,90 @@ async fn sender_constrained_tokens_are_refused_as_bearer_tokens() {
         .unwrap();
     assert!(per_issuer.verify(&bound).is_ok());
 }
+
+/// `hide_credentials`: the inner service never sees the token — not the `Authorization`
+/// header, not the cookie (other cookies stay), not the query parameter (other parameters
+/// stay) — while it still gets the verified token; without it, the request is untouched.
+#[tokio::test]
+async fn hide_credentials_takes_the_token_out_before_the_inner_service() {
+    let auth = builder()
+        .token_source(CookieToken::named("at"))
+        .token_source(QueryToken::named("access_token"))
+        .build()
+        .unwrap();
+    let echo = |layer: tower_oauth2::layer::BearerAuthLayer| {
+        axum::Router::new()
+            .route(
+                "/echo",
+                axum::routing::get(
+                    |token: VerifiedToken, uri: http::Uri, headers: http::HeaderMap| async move {
+                        json!({
+                            "sub": token.subject(),
+                            "uri": uri.to_string(),
+                            "authorization": headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()),
+                            "cookies": headers.get_all("cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>(),
+                        })
+                        .to_string()
+                    },
+                ),
+            )
+            .layer(layer)
+    };
+    let hiding = echo(auth.layer().hide_credentials());
+    let keeping = echo(auth.layer());
+    let token = token("events:read");
+    // `send` reads a JSON body as JSON.
+    let body = |reply: &Reply| -> Value { reply.body.clone() };
+
+    let header = || {
+        Request::get("/echo?x=1")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let hidden = body(&send(&hiding, header()).await);
+    assert_eq!(hidden["sub"], "user-42");
+    assert_eq!(hidden["authorization"], Value::Null);
+    assert_eq!(hidden["uri"], "/echo?x=1");
+    let kept = body(&send(&keeping, header()).await);
+    assert_eq!(kept["authorization"], format!("Bearer {token}"));
+
+    let cookie = || {
+        Request::get("/echo")
+            .header("cookie", format!("theme=dark; at={token}; lang=en"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let hidden = body(&send(&hiding, cookie()).await);
+    assert_eq!(hidden["sub"], "user-42");
+    assert_eq!(hidden["cookies"], json!(["theme=dark; lang=en"]));
+    let kept = body(&send(&keeping, cookie()).await);
+    assert_eq!(
+        kept["cookies"],
+        json!([format!("theme=dark; at={token}; lang=en")])
+    );
+
+    let only_cookie = Request::get("/echo")
+        .header("cookie", format!("at={token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        body(&send(&hiding, only_cookie).await)["cookies"],
+        json!([])
+    );
+
+    let query = || {
+        Request::get(format!("/echo?a=1&access_token={token}&b=2"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let hidden = body(&send(&hiding, query()).await);
+    assert_eq!(hidden["sub"], "user-42");
+    assert_eq!(hidden["uri"], "/echo?a=1&b=2");
+    let alone = Request::get(format!("/echo?access_token={token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(body(&send(&hiding, alone).await)["uri"], "/echo");
+    let kept = body(&send(&keeping, query()).await);
+    assert_eq!(kept["uri"], format!("/echo?a=1&access_token={token}&b=2"));
+}

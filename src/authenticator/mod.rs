@@ -16,7 +16,7 @@ use crate::dpop::{ProofChecker, Scheme};
 use crate::error::AuthError;
 use crate::keys::KeySource;
 use crate::token::VerifiedToken;
-use crate::token_source::Sources;
+use crate::token_source::{Carrier, Sources};
 use crate::validate::cache::Cache;
 use crate::validate::policy::{Trusted, check_bearer, check_dpop_bound};
 use crate::validate::{self};
@@ -68,6 +68,8 @@ pub(crate) struct Admitted {
     pub(crate) token: VerifiedToken,
     /// The token came in the URL.
     pub(crate) in_url: bool,
+    /// Where it came from, for `hide_credentials`.
+    pub(crate) carrier: Carrier,
     /// A DPoP nonce to send with the response: the proof's one is aging.
     pub(crate) dpop_nonce: Option<String>,
 }
@@ -163,11 +165,11 @@ impl Authenticator {
         uri: &Uri,
     ) -> Result<Option<Admitted>, AuthError> {
         let dpop = self.shared.dpop.as_ref();
-        let Some((raw, in_url, scheme)) =
-            self.shared.sources.extract(headers, uri, dpop.is_some())?
-        else {
+        let Some(found) = self.shared.sources.extract(headers, uri, dpop.is_some())? else {
             return Ok(None);
         };
+        let (raw, in_url, carrier) = (found.token, found.in_url, found.carrier);
+        let scheme = carrier.scheme;
         let (checker, digest, token) = match (scheme, dpop) {
             (Scheme::Dpop, Some(checker)) => {
                 // One SHA-256 of the token: the cache key and the proof's `ath`.
@@ -183,6 +185,7 @@ impl Authenticator {
                 return Ok(Some(Admitted {
                     token,
                     in_url,
+                    carrier,
                     dpop_nonce: None,
                 }));
             }
@@ -209,8 +212,19 @@ impl Authenticator {
         Ok(Some(Admitted {
             token,
             in_url,
+            carrier,
             dpop_nonce,
         }))
+    }
+
+    /// Takes an admitted request's token out of it (`hide_credentials`).
+    pub(crate) fn remove_credentials(
+        &self,
+        carrier: Carrier,
+        headers: &mut HeaderMap,
+        uri: &mut Uri,
+    ) {
+        self.shared.sources.remove(carrier, headers, uri);
     }
 
     /// A fresh DPoP nonce, when proofs must carry one: for every rejection, so that a client

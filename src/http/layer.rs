@@ -59,6 +59,7 @@ impl Authenticator {
             auth: self.clone(),
             rejection,
             optional: false,
+            hide_credentials: false,
         }
     }
 }
@@ -70,9 +71,23 @@ pub struct BearerAuthLayer {
     /// The application's rejection, or the default one with the configured realm.
     rejection: Arc<dyn Rejection>,
     optional: bool,
+    hide_credentials: bool,
 }
 
 impl BearerAuthLayer {
+    /// Removes the token from every request it lets through before the inner service sees
+    /// it: the `Authorization` header (and a DPoP proof), the cookie of a
+    /// [`CookieToken`](crate::token_source::CookieToken) (other cookies stay), the parameter
+    /// of a [`QueryToken`](crate::token_source::QueryToken) (other parameters stay), or what a
+    /// custom source's [`remove`](crate::token_source::TokenSource::remove) removes. For
+    /// services that forward requests (a gateway, a proxy) and must not pass the caller's
+    /// credentials on. Handlers still get the [`VerifiedToken`](crate::VerifiedToken).
+    #[must_use]
+    pub fn hide_credentials(mut self) -> Self {
+        self.hide_credentials = true;
+        self
+    }
+
     /// Optional authentication: a request without any token goes through unauthenticated (the
     /// handler sees `None` from `Option<Claims<_>>`), while a request with a token that fails
     /// validation is still rejected.
@@ -87,6 +102,7 @@ impl fmt::Debug for BearerAuthLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerAuthLayer")
             .field("optional", &self.optional)
+            .field("hide_credentials", &self.hide_credentials)
             .finish()
     }
 }
@@ -100,6 +116,7 @@ impl<S> Layer<S> for BearerAuthLayer {
             auth: self.auth.clone(),
             rejection: Arc::clone(&self.rejection),
             optional: self.optional,
+            hide_credentials: self.hide_credentials,
         }
     }
 }
@@ -112,6 +129,7 @@ pub struct BearerAuth<S> {
     auth: Authenticator,
     rejection: Arc<dyn Rejection>,
     optional: bool,
+    hide_credentials: bool,
 }
 
 impl<S> fmt::Debug for BearerAuth<S> {
@@ -151,13 +169,14 @@ where
             let rejection = Arc::clone(&self.rejection);
             let error = error.clone();
             let optional = self.optional;
+            let hide = self.hide_credentials;
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(async move {
                 auth.refetch_keys(&error).await;
                 let outcome =
                     auth.authenticate_request(request.method(), request.headers(), request.uri());
-                match admit(&auth, &rejection, optional, &mut request, outcome) {
+                match admit(&auth, &rejection, (optional, hide), &mut request, outcome) {
                     Admission::In(post) => {
                         let mut result = inner.call(request).await;
                         if let Ok(response) = &mut result {
@@ -172,7 +191,7 @@ where
         match admit(
             &self.auth,
             &self.rejection,
-            self.optional,
+            (self.optional, self.hide_credentials),
             &mut request,
             outcome,
         ) {
@@ -216,23 +235,32 @@ impl Post {
 
 /// Lets the request in (with its [`VerifiedToken`](crate::VerifiedToken) and the layer's context
 /// in the extensions) or builds the rejection, with its audit event either way.
+/// `(optional, hide)`: the layer's options.
 fn admit<B>(
     auth: &Authenticator,
     rejection: &Arc<dyn Rejection>,
-    optional: bool,
+    (optional, hide): (bool, bool),
     request: &mut Request<B>,
     outcome: Result<Option<Admitted>, AuthError>,
 ) -> Admission {
     let (token, post) = match outcome {
-        Ok(Some(admitted)) => (
-            Some(admitted.token),
-            Post {
-                private: admitted.in_url,
-                dpop_nonce: admitted
-                    .dpop_nonce
-                    .and_then(|n| HeaderValue::try_from(n).ok()),
-            },
-        ),
+        Ok(Some(admitted)) => {
+            if hide {
+                // `Request` lends one `&mut` at a time: the URI is taken out and put back.
+                let mut uri = std::mem::take(request.uri_mut());
+                auth.remove_credentials(admitted.carrier, request.headers_mut(), &mut uri);
+                *request.uri_mut() = uri;
+            }
+            (
+                Some(admitted.token),
+                Post {
+                    private: admitted.in_url,
+                    dpop_nonce: admitted
+                        .dpop_nonce
+                        .and_then(|n| HeaderValue::try_from(n).ok()),
+                },
+            )
+        }
         Ok(None) if optional => (None, Post::default()),
         Ok(None) => {
             return Admission::Out(reject(auth, rejection, &AuthError::missing_token()));

@@ -163,7 +163,8 @@ impl AuthRejection {
             }
             _ => tracing::trace!(target: "tower_oauth2::extract", "rejecting: {error}"),
         }
-        let response = LayerContext::respond(parts.extensions.get::<LayerContext>(), &error);
+        let grpc = crate::http::rejection::is_grpc(&parts.headers);
+        let response = LayerContext::respond(parts.extensions.get::<LayerContext>(), &error, grpc);
         Self {
             inner: Box::new(RejectionInner { error, response }),
         }

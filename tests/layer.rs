@@ -893,3 +893,79 @@ async fn hide_credentials_takes_the_token_out_before_the_inner_service() {
     let kept = body(&send(&keeping, query()).await);
     assert_eq!(kept["uri"], format!("/echo?a=1&access_token={token}&b=2"));
 }
+
+/// A gRPC call (`content-type: application/grpc…`) is refused the gRPC way: HTTP 200,
+/// trailers-only (empty body), `grpc-status` 16 for a missing or bad token and 7 for a missing
+/// scope, `grpc-message` with the HTTP answer's description, `www-authenticate` kept.
+#[tokio::test]
+async fn grpc_calls_are_refused_with_grpc_status() {
+    let auth = authenticator();
+    let app = axum::Router::new()
+        .route(
+            "/events.Events/Get",
+            axum::routing::post(|| async { "called" })
+                .route_layer(tower_oauth2::RequireScope::all(["events:read"])),
+        )
+        .route(
+            "/events.Events/Create",
+            axum::routing::post(|| async { "called" })
+                .route_layer(tower_oauth2::RequireScope::all(["events:write"])),
+        )
+        .layer(auth.layer());
+    let call = |method: &str, token: Option<&str>| {
+        let mut request = Request::post(format!("/events.Events/{method}"))
+            .header("content-type", "application/grpc+proto")
+            .header("te", "trailers");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let check = |reply: &Reply, status: &str, message: &str| {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.body,
+            Value::String(String::new()),
+            "trailers-only: no body"
+        );
+        assert_eq!(reply.headers["content-type"], "application/grpc");
+        assert_eq!(reply.headers["grpc-status"], status);
+        let got = reply.headers["grpc-message"].to_str().unwrap();
+        assert!(got.contains(message), "{got}");
+        assert!(reply.headers.contains_key("www-authenticate"));
+    };
+    check(
+        &send(&app, call("Get", None)).await,
+        "16",
+        "a bearer token is required",
+    );
+    let mut expired = claims("events:read");
+    expired["exp"] = json!(now() - 600);
+    let expired = token_with(Algorithm::ES256, &expired);
+    check(
+        &send(&app, call("Get", Some(&expired))).await,
+        "16",
+        "expired",
+    );
+    let read = token("events:read");
+    check(
+        &send(&app, call("Create", Some(&read))).await,
+        "7",
+        "requires scope events:write",
+    );
+    let ok = send(&app, call("Get", Some(&read))).await;
+    assert_eq!(
+        (ok.status, ok.body.clone()),
+        (StatusCode::OK, json!("called"))
+    );
+    assert!(!ok.headers.contains_key("grpc-status"));
+    // Plain HTTP is answered as before.
+    let plain = send(
+        &app,
+        Request::post("/events.Events/Get")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::UNAUTHORIZED);
+}

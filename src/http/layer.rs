@@ -16,7 +16,7 @@ use crate::authenticator::{Admitted, Authenticator, Rejection};
 use crate::dpop::DPOP_NONCE;
 use crate::error::AuthError;
 use crate::http::audit;
-use crate::http::rejection::DefaultRejection;
+use crate::http::rejection::{DefaultRejection, grpc_answer, is_grpc};
 
 /// Placed in the request extensions by the layer on every request it lets through, so that
 /// [`RequireScope`](crate::RequireScope) and the extractors can tell "no token" (optional mode)
@@ -27,13 +27,21 @@ pub(crate) struct LayerContext {
 }
 
 impl LayerContext {
-    /// Renders `error` with the layer's rejection, or the default one when there is no layer.
-    pub(crate) fn respond(context: Option<&Self>, error: &AuthError) -> Response<Bytes> {
+    /// Renders `error` with the layer's rejection, or the default one when there is no layer;
+    /// the gRPC way for a gRPC request (`grpc`).
+    pub(crate) fn respond(
+        context: Option<&Self>,
+        error: &AuthError,
+        grpc: bool,
+    ) -> Response<Bytes> {
         let mut response = match context {
             Some(context) => context.rejection.respond(error),
             None => DefaultRejection::default().respond(error),
         };
         response.extensions_mut().insert(error.clone());
+        if grpc {
+            return grpc_answer(error, response);
+        }
         response
     }
 }
@@ -263,9 +271,13 @@ fn admit<B>(
         }
         Ok(None) if optional => (None, Post::default()),
         Ok(None) => {
-            return Admission::Out(reject(auth, rejection, &AuthError::missing_token()));
+            let grpc = is_grpc(request.headers());
+            return Admission::Out(reject(auth, rejection, &AuthError::missing_token(), grpc));
         }
-        Err(error) => return Admission::Out(reject(auth, rejection, &error)),
+        Err(error) => {
+            let grpc = is_grpc(request.headers());
+            return Admission::Out(reject(auth, rejection, &error, grpc));
+        }
     };
     match &token {
         Some(token) => audit::accepted(token),
@@ -281,10 +293,13 @@ fn admit<B>(
     Admission::In(post)
 }
 
+/// The rejection's response, with a fresh DPoP nonce when nonces are on, answered the gRPC way
+/// for a gRPC request.
 fn reject(
     auth: &Authenticator,
     rejection: &Arc<dyn Rejection>,
     error: &AuthError,
+    grpc: bool,
 ) -> Response<Bytes> {
     audit::rejected(error, None);
     let mut response = rejection.respond(error);
@@ -295,6 +310,9 @@ fn reject(
         && let Ok(nonce) = HeaderValue::try_from(nonce)
     {
         response.headers_mut().insert(DPOP_NONCE, nonce);
+    }
+    if grpc {
+        return grpc_answer(error, response);
     }
     response
 }

@@ -163,6 +163,54 @@ fn push_metadata(out: &mut String, url: Option<&str>) {
     }
 }
 
+/// Whether a request is a gRPC call (`content-type: application/grpc`, with or without a
+/// `+proto`-style suffix or parameters).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..16))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("application/grpc"))
+}
+
+/// A rejection answered the gRPC way: HTTP 200 "trailers-only" (no body; the status in the
+/// headers, which end the stream), `grpc-status` 16 `UNAUTHENTICATED` (7 `PERMISSION_DENIED`
+/// for a missing scope, 13 `INTERNAL` for a missing layer), `grpc-message` with the same
+/// description as the HTTP answer, and `response`'s other headers (the RFC 6750
+/// `www-authenticate`, a `DPoP-Nonce`) kept as metadata.
+pub(crate) fn grpc_answer(error: &AuthError, response: Response<Bytes>) -> Response<Bytes> {
+    let code: u16 = match error.kind() {
+        AuthErrorKind::InsufficientScope => 7,
+        AuthErrorKind::LayerMissing => 13,
+        _ => 16,
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.status = StatusCode::OK;
+    let headers = &mut parts.headers;
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.remove(CACHE_CONTROL);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(error.description())) {
+        headers.insert("grpc-message", message);
+    }
+    Response::from_parts(parts, Bytes::new())
+}
+
+/// `grpc-message` encoding (gRPC over HTTP/2): bytes outside `0x20..=0x7E`, and `%`,
+/// percent-encoded.
+fn grpc_percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Appends `value` as the content of an RFC 9110 quoted-string (the realm): `"` and `\` are
 /// escaped, and characters a header value cannot carry are replaced.
 fn push_quoted(out: &mut String, value: &str) {
@@ -294,6 +342,38 @@ mod tests {
             br#"{"error":"insufficient_scope","error_description":"needs a and b","scope":"a b"}"#
         );
         assert!(response.extensions().get::<AuthError>().is_some());
+    }
+
+    #[test]
+    fn grpc_answers_are_trailers_only_with_the_status_and_message() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert!(is_grpc(&headers));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(!is_grpc(&headers));
+        let error = AuthError::new(AuthErrorKind::Expired, "token has expired (exp) 100%\u{e9}");
+        let answer = grpc_answer(&error, error.to_response("api"));
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(answer.body().is_empty());
+        assert_eq!(answer.headers()["grpc-status"], "16");
+        assert_eq!(
+            answer.headers()["grpc-message"],
+            "token has expired (exp) 100%25%C3%A9"
+        );
+        assert_eq!(answer.headers()[CONTENT_TYPE], "application/grpc");
+        assert!(
+            answer.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .is_ok_and(|c| c.contains("invalid_token"))
+        );
+        let scope = AuthError::insufficient_scope("a".into(), "requires scope a".into());
+        assert_eq!(
+            grpc_answer(&scope, scope.to_response("api")).headers()["grpc-status"],
+            "7"
+        );
     }
 
     #[test]

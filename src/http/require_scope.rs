@@ -164,7 +164,8 @@ where
                 let extensions = request.extensions();
                 crate::http::audit::rejected(&error, extensions.get::<VerifiedToken>());
                 let context = extensions.get::<LayerContext>();
-                ResponseFuture::reject(LayerContext::respond(context, &error))
+                let grpc = crate::http::rejection::is_grpc(request.headers());
+                ResponseFuture::reject(LayerContext::respond(context, &error, grpc))
             }
         }
     }

@@ -153,6 +153,9 @@ pub mod layer {
     //! The tower middleware: [`BearerAuthLayer`] (from
     //! [`Authenticator::layer`](crate::Authenticator::layer)), its [`BearerAuth`] service and
     //! [`ResponseFuture`], and the [`DefaultRejection`] it answers with.
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub use crate::http::form_body::{FormBodyTokenLayer, FormBodyTokenService};
     pub use crate::http::layer::{BearerAuth, BearerAuthLayer, ResponseFuture};
     pub use crate::http::rejection::DefaultRejection;
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, Uri};
+use http::{Extensions, HeaderMap, Uri};
 
 use crate::dpop::Scheme;
 use crate::error::{AuthError, AuthErrorKind};
@@ -36,6 +36,19 @@ pub trait TokenSource: Send + Sync + 'static {
     /// `None` (a cookie or a custom header is no RFC 6750 method).
     fn bearer_method(&self) -> Option<&'static str> {
         None
+    }
+
+    /// The token in this request, when the source also needs what a layer in front of the
+    /// authentication layer put in the request's extensions (as [`FormBodyToken`] does).
+    /// Defaults to [`extract`](Self::extract).
+    fn extract_with_extensions<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+        extensions: &'r Extensions,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        let _ = extensions;
+        self.extract(headers, uri)
     }
 
     /// Removes this source's token from a request, for a layer with
@@ -334,6 +347,135 @@ impl TokenSource for QueryToken {
     }
 }
 
+/// A token in an `application/x-www-form-urlencoded` request body (feature `axum`), as RFC 6750
+/// §2.2's
+/// `access_token` parameter. Opt-in, and it needs its layer in front of the authentication
+/// layer, which reads such bodies (within a size bound) and hands them on intact:
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::{Router, routing::post};
+/// use tower_oauth2::token_source::FormBodyToken;
+/// # fn f(builder: tower_oauth2::AuthenticatorBuilder) -> Result<(), tower_oauth2::ConfigError> {
+/// let body_tokens = FormBodyToken::new();
+/// let auth = builder.token_source(body_tokens.clone()).build()?;
+/// let app: Router = Router::new()
+///     .route("/events", post(|| async { "ok" }))
+///     .layer(auth.layer())
+///     .layer(body_tokens.layer()); // outside: runs first
+/// # let _ = app; Ok(()) }
+/// # }
+/// ```
+///
+/// Only a request whose method has a body (not `GET` or `HEAD`), whose content type is
+/// `application/x-www-form-urlencoded` and whose `Content-Length` is at most
+/// [`max_bytes`](Self::max_bytes) (64 KiB by default) is read; others go on untouched and carry
+/// no body token. RFC 6750 discourages this method too: prefer the `Authorization` header.
+/// [`hide_credentials`](crate::layer::BearerAuthLayer::hide_credentials) does not rewrite
+/// bodies: the parameter stays in the body the handler reads.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Debug, Clone)]
+pub struct FormBodyToken {
+    pub(crate) max_bytes: usize,
+}
+
+#[cfg(feature = "axum")]
+impl Default for FormBodyToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl FormBodyToken {
+    /// Reads form bodies of at most 64 KiB.
+    pub fn new() -> Self {
+        Self {
+            max_bytes: 64 * 1024,
+        }
+    }
+
+    /// The largest body read for a token, in bytes; larger ones are not read.
+    #[must_use]
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max;
+        self
+    }
+}
+
+/// What the [`FormBodyToken`] layer found in a request's body; it puts one in every request.
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone)]
+pub(crate) enum BodyToken {
+    /// No body token (not a form, too large, no parameter).
+    None,
+    /// The `access_token` parameter.
+    Found(String),
+    /// A malformed one: the reason.
+    Invalid(&'static str),
+}
+
+#[cfg(feature = "axum")]
+impl BodyToken {
+    /// What a form body holds: one `access_token` parameter that is a `b64token`, or none.
+    pub(crate) fn of_form(body: &[u8]) -> Self {
+        let Ok(body) = std::str::from_utf8(body) else {
+            return BodyToken::Invalid("the form body is not UTF-8");
+        };
+        let mut found = BodyToken::None;
+        for pair in body.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if percent_decode(name).as_deref() != Some("access_token") {
+                continue;
+            }
+            if !matches!(found, BodyToken::None) {
+                return BodyToken::Invalid("several access_token parameters in the body");
+            }
+            found = match percent_decode(value) {
+                Some(token) if !token.is_empty() && is_b64token(&token) => {
+                    BodyToken::Found(token.into_owned())
+                }
+                _ => BodyToken::Invalid("the body's access_token is not a token"),
+            };
+        }
+        found
+    }
+}
+
+#[cfg(feature = "axum")]
+impl TokenSource for FormBodyToken {
+    fn extract<'r>(
+        &self,
+        _headers: &'r HeaderMap,
+        _uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        Ok(None)
+    }
+
+    fn extract_with_extensions<'r>(
+        &self,
+        _headers: &'r HeaderMap,
+        _uri: &'r Uri,
+        extensions: &'r Extensions,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        match extensions.get::<BodyToken>() {
+            Some(BodyToken::Found(token)) => Ok(Some(Cow::Borrowed(token))),
+            Some(BodyToken::None) => Ok(None),
+            Some(BodyToken::Invalid(reason)) => Err(AuthError::invalid_request(*reason)),
+            None => Err(AuthError::new(
+                AuthErrorKind::LayerMissing,
+                "FormBodyToken found nothing its layer read: add `.layer(body_tokens.layer())` \
+                 outside the authentication layer",
+            )),
+        }
+    }
+
+    fn bearer_method(&self) -> Option<&'static str> {
+        Some("body")
+    }
+}
+
 /// Decodes `%XX` escapes and `+` (form encoding); `None` for a broken escape or non-UTF-8.
 fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     if !s.contains(['%', '+']) {
@@ -397,6 +539,7 @@ impl Sources {
         &self,
         headers: &'r HeaderMap,
         uri: &'r Uri,
+        extensions: &'r Extensions,
         dpop: bool,
     ) -> Result<Option<Found<'r>>, AuthError> {
         let mut found = credentials_from_headers(headers, dpop)?.map(|(token, scheme)| Found {
@@ -408,7 +551,7 @@ impl Sources {
             in_url: false,
         });
         for (index, source) in self.extra.iter().enumerate() {
-            if let Some(token) = source.extract(headers, uri)? {
+            if let Some(token) = source.extract_with_extensions(headers, uri, extensions)? {
                 if found.is_some() {
                     return Err(AuthError::new(
                         AuthErrorKind::InvalidRequest,
@@ -540,6 +683,30 @@ mod tests {
         assert_eq!(dpop("DPoP", true), Err(AuthErrorKind::InvalidRequest));
         assert_eq!(dpop("DPoP a b", true), Err(AuthErrorKind::InvalidRequest));
         assert!(parse_credentials("DPoP a b", true).is_err_and(|e| e.is_dpop()));
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn form_bodies() {
+        let of = |body: &str| match BodyToken::of_form(body.as_bytes()) {
+            BodyToken::Found(token) => Ok(Some(token)),
+            BodyToken::None => Ok(None),
+            BodyToken::Invalid(reason) => Err(reason),
+        };
+        assert_eq!(
+            of("a=1&access_token=abc.def&b=2"),
+            Ok(Some("abc.def".into()))
+        );
+        assert_eq!(of("access%5Ftoken=x%2Ey"), Ok(Some("x.y".into())));
+        assert_eq!(of("a=1"), Ok(None));
+        assert_eq!(of(""), Ok(None));
+        assert!(of("access_token=a&access_token=b").is_err());
+        assert!(of("access_token=").is_err());
+        assert!(of("access_token=a+b").is_err());
+        assert!(matches!(
+            BodyToken::of_form(b"access_token=\xff"),
+            BodyToken::Invalid(_)
+        ));
     }
 
     #[test]

@@ -969,3 +969,114 @@ async fn grpc_calls_are_refused_with_grpc_status() {
     .await;
     assert_eq!(plain.status, StatusCode::UNAUTHORIZED);
 }
+
+/// RFC 6750 §2.2: `FormBodyToken` with its layer in front takes `access_token` from a form
+/// body and hands the body on intact; bodies of GET, other content types and oversized ones are
+/// not read; a token in the body and the header is refused; without the layer it says so.
+#[tokio::test]
+async fn form_body_tokens_with_their_layer() {
+    use tower_oauth2::token_source::FormBodyToken;
+    let source = FormBodyToken::new().max_bytes(2048);
+    let auth = builder().token_source(source.clone()).build().unwrap();
+    let echo = || {
+        axum::Router::new().route(
+            "/form",
+            axum::routing::post(|token: VerifiedToken, body: String| async move {
+                json!({"sub": token.subject(), "body": body}).to_string()
+            })
+            .get(|token: VerifiedToken| async move { token.subject().unwrap_or("").to_owned() }),
+        )
+    };
+    let app = echo().layer(auth.layer()).layer(source.layer());
+    let token = token("events:read");
+    let form = |method: &str, body: String, content_type: &str| {
+        Request::builder()
+            .method(method)
+            .uri("/form")
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let body = format!("x=1&access_token={token}&y=2");
+    let reply = send(
+        &app,
+        form("POST", body.clone(), "application/x-www-form-urlencoded"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["sub"], "user-42");
+    assert_eq!(reply.body["body"], body, "the body is handed on intact");
+    let charset = "application/x-www-form-urlencoded; charset=utf-8";
+    assert_eq!(
+        send(&app, form("PUT", body.clone(), charset)).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        send(&app, form("POST", body.clone(), charset)).await.status,
+        StatusCode::OK
+    );
+
+    // Not read: GET, another content type, more than max_bytes.
+    let get = send(
+        &app,
+        form("GET", body.clone(), "application/x-www-form-urlencoded"),
+    )
+    .await;
+    assert_eq!((get.status, get.error()), (StatusCode::UNAUTHORIZED, None));
+    let json = send(&app, form("POST", body.clone(), "application/json")).await;
+    assert_eq!(
+        (json.status, json.error()),
+        (StatusCode::UNAUTHORIZED, None)
+    );
+    let big = format!("{body}&pad={}", "p".repeat(2048));
+    let big = send(&app, form("POST", big, "application/x-www-form-urlencoded")).await;
+    assert_eq!((big.status, big.error()), (StatusCode::UNAUTHORIZED, None));
+
+    // A malformed parameter, and a token in two places.
+    let bad = send(
+        &app,
+        form(
+            "POST",
+            "access_token=a+b".into(),
+            "application/x-www-form-urlencoded",
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.description().contains("access_token is not a token"));
+    let mut twice = form("POST", body.clone(), "application/x-www-form-urlencoded");
+    twice
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let twice = send(&app, twice).await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST);
+    assert!(twice.description().contains("more than one token"));
+
+    // Without its layer: a 500 that says so.
+    let missing = echo().layer(auth.layer());
+    let reply = send(
+        &missing,
+        form("POST", body, "application/x-www-form-urlencoded"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply
+            .description()
+            .contains("FormBodyToken found nothing its layer read")
+    );
+
+    // The protected-resource metadata names the method.
+    let described = builder()
+        .token_source(FormBodyToken::new())
+        .protected_resource(tower_oauth2::ProtectedResource::new("https://api.test/"))
+        .build()
+        .unwrap();
+    let (_, document) = described.resource_metadata().unwrap();
+    let document: Value = serde_json::from_str(document).unwrap();
+    assert_eq!(
+        document["bearer_methods_supported"],
+        json!(["header", "body"])
+    );
+}

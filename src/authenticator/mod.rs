@@ -10,7 +10,7 @@ pub(crate) mod resource;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Uri};
+use http::{Extensions, HeaderMap, Method, Uri};
 
 use crate::dpop::{ProofChecker, Scheme};
 use crate::error::AuthError;
@@ -152,7 +152,7 @@ impl Authenticator {
         uri: &Uri,
     ) -> Result<Option<VerifiedToken>, AuthError> {
         Ok(self
-            .authenticate_request(method, headers, uri)?
+            .authenticate_request(method, headers, uri, &Extensions::new())?
             .map(|admitted| admitted.token))
     }
 
@@ -163,9 +163,14 @@ impl Authenticator {
         method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
+        extensions: &Extensions,
     ) -> Result<Option<Admitted>, AuthError> {
         let dpop = self.shared.dpop.as_ref();
-        let Some(found) = self.shared.sources.extract(headers, uri, dpop.is_some())? else {
+        let found = self
+            .shared
+            .sources
+            .extract(headers, uri, extensions, dpop.is_some())?;
+        let Some(found) = found else {
             return Ok(None);
         };
         let (raw, in_url, carrier) = (found.token, found.in_url, found.carrier);

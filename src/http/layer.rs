@@ -165,9 +165,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let outcome =
-            self.auth
-                .authenticate_request(request.method(), request.headers(), request.uri());
+        let outcome = self.auth.authenticate_request(
+            request.method(),
+            request.headers(),
+            request.uri(),
+            request.extensions(),
+        );
         if let Err(error) = &outcome
             && self.auth.may_refetch_keys(error)
         {
@@ -182,8 +185,12 @@ where
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(async move {
                 auth.refetch_keys(&error).await;
-                let outcome =
-                    auth.authenticate_request(request.method(), request.headers(), request.uri());
+                let outcome = auth.authenticate_request(
+                    request.method(),
+                    request.headers(),
+                    request.uri(),
+                    request.extensions(),
+                );
                 match admit(&auth, &rejection, (optional, hide), &mut request, outcome) {
                     Admission::In(post) => {
                         let mut result = inner.call(request).await;

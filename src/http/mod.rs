@@ -3,6 +3,8 @@
 //! events ([`audit`]) and the protected-resource metadata router ([`resource_metadata`]).
 
 pub(crate) mod audit;
+#[cfg(feature = "axum")]
+pub(crate) mod form_body;
 pub(crate) mod layer;
 pub(crate) mod rejection;
 pub(crate) mod require_scope;

@@ -47,7 +47,7 @@ impl Replay {
 
     /// Records `digest` seen at `now`; `true` if it was not seen before (of concurrent calls
     /// with one digest, exactly one gets `true`). When a shard is full its older generation is
-    /// dropped early: size the capacity above the proofs of one period.
+    /// dropped early: size the capacity above the proofs of two periods.
     pub(crate) fn first_use(&self, digest: &[u8; 32], now: u64) -> bool {
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
@@ -72,9 +72,29 @@ impl Replay {
             return false;
         }
         if sets.current.len() + sets.previous.len() >= self.per_shard {
-            sets.previous = HashSet::new();
+            // Full: the older generation goes early; when the current one alone is full, it
+            // becomes the older one. A shard never holds more than `per_shard` + 1.
+            sets.previous = if sets.previous.is_empty() {
+                std::mem::take(&mut sets.current)
+            } else {
+                HashSet::new()
+            };
         }
         sets.current.insert(key)
+    }
+}
+
+#[cfg(test)]
+impl Replay {
+    /// Digests held, all shards.
+    fn held(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let sets = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                sets.current.len() + sets.previous.len()
+            })
+            .sum()
     }
 }
 
@@ -82,6 +102,17 @@ impl Replay {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_flood_within_one_period_stays_bounded() {
+        let replay = Replay::new(100, 16 * 50);
+        for n in 0..20_000 {
+            assert!(replay.first_use(&digest(n), 1_000));
+        }
+        assert!(replay.held() <= 16 * 51, "{} held", replay.held());
+        // The most recent ones are still known.
+        assert!(!replay.first_use(&digest(19_999), 1_000));
+    }
 
     fn digest(n: u32) -> [u8; 32] {
         use sha2::{Digest, Sha256};

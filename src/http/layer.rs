@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authenticator::{Admitted, Authenticator, Rejection};
-use crate::dpop::DPOP_NONCE;
+use crate::dpop::{DPOP_NONCE, Scheme};
 use crate::error::AuthError;
 use crate::http::audit;
 use crate::http::rejection::{DefaultRejection, grpc_answer, is_grpc};
@@ -24,6 +24,8 @@ use crate::http::rejection::{DefaultRejection, grpc_answer, is_grpc};
 #[derive(Clone)]
 pub(crate) struct LayerContext {
     pub(crate) rejection: Arc<dyn Rejection>,
+    /// The token came with the DPoP scheme: later refusals go in the `DPoP` challenge.
+    pub(crate) dpop: bool,
 }
 
 impl LayerContext {
@@ -34,6 +36,14 @@ impl LayerContext {
         error: &AuthError,
         grpc: bool,
     ) -> Response<Bytes> {
+        let dpop_error;
+        let error = match context {
+            Some(context) if context.dpop && !error.is_dpop() => {
+                dpop_error = error.clone().via_dpop();
+                &dpop_error
+            }
+            _ => error,
+        };
         let mut response = match context {
             Some(context) => context.rejection.respond(error),
             None => DefaultRejection::default().respond(error),
@@ -258,7 +268,7 @@ fn admit<B>(
     request: &mut Request<B>,
     outcome: Result<Option<Admitted>, AuthError>,
 ) -> Admission {
-    let (token, post) = match outcome {
+    let (token, post, dpop) = match outcome {
         Ok(Some(admitted)) => {
             if hide {
                 // `Request` lends one `&mut` at a time: the URI is taken out and put back.
@@ -266,22 +276,18 @@ fn admit<B>(
                 auth.remove_credentials(admitted.carrier, request.headers_mut(), &mut uri);
                 *request.uri_mut() = uri;
             }
-            (
-                Some(admitted.token),
-                Post {
-                    private: admitted.in_url,
-                    dpop_nonce: admitted
-                        .dpop_nonce
-                        .and_then(|n| HeaderValue::try_from(n).ok()),
-                },
-            )
+            let post = Post {
+                private: admitted.in_url,
+                dpop_nonce: admitted
+                    .dpop_nonce
+                    .and_then(|n| HeaderValue::try_from(n).ok()),
+            };
+            let dpop = admitted.carrier.scheme == Scheme::Dpop;
+            (Some(admitted.token), post, dpop)
         }
-        Ok(None) if optional => (None, Post::default()),
-        Ok(None) => {
-            let grpc = is_grpc(request.headers());
-            return Admission::Out(reject(auth, rejection, &AuthError::missing_token(), grpc));
-        }
-        Err(error) => {
+        Ok(None) if optional => (None, Post::default(), false),
+        refused => {
+            let error = refused.err().unwrap_or_else(AuthError::missing_token);
             let grpc = is_grpc(request.headers());
             return Admission::Out(reject(auth, rejection, &error, grpc));
         }
@@ -293,6 +299,7 @@ fn admit<B>(
     let extensions = request.extensions_mut();
     extensions.insert(LayerContext {
         rejection: Arc::clone(rejection),
+        dpop,
     });
     if let Some(token) = token {
         extensions.insert(token);

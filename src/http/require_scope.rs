@@ -99,12 +99,10 @@ impl RequireScope {
             Mode::All => format!("requires scope {}", self.inner.joined),
             Mode::Any => format!("requires one of the scopes {}", self.inner.joined),
         };
-        let error = AuthError::insufficient_scope(self.inner.joined.clone(), description);
-        // A DPoP-bound token got through the layer with a proof: answer in the DPoP challenge.
-        Err(match token.dpop_thumbprint() {
-            Some(_) => error.via_dpop(),
-            None => error,
-        })
+        Err(AuthError::insufficient_scope(
+            self.inner.joined.clone(),
+            description,
+        ))
     }
 }
 

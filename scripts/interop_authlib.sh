@@ -27,40 +27,9 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$script_dir/.." && pwd)"
 cd "$root"
 
-venv="$root/target/interop-authlib-venv"
-venv_python="$venv/bin/python"
-
-packages_ok() {
-    "$venv_python" - "${PINS[@]}" <<'EOF' >/dev/null 2>&1
-import sys
-from importlib.metadata import version
-from authlib.integrations.requests_client import OAuth2Session  # noqa: F401
-from requests_oauthlib import OAuth2Session as _  # noqa: F401
-wanted = dict(pin.split("==") for pin in sys.argv[1:])
-sys.exit(0 if all(version(name) == v for name, v in wanted.items()) else 1)
-EOF
-}
-
-if packages_ok; then
-    echo "interop: reusing $venv (${PINS[*]})" >&2
-else
-    if ! "$venv_python" -c 'import sys' >/dev/null 2>&1; then
-        python="${PYTHON:-}"
-        if [[ -z "$python" ]]; then
-            if command -v python3.11 >/dev/null 2>&1; then python=python3.11; else python=python3; fi
-        fi
-        echo "interop: creating venv $venv with $python" >&2
-        rm -rf "$venv"
-        mkdir -p "$root/target"
-        "$python" -m venv "$venv"
-    fi
-    echo "interop: installing ${PINS[*]}" >&2
-    "$venv_python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"
-    if ! packages_ok; then
-        echo "interop: the venv at $venv still cannot import the pinned packages" >&2
-        exit 1
-    fi
-fi
+venv_name=interop-authlib-venv
+# shellcheck source=scripts/python_venv.sh
+source "$script_dir/python_venv.sh"
 
 example=demo
 example_features=sqlite,console

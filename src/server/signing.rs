@@ -9,7 +9,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::EncodingKey;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
 use crate::jose::compact::{Compact, b64url};
@@ -262,7 +261,7 @@ impl SigningKey {
                 if curve != jsonwebtoken::jwk::EllipticCurve::P256 {
                     return Err(bad("only P-256 is supported for ES256"));
                 }
-                // Members in RFC 7638 order (crv, kty, x, y) so the thumbprint is canonical.
+                // The required members only: the key id is their RFC 7638 thumbprint.
                 public.insert("crv".into(), "P-256".into());
                 public.insert("kty".into(), "EC".into());
                 public.insert("x".into(), b64(&x));
@@ -287,8 +286,7 @@ impl SigningKey {
             }
             other => return Err(unsupported(other)),
         }
-        let canonical = serde_json::to_vec(&public).map_err(|_| bad("unencodable"))?;
-        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical));
+        let kid = crate::keys::thumbprint(&public).map_err(|e| bad(&e))?;
         let key = Self {
             alg,
             kid,
@@ -465,22 +463,6 @@ mod tests {
         }
         assert!(SigningKey::generate(Algorithm::HS256).is_err());
         assert!(SigningKey::generate(Algorithm::PS256).is_err());
-    }
-
-    #[test]
-    fn thumbprint_matches_rfc7638_example() {
-        // RFC 7638 §3.1's example key has the thumbprint below; we compute it from the same
-        // canonical members.
-        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        let mut public = Map::new();
-        public.insert("e".into(), "AQAB".into());
-        public.insert("kty".into(), "RSA".into());
-        public.insert("n".into(), n.into());
-        let canonical = serde_json::to_vec(&public).expect("json");
-        assert_eq!(
-            URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
     }
 
     #[test]

@@ -19,6 +19,13 @@
 //! | `OAUTH2_JWKS_URL` | the issuer's JWKS URL, fetched, cached and refreshed |
 //! | `OAUTH2_DPOP_URL` | accept DPoP-bound tokens (RFC 9449) with proofs for this external URL of the service (default: bearer tokens only) |
 //! | `OAUTH2_DPOP_REQUIRED` | `1`: DPoP-bound tokens only (needs `OAUTH2_DPOP_URL`) |
+//! | `OAUTH2_INTROSPECTION_CLIENT_ID` | with the secret below: validate opaque tokens through the issuer's introspection endpoint (RFC 7662; needs `--features introspection`) |
+//! | `OAUTH2_INTROSPECTION_CLIENT_SECRET` | this API's client secret at the issuer, for introspection |
+//! | `OAUTH2_INTROSPECTION_URL` | the introspection endpoint (default: discovered from the issuer's metadata) |
+//!
+//! With introspection and neither `OAUTH2_JWKS_FILE` nor `OAUTH2_JWKS_URL`, every token is
+//! introspected; with a JWKS too, the issuer's JWTs are verified locally and other tokens
+//! introspected.
 //!
 //! With neither `OAUTH2_JWKS_FILE` nor `OAUTH2_JWKS_URL`, the JWKS URL is discovered from
 //! `OAUTH2_ISSUER` (`/.well-known/openid-configuration`). The keys are loaded at start; if that
@@ -67,6 +74,7 @@ async fn authenticator_from_env() -> Result<Authenticator, String> {
         // Neither: discover the JWKS URL from the issuer's metadata.
         (None, None) => builder,
     };
+    let builder = introspection_from_env(builder, &optional)?;
     let builder = match optional("OAUTH2_DPOP_URL") {
         Some(url) => builder.dpop(tower_oauth2::dpop::Dpop::new(url)),
         None => builder,
@@ -83,6 +91,46 @@ async fn authenticator_from_env() -> Result<Authenticator, String> {
         .await
         .map_err(|e| format!("cannot load the signing keys: {e}"))?;
     Ok(auth)
+}
+
+/// `OAUTH2_INTROSPECTION_*`: opaque tokens through the issuer's introspection endpoint.
+#[cfg(feature = "introspection")]
+fn introspection_from_env(
+    builder: tower_oauth2::AuthenticatorBuilder,
+    optional: &dyn Fn(&'static str) -> Option<String>,
+) -> Result<tower_oauth2::AuthenticatorBuilder, String> {
+    use tower_oauth2::introspection::Introspection;
+    let id = optional("OAUTH2_INTROSPECTION_CLIENT_ID");
+    let secret = optional("OAUTH2_INTROSPECTION_CLIENT_SECRET");
+    let config = match (id, secret) {
+        (None, None) => return Ok(builder),
+        (Some(id), Some(secret)) => Introspection::new(id, secret),
+        _ => {
+            return Err(
+                "set both OAUTH2_INTROSPECTION_CLIENT_ID and OAUTH2_INTROSPECTION_CLIENT_SECRET"
+                    .into(),
+            );
+        }
+    };
+    let config = match optional("OAUTH2_INTROSPECTION_URL") {
+        Some(url) => config.endpoint(url),
+        None => config,
+    };
+    Ok(builder.introspection(config))
+}
+
+/// Without the feature, the introspection variables are an error rather than ignored.
+#[cfg(not(feature = "introspection"))]
+fn introspection_from_env(
+    builder: tower_oauth2::AuthenticatorBuilder,
+    optional: &dyn Fn(&'static str) -> Option<String>,
+) -> Result<tower_oauth2::AuthenticatorBuilder, String> {
+    match optional("OAUTH2_INTROSPECTION_CLIENT_ID") {
+        Some(_) => Err("OAUTH2_INTROSPECTION_* needs the example built with \
+                        --features introspection"
+            .into()),
+        None => Ok(builder),
+    }
 }
 
 /// `--demo-tokens N FILE`: how many load-test tokens to mint, and where to write them.

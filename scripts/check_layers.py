@@ -27,6 +27,7 @@ LEVELS = {
     "token": 4,
     "validate": 5,
     "dpop": 5,
+    "introspection": 5,
     "authenticator": 6,
     "token_source": 6,
     "dangerous": 6,

@@ -223,12 +223,14 @@ def service_env(issuer: str, port: int) -> dict:
 
 
 class Service:
-    def __init__(self, name: str, binary: str, issuer: str, tmp: Path):
+    def __init__(self, name: str, binary: str, issuer: str, tmp: Path, extra: dict | None = None):
         self.name = name
         self.log = tmp / f"service-{name}.log"
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
-        self.proc = spawn([binary], self.log, env=service_env(issuer, port))
+        env = service_env(issuer, port)
+        env.update(extra or {})
+        self.proc = spawn([binary], self.log, env=env)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         last = None
         while time.monotonic() < deadline:
@@ -239,8 +241,9 @@ class Service:
                 raise SetupError
             last = api(self.base, "GET", "/public")
             if last.status == 200:
-                check(f"protected_service {name} starts with only OAUTH2_ISSUER={issuer}, "
-                      f"OAUTH2_AUDIENCE, BIND and answers /public", True)
+                also = ", ".join(sorted(extra)) if extra else "only"
+                check(f"protected_service {name} starts with OAUTH2_ISSUER={issuer}, "
+                      f"OAUTH2_AUDIENCE, BIND ({also}) and answers /public", True)
                 return
             time.sleep(0.1)
         check(f"protected_service {name} answers /public within {STARTUP_TIMEOUT:.0f} s", False,
@@ -372,6 +375,69 @@ def run_checks(binary: str, node: str, server: Path, tmp: Path) -> None:
               and body.get("client_id") == CLIENT_ID, reply.evidence())
         expect_invalid_token(f"{alg}: provider A's token at the service for B -> 401 invalid_token",
                              svc_b.get("/me", tokens[alg]["read"]))
+
+    run_introspection_checks(binary, a, doc, tokens, tmp)
+
+
+def run_introspection_checks(binary: str, a: IdP, doc: dict, tokens: dict, tmp: Path) -> None:
+    """Opaque tokens of provider A through its introspection endpoint (RFC 7662)."""
+    client = a.meta["introspection_client"]
+    credentials = {"OAUTH2_INTROSPECTION_CLIENT_ID": client["id"],
+                   "OAUTH2_INTROSPECTION_CLIENT_SECRET": client["secret"]}
+    opaque = {
+        "read": a.token("events:read", "opaque"),
+        "write": a.token("events:read events:write", "opaque"),
+        # Never shown to a service until the provider is gone.
+        "spare": a.token("events:read", "opaque"),
+    }
+    check("provider A issues opaque access tokens for urn:events-api:opaque (not JWTs)",
+          all(t.count(".") != 2 for t in opaque.values()), str(opaque))
+    check("provider A's discovery document names an introspection_endpoint",
+          isinstance(doc.get("introspection_endpoint"), str), json.dumps(doc)[:400])
+
+    # Keys of none: every token is introspected; the endpoint comes from discovery.
+    svc = Service("for A, introspection only", binary, a.issuer, tmp, credentials)
+    reply = svc.get("/me", opaque["read"])
+    body = reply.json()
+    check("introspection: an opaque token at GET /me -> 200, client_id, scopes [events:read]",
+          reply.status == 200 and isinstance(body, dict) and body.get("client_id") == CLIENT_ID
+          and body.get("scopes") == ["events:read"], reply.evidence())
+    reply = svc.post("/events", opaque["read"], {"title": "opaque"})
+    check("introspection: POST /events with an opaque events:read token -> 403 insufficient_scope",
+          reply.status == 403 and 'error="insufficient_scope"' in reply.www_authenticate,
+          reply.evidence())
+    reply = svc.post("/events", opaque["write"], {"title": "opaque"})
+    check("introspection: POST /events with an opaque events:write token -> 201",
+          reply.status == 201, reply.evidence())
+    expect_invalid_token("introspection: an opaque token the provider never issued -> 401 "
+                         "invalid_token", svc.get("/me", opaque["read"][:-2] + "zz"))
+    # oidc-provider will not introspect its JWTs (400 unsupported_token_type, "Structured JWT
+    # Tokens cannot be introspected"): a service without keys refuses them, not a 503.
+    expect_invalid_token("introspection: provider A's JWT at the service without keys -> 401 "
+                         "(oidc-provider refuses to introspect JWTs)",
+                         svc.get("/me", tokens["ES256"]["read"]))
+
+    # Keys and introspection: JWTs verified locally, the rest introspected; endpoint configured.
+    both = dict(credentials, OAUTH2_JWKS_URL=doc["jwks_uri"],
+                OAUTH2_INTROSPECTION_URL=doc["introspection_endpoint"])
+    svc_both = Service("for A, JWKS and introspection", binary, a.issuer, tmp, both)
+    for name, token in (("an opaque token", opaque["read"]), ("a JWT", tokens["RS256"]["read"])):
+        reply = svc_both.get("/me", token)
+        check(f"JWKS and introspection: {name} at GET /me -> 200", reply.status == 200,
+              reply.evidence())
+
+    # The provider goes away: a token whose answer is cached keeps working; an uncached one is
+    # a 503 with Retry-After (the token may be fine), not a 401.
+    stop(a.proc)
+    reply = svc.get("/me", opaque["read"])
+    check("provider down: the cached opaque token -> 200", reply.status == 200, reply.evidence())
+    reply = svc.get("/me", opaque["spare"])
+    body = reply.json()
+    check("provider down: an uncached opaque token -> 503 with Retry-After, "
+          "temporarily_unavailable, no challenge",
+          reply.status == 503 and reply.headers.get("Retry-After", "").isdigit()
+          and isinstance(body, dict) and body.get("error") == "temporarily_unavailable"
+          and not reply.www_authenticate, reply.evidence())
 
 
 

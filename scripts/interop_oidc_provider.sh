@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Interop check: the protected_service example against a real identity provider, oidc-provider 9
-# (npm), with JWKS discovery from the issuer. Issue 3.
+# (npm), with JWKS discovery from the issuer (issue 3), and its opaque access tokens through
+# its introspection endpoint (RFC 7662, issue 16).
 #
 # Installs the pinned oidc-provider into scripts/oidc-provider/node_modules with `npm ci` (reused
 # when it is already there at the pinned version from the same lockfile), builds
-# `cargo build --example protected_service`, then runs scripts/interop_oidc_provider.py, which
+# `cargo build --example protected_service --features introspection`, then runs scripts/interop_oidc_provider.py, which
 # starts the providers and the service on loopback and whose exit code is this script's result.
 # Works from any directory. Needs node (>= 20.19) and npm; python3 (standard library only).
 #
@@ -56,6 +57,7 @@ else
     echo "$lock_sum" >"$stamp"
 fi
 
+example_features=introspection
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

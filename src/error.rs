@@ -93,6 +93,13 @@ pub enum AuthErrorKind {
     /// The token's issuer requires DPoP and the token came as a bearer token (401
     /// `invalid_token`).
     DpopRequired,
+    /// The issuer's introspection endpoint (RFC 7662) says the token is not active: unknown,
+    /// expired or revoked (401 `invalid_token`).
+    Inactive,
+    /// The token must be introspected (RFC 7662) and the introspection endpoint could not
+    /// answer: down, slow, or answering garbage. 503 with `Retry-After`, not 401: the token may
+    /// be fine.
+    IntrospectionUnavailable,
     /// The authentication layer is not installed in front of this route (500).
     LayerMissing,
 }
@@ -118,6 +125,11 @@ struct Inner {
     /// The request used the DPoP scheme (or the error is about DPoP): its challenge is the
     /// `DPoP` one.
     dpop: bool,
+    /// For `IntrospectionUnavailable`: when to try again, in seconds.
+    retry_after: Option<u32>,
+    /// The token is not the local verifier's: its introspection result is not known yet (the
+    /// synchronous path stops here; the layer introspects and decides again).
+    introspect: bool,
 }
 
 impl AuthError {
@@ -130,6 +142,8 @@ impl AuthError {
                 claimed_kid: None,
                 claimed_iss: None,
                 dpop: false,
+                retry_after: None,
+                introspect: false,
             }),
         }
     }
@@ -168,8 +182,44 @@ impl AuthError {
                 claimed_kid: None,
                 claimed_iss: None,
                 dpop: false,
+                retry_after: None,
+                introspect: false,
             }),
         }
+    }
+
+    /// `IntrospectionUnavailable`: the introspection endpoint could not answer; try again in
+    /// `retry_after` seconds.
+    #[cfg(feature = "introspection")]
+    pub(crate) fn introspection_unavailable(
+        description: impl Into<Cow<'static, str>>,
+        retry_after: u32,
+    ) -> Self {
+        let mut error = Self::new(AuthErrorKind::IntrospectionUnavailable, description);
+        Arc::make_mut(&mut error.inner).retry_after = Some(retry_after);
+        error
+    }
+
+    /// The token needs introspection, which only an asynchronous caller can do.
+    #[cfg(feature = "introspection")]
+    pub(crate) fn introspection_pending() -> Self {
+        let mut error = Self::introspection_unavailable(
+            "this token must be introspected: use the layer or Authenticator::verify_async",
+            0,
+        );
+        Arc::make_mut(&mut error.inner).introspect = true;
+        error
+    }
+
+    /// Whether the token awaits introspection (see [`introspection_pending`](Self::introspection_pending)).
+    pub(crate) fn needs_introspection(&self) -> bool {
+        self.inner.introspect
+    }
+
+    /// For [`AuthErrorKind::IntrospectionUnavailable`]: how many seconds to wait before trying
+    /// again (the `Retry-After` of the 503).
+    pub fn retry_after(&self) -> Option<u32> {
+        self.inner.retry_after
     }
 
     /// Records what the rejected token claimed as its `kid` and `iss`.

@@ -66,6 +66,7 @@
 //! | [`token_source`] | where the token comes from: the `Authorization` header, a cookie, a query parameter |
 //! | [`error`] | [`AuthError`], [`AuthErrorKind`], [`ConfigError`] |
 //! | [`dpop`] | DPoP (RFC 9449): [`Dpop`](dpop::Dpop) proof checking and the per-issuer [`DpopMode`](dpop::DpopMode) |
+//! | `introspection` | opaque tokens through the issuer's introspection endpoint (RFC 7662): `Introspection` (feature `introspection`) |
 //! | [`dangerous`] | the options that weaken validation |
 //! | [`server`] | the authorization server (feature `server`) |
 //!
@@ -77,6 +78,7 @@
 //! | `rust-crypto` | crypto backend: the RustCrypto crates (pure Rust) | no |
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
+//! | `introspection` | opaque tokens validated through the issuer's introspection endpoint (RFC 7662), cached; implies `remote` | no |
 //! | `server` | the authorization server ([`server`]): token, authorization, revocation, introspection, metadata, JWKS and admin endpoints | no |
 //! | `sqlite` | `server::store::SqliteStore`: the server's store in an SQLite file (sqlx, SQLite bundled); implies `server` | no |
 //! | `postgres` | `server::store::PostgresStore`: the server's store in PostgreSQL (sqlx, rustls), shared by any number of instances; implies `server` | no |
@@ -119,8 +121,8 @@
 //   2 jose               algorithms, compact form, header, strict JSON, registered claims
 //   3 keys               Key, KeySet, key sources (static, shared, remote JWKS), crypto backend
 //   4 token              VerifiedToken, Scopes: data, no checks
-//   5 validate, dpop     the pipeline and policy, the token cache, the revocation hook;
-//                        DPoP proofs (RFC 9449)
+//   5 validate, dpop,    the pipeline and policy, the token cache, the revocation hook;
+//     introspection      DPoP proofs (RFC 9449); opaque tokens through RFC 7662
 //   6 authenticator,     Authenticator and its builder, issuers, rejection hook;
 //     token_source,      where the token comes from;
 //     dangerous          the options that weaken validation
@@ -139,6 +141,9 @@ pub mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod http;
+#[cfg(feature = "introspection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+pub mod introspection;
 mod jose;
 pub mod keys;
 #[cfg(feature = "server")]

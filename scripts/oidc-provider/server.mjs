@@ -1,14 +1,18 @@
 // A throwaway oidc-provider 9 for scripts/interop_oidc_provider.sh: one client_credentials
-// client, JWT access tokens for the `events-api` audience signed with ES256 or RS256.
+// client, JWT access tokens for the `events-api` audience signed with ES256 or RS256, opaque
+// ones for the same audience, and introspection (RFC 7662) for the resource server's client
+// `events-api-rs` (its secret: the client secret followed by `-rs`).
 //
 //   node server.mjs --client-id ID --client-secret SECRET [--port 0]
 //
 // Listens on 127.0.0.1 (port 0: any free one) with the issuer `http://127.0.0.1:PORT`, then
 // prints one line `READY {"issuer", "token_endpoint", "resources": {alg: resource},
 // "kids": {alg: kid}}` on stdout. Signing keys are generated at every start, so two instances never share
-// one. Resources (RFC 8707), one per signing algorithm, both with audience `events-api`:
+// one. Resources (RFC 8707), one per signing algorithm and one for opaque tokens, all with
+// audience `events-api`:
 //   urn:events-api:es256  (the default resource when a request names none)
 //   urn:events-api:rs256
+//   urn:events-api:opaque
 // Stops on SIGTERM / SIGINT.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -31,7 +35,11 @@ if (!args['client-id'] || !args['client-secret']) {
 
 const AUDIENCE = 'events-api';
 const SCOPE = 'events:read events:write profile';
-const RESOURCES = { ES256: 'urn:events-api:es256', RS256: 'urn:events-api:rs256' };
+const RESOURCES = {
+  ES256: 'urn:events-api:es256',
+  RS256: 'urn:events-api:rs256',
+  opaque: 'urn:events-api:opaque',
+};
 const BY_RESOURCE = Object.fromEntries(Object.entries(RESOURCES).map(([alg, r]) => [r, alg]));
 
 // Fresh keys at every start, exported as private JWKs with kid and alg.
@@ -61,6 +69,14 @@ const provider = new Provider(issuer, {
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
     scope: SCOPE,
+  }, {
+    // The resource server: it only introspects.
+    client_id: 'events-api-rs',
+    client_secret: `${args['client-secret']}-rs`,
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
   }],
   scopes: ['openid', 'offline_access', ...SCOPE.split(' ')],
   jwks: { keys },
@@ -68,6 +84,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    introspection: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // A token request without `resource` gets the ES256 resource server.
@@ -75,6 +92,9 @@ const provider = new Provider(issuer, {
       getResourceServerInfo: async (_ctx, resourceIndicator) => {
         const alg = BY_RESOURCE[resourceIndicator];
         if (!alg) throw new Provider.errors.InvalidTarget();
+        if (alg === 'opaque') {
+          return { scope: SCOPE, audience: AUDIENCE, accessTokenFormat: 'opaque' };
+        }
         return {
           scope: SCOPE,
           audience: AUDIENCE,
@@ -95,6 +115,7 @@ const metadata = {
   token_endpoint: `${issuer}/token`,
   resources: RESOURCES,
   kids: Object.fromEntries(keys.map((k) => [k.alg, k.kid])),
+  introspection_client: { id: 'events-api-rs', secret: `${args['client-secret']}-rs` },
 };
 // oidc-provider prints its own notices on stdout too: the checker looks for this prefix.
 process.stdout.write(`READY ${JSON.stringify(metadata)}\n`);

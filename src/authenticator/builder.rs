@@ -310,6 +310,16 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Validates the issuer's opaque tokens through its introspection endpoint (RFC 7662,
+    /// feature `introspection`): see [`Issuer::introspection`](crate::Issuer::introspection) and
+    /// [`Introspection`](crate::introspection::Introspection).
+    #[cfg(feature = "introspection")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+    pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
+        self.primary = self.primary.introspection(introspection);
+        self
+    }
+
     /// Checks the configuration and builds the authenticator.
     pub fn build(mut self) -> Result<Authenticator, ConfigError> {
         if self.leeway > Duration::from_secs(600) {
@@ -366,11 +376,30 @@ impl AuthenticatorBuilder {
             #[cfg(feature = "remote")]
             remote: self.remote,
         };
-        let mut issuers = vec![self.primary.build(&globals)?];
+        let mut built = vec![self.primary.build(&globals)?];
         globals.any_issuer = false;
         globals.any_audience = false;
         for issuer in self.extra {
-            let trusted = issuer.build(&globals)?;
+            built.push(issuer.build(&globals)?);
+        }
+        #[cfg(feature = "introspection")]
+        let mut introspector = None;
+        let mut issuers: Vec<Trusted> = Vec::with_capacity(built.len());
+        for (index, built) in built.into_iter().enumerate() {
+            let trusted = built.trusted;
+            #[cfg(not(feature = "introspection"))]
+            let _ = index;
+            #[cfg(feature = "introspection")]
+            if let Some(introspection) = built.introspection {
+                if introspector.is_some() {
+                    return Err(ConfigError::new(
+                        "introspection is configured for two issuers: an opaque token names no \
+                         issuer, so only one may introspect",
+                    ));
+                }
+                let name = trusted.policy.issuer.as_deref().unwrap_or_default();
+                introspector = Some(introspection.build(name, index, globals.client()?)?);
+            }
             if issuers
                 .iter()
                 .any(|t| t.policy.issuer == trusted.policy.issuer)
@@ -411,6 +440,8 @@ impl AuthenticatorBuilder {
                 resource,
                 realm: self.realm.into(),
                 dpop,
+                #[cfg(feature = "introspection")]
+                introspection: introspector,
             }),
         })
     }

@@ -59,6 +59,9 @@ pub struct Issuer {
     pub(crate) shared_keys: Option<SharedKeys>,
     /// How this issuer's tokens may be presented; `None`: the default for the configuration.
     pub(crate) dpop: Option<DpopMode>,
+    /// Tokens that are not its JWTs go to its introspection endpoint.
+    #[cfg(feature = "introspection")]
+    pub(crate) introspection: Option<crate::introspection::Introspection>,
 }
 
 impl Issuer {
@@ -121,6 +124,19 @@ impl Issuer {
         self
     }
 
+    /// Validates this issuer's opaque tokens through its introspection endpoint (RFC 7662,
+    /// feature `introspection`; see [`Introspection`](crate::introspection::Introspection)).
+    /// With keys (static, a file or a JWKS URL) too, a JWS naming this issuer is still verified
+    /// locally; without any, no JWKS is discovered and every token of this issuer is
+    /// introspected. At most one issuer of an authenticator introspects: an opaque token names
+    /// no issuer, and it must not be sent to another's endpoint.
+    #[cfg(feature = "introspection")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+    pub fn introspection(mut self, introspection: crate::introspection::Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
     /// Requires the header's `typ` (e.g. `"at+jwt"`) on this issuer's tokens.
     pub fn require_type(mut self, typ: impl Into<String>) -> Self {
         self.typ = Some(typ.into());
@@ -160,8 +176,9 @@ impl Issuer {
         self
     }
 
-    /// Checks this issuer's settings and builds its policy and key source.
-    pub(crate) fn build(self, globals: &Globals) -> Result<Trusted, ConfigError> {
+    /// Checks this issuer's settings and builds its policy and key source, and hands back its
+    /// introspection settings, which the builder starts once the issuer's index is known.
+    pub(crate) fn build(self, globals: &Globals) -> Result<Built, ConfigError> {
         let name = self.issuer.clone().unwrap_or_else(|| "(any issuer)".into());
         let context = |e: &str| ConfigError::new(format!("issuer {name}: {e}"));
         let issuer = match (self.issuer, globals.any_issuer) {
@@ -207,6 +224,12 @@ impl Issuer {
         #[cfg(not(feature = "remote"))]
         let url_configured = false;
         let other_keys = !self.keys.is_empty() || !self.jwks_files.is_empty() || url_configured;
+        #[cfg(feature = "introspection")]
+        let introspection = self.introspection;
+        #[cfg(not(feature = "introspection"))]
+        let introspection: Option<()> = None;
+        // An introspecting issuer without keys of any kind verifies no JWT itself.
+        let jwt = other_keys || self.shared_keys.is_some() || introspection.is_none();
         if self.shared_keys.is_some() && other_keys {
             return Err(context(
                 "configure either shared keys or static keys, JWKS files and a JWKS URL",
@@ -237,6 +260,8 @@ impl Issuer {
                     ));
                 }
                 (Some(url), _) => globals.start_remote(Location::Url(url))?,
+                // Introspection only: no keys to fetch or discover.
+                (None, _) if !jwt => KeySource::Static(KeySet::default()),
                 // No keys at all: discover them from the issuer's metadata.
                 (None, Some(issuer)) if keys.is_empty() => {
                     globals.start_remote(Location::Discover {
@@ -254,6 +279,7 @@ impl Issuer {
         };
         if let KeySource::Static(keys) = &source
             && keys.is_empty()
+            && jwt
         {
             return Err(ConfigError::new(
                 "no verification key configured: add .key(..), .keys(..) or .jwks_file(..)",
@@ -284,13 +310,32 @@ impl Issuer {
             (None, true) => DpopMode::Allowed,
             (None, false) => DpopMode::BearerOnly,
         };
-        Ok(Trusted {
+        #[cfg(feature = "introspection")]
+        if introspection.is_some() && policy.issuer.is_none() {
+            return Err(ConfigError::new(
+                "introspection needs a configured issuer, not accept_any_issuer",
+            ));
+        }
+        let trusted = Trusted {
             policy,
             keys: source,
             revocation: self.revocation,
             dpop,
+            jwt,
+        };
+        Ok(Built {
+            trusted,
+            #[cfg(feature = "introspection")]
+            introspection,
         })
     }
+}
+
+/// What [`Issuer::build`] hands back.
+pub(crate) struct Built {
+    pub(crate) trusted: Trusted,
+    #[cfg(feature = "introspection")]
+    pub(crate) introspection: Option<crate::introspection::Introspection>,
 }
 
 impl fmt::Debug for Issuer {
@@ -345,17 +390,21 @@ impl Globals {
                 "jwks_cooldown must be more than zero: it is the rate limit on refetches",
             ));
         }
-        let client = match &self.http_client {
-            Some(client) => client.clone(),
+        Ok(KeySource::Remote(RemoteJwks::start(
+            location,
+            self.client()?,
+            config.clone(),
+        )?))
+    }
+
+    /// The configured HTTP client, or a new one that checks every redirect.
+    pub(crate) fn client(&self) -> Result<reqwest::Client, ConfigError> {
+        match &self.http_client {
+            Some(client) => Ok(client.clone()),
             None => reqwest::Client::builder()
                 .redirect(crate::keys::remote::redirect_policy())
                 .build()
-                .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}")))?,
-        };
-        Ok(KeySource::Remote(RemoteJwks::start(
-            location,
-            client,
-            config.clone(),
-        )?))
+                .map_err(|e| ConfigError::new(format!("cannot create the HTTP client: {e}"))),
+        }
     }
 }

@@ -61,7 +61,14 @@ pub(crate) struct Shared {
     pub(crate) resource: Option<resource::ResourceMetadata>,
     /// Checks DPoP proofs (RFC 9449), when some issuer accepts DPoP-bound tokens.
     pub(crate) dpop: Option<ProofChecker>,
+    /// Introspects the tokens that are not JWTs of an issuer with keys (RFC 7662).
+    #[cfg(feature = "introspection")]
+    pub(crate) introspection: Option<crate::introspection::Introspector>,
 }
+
+/// An introspection answer obtained for a request, by the SHA-256 of its token: what the
+/// synchronous path uses instead of the cache (which may have declined to keep it).
+pub(crate) type Resolved = ([u8; 32], Result<VerifiedToken, AuthError>);
 
 /// A request the authenticator let in.
 pub(crate) struct Admitted {
@@ -86,23 +93,121 @@ impl Authenticator {
     /// refetch when the token names an unknown `kid`: a rotated key reaches it with the next
     /// refresh (or after a request through the layer fetched it). For code outside tower (a
     /// WebSocket handshake, a message consumer) that has the token in hand.
+    ///
+    /// With [introspection](crate::introspection) configured, a token that must be introspected
+    /// and whose answer is not cached is refused with
+    /// [`AuthErrorKind::IntrospectionUnavailable`](crate::AuthErrorKind::IntrospectionUnavailable):
+    /// use [`verify_async`](Self::verify_async), which asks the endpoint.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let verified = self.verify_token(token)?;
         self.check_bearer(&verified)?;
         Ok(verified)
     }
 
+    /// [`verify`](Self::verify), asking the issuer's introspection endpoint (RFC 7662) when the
+    /// token must be introspected and its answer is not cached; also waits for a JWKS refetch
+    /// when the token names an unknown `kid`, as the layer does.
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub async fn verify_async(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let error = match self.verify(token) {
+            Err(error) => error,
+            verified => return verified,
+        };
+        #[cfg(feature = "introspection")]
+        if error.needs_introspection()
+            && let Some(resolved) = self.introspect(token).await
+        {
+            let digest = Some(resolved.0);
+            let verified = self.verify_digested(token, digest, Some(&resolved))?;
+            self.check_bearer(&verified)?;
+            return Ok(verified);
+        }
+        if self.may_refetch_keys(&error) {
+            self.refetch_keys(&error).await;
+            return self.verify(token);
+        }
+        Err(error)
+    }
+
     /// The token's own checks, through the token cache; how it was presented is the caller's
     /// (the authorization server's introspection and revocation, which see tokens, not
     /// requests).
     pub(crate) fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        let digest = self.shared.cache.as_ref().map(|_| Cache::key(token));
-        self.verify_digested(token, digest)
+        let digest = self.needs_digest().then(|| Cache::key(token));
+        self.verify_digested(token, digest, None)
     }
 
-    /// [`verify_token`](Self::verify_token) with the token's SHA-256 (the cache key) computed
-    /// already, when the caller needed it too.
+    /// Whether the token's SHA-256 is needed: the key of the token cache and of the
+    /// introspection cache.
+    fn needs_digest(&self) -> bool {
+        #[cfg(feature = "introspection")]
+        if self.shared.introspection.is_some() {
+            return true;
+        }
+        self.shared.cache.is_some()
+    }
+
+    /// [`verify_token`](Self::verify_token) with the token's SHA-256 computed already (when the
+    /// caller needed it too), and an introspection answer obtained for it.
     fn verify_digested(
+        &self,
+        token: &str,
+        digest: Option<[u8; 32]>,
+        resolved: Option<&Resolved>,
+    ) -> Result<VerifiedToken, AuthError> {
+        #[cfg(feature = "introspection")]
+        if let (Some(introspector), Some(digest)) = (&self.shared.introspection, digest) {
+            let answer = match resolved {
+                Some((key, answer)) if *key == digest => Some(answer.clone()),
+                _ => introspector.cached(&digest),
+            };
+            if let Some(answer) = answer {
+                let verified = answer?;
+                let trusted = &self.shared.issuers[introspector.issuer_index()];
+                validate::recheck(&verified, trusted, crate::time::now())?;
+                return Ok(verified);
+            }
+            return match self.verify_jwt(token, Some(digest)) {
+                Err(error) if introspector.takes(&error) => Err(AuthError::introspection_pending()),
+                verified => verified,
+            };
+        }
+        let _ = resolved;
+        self.verify_jwt(token, digest)
+    }
+
+    /// Asks the introspection endpoint about the token a request carries (or the cache, which
+    /// another request may have filled meanwhile). `None`: no introspection, or no token.
+    #[cfg(feature = "introspection")]
+    pub(crate) async fn introspect_request(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        extensions: &Extensions,
+    ) -> Option<Resolved> {
+        let dpop = self.shared.dpop.is_some();
+        let found = self
+            .shared
+            .sources
+            .extract(headers, uri, extensions, dpop)
+            .ok()??;
+        self.introspect(&found.token).await
+    }
+
+    /// The introspection answer for `token`. `None`: no introspection is configured.
+    #[cfg(feature = "introspection")]
+    async fn introspect(&self, token: &str) -> Option<Resolved> {
+        let introspector = self.shared.introspection.as_ref()?;
+        let digest = Cache::key(token);
+        let answer = introspector
+            .resolve(token, digest, &self.shared.issuers)
+            .await;
+        Some((digest, answer))
+    }
+
+    /// A JWT's checks, through the token cache.
+    fn verify_jwt(
         &self,
         token: &str,
         digest: Option<[u8; 32]>,
@@ -142,6 +247,17 @@ impl Authenticator {
             .map(|cache| (cache.len(), cache.weighted_size()))
     }
 
+    /// How many introspection answers (RFC 7662) the cache holds, for metrics; `None` without
+    /// introspection.
+    #[cfg(feature = "introspection")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+    pub fn introspection_cache_len(&self) -> Option<u64> {
+        self.shared
+            .introspection
+            .as_ref()
+            .map(crate::introspection::Introspector::cached_count)
+    }
+
     /// Takes the token from a request (per the configured token sources) and validates it,
     /// with its DPoP proof when it comes with the DPoP scheme: the method and URI are what the
     /// proof must name. `Ok(None)`: the request carries no token.
@@ -152,18 +268,20 @@ impl Authenticator {
         uri: &Uri,
     ) -> Result<Option<VerifiedToken>, AuthError> {
         Ok(self
-            .authenticate_request(method, headers, uri, &Extensions::new())?
+            .authenticate_request(method, headers, uri, &Extensions::new(), None)?
             .map(|admitted| admitted.token))
     }
 
     /// [`authenticate`](Self::authenticate), also telling whether the token came in the URL and
-    /// whether to send a fresh DPoP nonce.
+    /// whether to send a fresh DPoP nonce; `resolved`: an introspection answer obtained for the
+    /// request's token.
     pub(crate) fn authenticate_request(
         &self,
         method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
         extensions: &Extensions,
+        resolved: Option<&Resolved>,
     ) -> Result<Option<Admitted>, AuthError> {
         let dpop = self.shared.dpop.as_ref();
         let found = self
@@ -180,12 +298,13 @@ impl Authenticator {
                 // One SHA-256 of the token: the cache key and the proof's `ath`.
                 let digest = Cache::key(&raw);
                 let token = self
-                    .verify_digested(&raw, Some(digest))
+                    .verify_digested(&raw, Some(digest), resolved)
                     .map_err(AuthError::via_dpop)?;
                 (checker, digest, token)
             }
             _ => {
-                let token = self.verify_token(&raw)?;
+                let digest = self.needs_digest().then(|| Cache::key(&raw));
+                let token = self.verify_digested(&raw, digest, resolved)?;
                 self.check_bearer(&token)?;
                 return Ok(Some(Admitted {
                     token,

@@ -180,12 +180,15 @@ where
             request.headers(),
             request.uri(),
             request.extensions(),
+            None,
         );
         if let Err(error) = &outcome
-            && self.auth.may_refetch_keys(error)
+            && (error.needs_introspection() || self.auth.may_refetch_keys(error))
         {
             // The token names a key this source may not have yet (a rotation): fetch the keys
-            // again, single-flight and rate-limited, then decide. The only path that awaits.
+            // again, single-flight and rate-limited, then decide. Or it must be introspected
+            // and its answer is not cached: ask the endpoint (one call per token). The only
+            // paths that await.
             let auth = self.auth.clone();
             let rejection = Arc::clone(&self.rejection);
             let error = error.clone();
@@ -194,12 +197,16 @@ where
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(async move {
-                auth.refetch_keys(&error).await;
+                let (headers, uri) = (request.headers(), request.uri());
+                let resolved = auth
+                    .wait_for(&error, headers, uri, request.extensions())
+                    .await;
                 let outcome = auth.authenticate_request(
                     request.method(),
                     request.headers(),
                     request.uri(),
                     request.extensions(),
+                    resolved.as_ref(),
                 );
                 match admit(&auth, &rejection, (optional, hide), &mut request, outcome) {
                     Admission::In(post) => {
@@ -226,6 +233,26 @@ where
             }
             Admission::Out(response) => ResponseFuture::reject(response),
         }
+    }
+}
+
+impl Authenticator {
+    /// What a request refused with `error` waits for before it is decided again: an
+    /// introspection answer for its token, or a refetch of its issuer's keys.
+    async fn wait_for(
+        &self,
+        error: &AuthError,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        extensions: &http::Extensions,
+    ) -> Option<crate::authenticator::Resolved> {
+        #[cfg(feature = "introspection")]
+        if error.needs_introspection() {
+            return self.introspect_request(headers, uri, extensions).await;
+        }
+        let _ = (headers, uri, extensions);
+        self.refetch_keys(error).await;
+        None
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`AuthError`], its `WWW-Authenticate` challenge and JSON body, and [`DefaultRejection`].
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::authenticator::rejection::{DEFAULT_REALM, Rejection};
@@ -11,22 +11,26 @@ use crate::error::{AuthError, AuthErrorKind};
 /// RFC 6750 §3: the HTTP face of an error. Inherent methods of [`AuthError`], defined here
 /// because rendering belongs to the HTTP layer.
 impl AuthError {
-    /// The HTTP status this error is answered with: 400, 401, 403 or 500.
+    /// The HTTP status this error is answered with: 400, 401, 403, 500, or 503 when the
+    /// token's introspection endpoint could not answer.
     pub fn status(&self) -> StatusCode {
         match self.kind() {
             AuthErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             AuthErrorKind::InsufficientScope => StatusCode::FORBIDDEN,
             AuthErrorKind::LayerMissing => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthErrorKind::IntrospectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// The RFC 6750 §3.1 error code: `invalid_request`, `invalid_token`, `insufficient_scope`,
     /// RFC 9449's `invalid_dpop_proof` and `use_dpop_nonce`, or `None` when the request carried
-    /// no token at all.
+    /// no token at all. A 503 (the introspection endpoint could not answer) has RFC 6749's
+    /// `temporarily_unavailable` in its body and no challenge.
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind() {
             AuthErrorKind::MissingToken | AuthErrorKind::LayerMissing => None,
+            AuthErrorKind::IntrospectionUnavailable => Some("temporarily_unavailable"),
             AuthErrorKind::InvalidRequest => Some("invalid_request"),
             AuthErrorKind::InsufficientScope => Some("insufficient_scope"),
             AuthErrorKind::InvalidDpopProof => Some("invalid_dpop_proof"),
@@ -50,14 +54,18 @@ impl AuthError {
     /// `dpop` is the `algs` of the `DPoP` challenge and whether the `Bearer` scheme is accepted
     /// too. With both, the value holds both challenges, and the error goes in the one of the
     /// scheme the request used ([`is_dpop`](Self::is_dpop)). `None` for `dpop`: the `Bearer`
-    /// challenge of [`challenge`](Self::challenge). `None` for a 500.
+    /// challenge of [`challenge`](Self::challenge). `None` for a 500 or a 503: the request's
+    /// credentials were not refused.
     pub fn challenges(
         &self,
         realm: &str,
         resource_metadata: Option<&str>,
         dpop: Option<(&str, bool)>,
     ) -> Option<String> {
-        if self.kind() == AuthErrorKind::LayerMissing {
+        if matches!(
+            self.kind(),
+            AuthErrorKind::LayerMissing | AuthErrorKind::IntrospectionUnavailable
+        ) {
             return None;
         }
         let (bearer, dpop_algs) = match dpop {
@@ -128,7 +136,7 @@ impl AuthError {
     }
 
     /// The default response: status, `WWW-Authenticate`, `Cache-Control: no-store`, a JSON body,
-    /// and a copy of this error in the extensions.
+    /// `Retry-After` on a 503, and a copy of this error in the extensions.
     pub fn to_response(&self, realm: &str) -> Response<Bytes> {
         self.render(realm, None, None)
     }
@@ -148,6 +156,9 @@ impl AuthError {
             && let Ok(value) = HeaderValue::try_from(challenge)
         {
             headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(self.clone());
         response
@@ -175,12 +186,14 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 
 /// A rejection answered the gRPC way: HTTP 200 "trailers-only" (no body; the status in the
 /// headers, which end the stream), `grpc-status` 16 `UNAUTHENTICATED` (7 `PERMISSION_DENIED`
-/// for a missing scope, 13 `INTERNAL` for a missing layer), `grpc-message` with the same
+/// for a missing scope, 14 `UNAVAILABLE` when the introspection endpoint could not answer, 13
+/// `INTERNAL` for a missing layer), `grpc-message` with the same
 /// description as the HTTP answer, and `response`'s other headers (the RFC 6750
 /// `www-authenticate`, a `DPoP-Nonce`) kept as metadata.
 pub(crate) fn grpc_answer(error: &AuthError, response: Response<Bytes>) -> Response<Bytes> {
     let code: u16 = match error.kind() {
         AuthErrorKind::InsufficientScope => 7,
+        AuthErrorKind::IntrospectionUnavailable => 14,
         AuthErrorKind::LayerMissing => 13,
         _ => 16,
     };

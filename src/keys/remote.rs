@@ -319,58 +319,7 @@ impl RemoteJwks {
         let Location::Discover { issuer } = &self.location else {
             return Err(KeyFetchError("no JWKS URL is configured".into()));
         };
-        let mut last = KeyFetchError(format!("no metadata found for issuer {issuer}"));
-        for url in metadata_urls(issuer) {
-            match self.metadata(&url, issuer).await {
-                Ok(jwks_uri) => {
-                    tracing::info!(%issuer, metadata = %url, %jwks_uri, "discovered the JWKS URL");
-                    return Ok(jwks_uri);
-                }
-                // A document naming another issuer is a configuration error, not a reason to try
-                // the next location.
-                Err(Metadata::Mismatch(error)) => return Err(error),
-                Err(Metadata::Unavailable(error)) => last = error,
-            }
-        }
-        Err(last)
-    }
-
-    async fn metadata(&self, url: &str, issuer: &str) -> Result<String, Metadata> {
-        #[derive(serde::Deserialize)]
-        struct Document {
-            issuer: Option<String>,
-            jwks_uri: Option<String>,
-        }
-        let unavailable = |e: String| Metadata::Unavailable(KeyFetchError(e));
-        let response = self
-            .client
-            .get(url)
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("metadata {url}: {e}")))?;
-        if !response.status().is_success() {
-            return Err(unavailable(format!(
-                "metadata {url}: HTTP status {}",
-                response.status()
-            )));
-        }
-        let body = read_limited(response, self.config.max_bytes)
-            .await
-            .map_err(Metadata::Unavailable)?;
-        let document: Document = serde_json::from_slice(&body)
-            .map_err(|_| unavailable(format!("metadata {url} is not a JSON document")))?;
-        if document.issuer.as_deref() != Some(issuer) {
-            return Err(Metadata::Mismatch(KeyFetchError(format!(
-                "discovery mismatch: the metadata at {url} names issuer {:?}, not the configured {issuer:?}",
-                document.issuer.unwrap_or_default()
-            ))));
-        }
-        let jwks_uri = document
-            .jwks_uri
-            .ok_or_else(|| unavailable(format!("metadata {url} has no jwks_uri")))?;
-        check_url(&jwks_uri).map_err(|e| Metadata::Mismatch(KeyFetchError(e.to_string())))?;
-        Ok(jwks_uri)
+        discover_endpoint(&self.client, issuer, "jwks_uri", self.config.max_bytes).await
     }
 
     async fn get(&self, url: &str, etag: Option<&str>) -> Result<Fetched, KeyFetchError> {
@@ -456,6 +405,71 @@ struct Fetched {
     ttl: Duration,
 }
 
+/// Finds the URL named `member` (`jwks_uri`, `introspection_endpoint`) in `issuer`'s metadata:
+/// `{issuer}/.well-known/openid-configuration`, else RFC 8414's location. The document's
+/// `issuer` must equal `issuer` exactly, and the URL must pass [`check_url`].
+pub(crate) async fn discover_endpoint(
+    client: &reqwest::Client,
+    issuer: &str,
+    member: &str,
+    max_bytes: usize,
+) -> Result<String, KeyFetchError> {
+    let mut last = KeyFetchError(format!("no metadata found for issuer {issuer}"));
+    for url in metadata_urls(issuer) {
+        match metadata(client, &url, issuer, member, max_bytes).await {
+            Ok(found) => {
+                tracing::info!(%issuer, metadata = %url, member, url = %found, "discovered an endpoint");
+                return Ok(found);
+            }
+            // A document naming another issuer is a configuration error, not a reason to try
+            // the next location.
+            Err(Metadata::Mismatch(error)) => return Err(error),
+            Err(Metadata::Unavailable(error)) => last = error,
+        }
+    }
+    Err(last)
+}
+
+async fn metadata(
+    client: &reqwest::Client,
+    url: &str,
+    issuer: &str,
+    member: &str,
+    max_bytes: usize,
+) -> Result<String, Metadata> {
+    let unavailable = |e: String| Metadata::Unavailable(KeyFetchError(e));
+    let response = client
+        .get(url)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("metadata {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!(
+            "metadata {url}: HTTP status {}",
+            response.status()
+        )));
+    }
+    let body = read_limited(response, max_bytes)
+        .await
+        .map_err(Metadata::Unavailable)?;
+    let document: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|_| unavailable(format!("metadata {url} is not a JSON document")))?;
+    let named = document.get("issuer").and_then(serde_json::Value::as_str);
+    if named != Some(issuer) {
+        return Err(Metadata::Mismatch(KeyFetchError(format!(
+            "discovery mismatch: the metadata at {url} names issuer {:?}, not the configured {issuer:?}",
+            named.unwrap_or_default()
+        ))));
+    }
+    let found = document
+        .get(member)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| unavailable(format!("metadata {url} has no {member}")))?;
+    check_url(found).map_err(|e| Metadata::Mismatch(KeyFetchError(e.to_string())))?;
+    Ok(found.to_owned())
+}
+
 enum Metadata {
     /// This location has no usable document; try the next.
     Unavailable(KeyFetchError),
@@ -481,7 +495,7 @@ fn metadata_urls(issuer: &str) -> Vec<String> {
 }
 
 /// Reads a response body of at most `max` bytes.
-async fn read_limited(
+pub(crate) async fn read_limited(
     mut response: reqwest::Response,
     max: usize,
 ) -> Result<Vec<u8>, KeyFetchError> {

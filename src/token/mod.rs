@@ -48,7 +48,8 @@ pub(crate) struct TokenInner {
     pub(crate) confirmed: bool,
     /// `cnf.jkt`: the thumbprint of the DPoP key it is bound to (RFC 9449 §6.1).
     pub(crate) jkt: Option<Span>,
-    pub(crate) alg: Algorithm,
+    /// `None`: validated by introspection (RFC 7662), not by a signature.
+    pub(crate) alg: Option<Algorithm>,
     /// Shared with the key that verified the token when their ids are the same.
     pub(crate) kid: Option<Arc<str>>,
     /// Index of the issuer that verified it, for the token cache.
@@ -200,9 +201,16 @@ impl VerifiedToken {
         &self.inner.scopes
     }
 
-    /// The signature algorithm the token was verified with.
-    pub fn algorithm(&self) -> Algorithm {
+    /// The signature algorithm the token was verified with; `None` for a token the issuer's
+    /// introspection endpoint vouched for (RFC 7662), which was not verified locally.
+    pub fn algorithm(&self) -> Option<Algorithm> {
         self.inner.alg
+    }
+
+    /// Whether the issuer's introspection endpoint (RFC 7662) vouched for the token, rather than
+    /// a signature verified here.
+    pub fn is_introspected(&self) -> bool {
+        self.inner.alg.is_none()
     }
 
     /// The `kid` of the key that verified the token, if the token named one.

@@ -54,7 +54,7 @@ pub(crate) fn verify(
     let header = Header::from_json(header_json.as_slice())?;
     let kid = header.kid.as_deref();
     let payload = b64url(parts.payload, "payload").map_err(|e| e.with_claimed(kid, None))?;
-    let mut claims =
+    let claims =
         claims::parse(&payload, &first.policy.capture).map_err(|e| e.with_claimed(kid, None))?;
     let (index, trusted) = select_issuer(issuers, claims.iss.as_deref())
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
@@ -64,58 +64,132 @@ pub(crate) fn verify(
     let key = check_token(&parts, &header, &claims, policy, &keys, now)
         .map_err(|e| e.with_claimed(kid, claims.iss.as_deref()))?;
 
-    let scopes = if policy.scope_paths.is_empty() {
-        Scopes::from_strs(&mut claims.scopes)
-    } else {
-        let mut names: Vec<&str> = claims.scopes.iter().map(|s| &**s).collect();
-        for path in &policy.scope_paths {
-            let root = path.first().and_then(|name| policy.capture_index(name));
-            if let Some(value) = root.and_then(|i| claims.captured[i].as_ref()) {
-                collect_path(value, &path[1..], &mut names);
-            }
-        }
-        Scopes::from_strs(&mut names)
-    };
     let kid = match (header.kid, key.shared_kid()) {
         (Some(named), Some(shared)) if *named == **shared => Some(Arc::clone(shared)),
         (named, _) => named.map(|k| Arc::from(&*k)),
     };
-    let mut text = TextBuilder::new(&payload);
-    let mut span = |s: &Option<Cow<'_, str>>| s.as_deref().map(|s| text.span(s));
-    let (iss, sub, jti, client_id) = (
-        span(&claims.iss),
-        span(&claims.sub),
-        span(&claims.jti),
-        span(&claims.client_id),
-    );
-    let mut audiences = claims.aud.iter().map(|a| text.span(a));
-    let aud_first = audiences.next();
-    let aud_rest = audiences.collect();
-    let jkt = claims.jkt.as_deref().map(|j| text.span(j));
-    let confirmed = claims.confirmation;
-    let (exp, nbf, iat) = (claims.exp, claims.nbf, claims.iat);
-    drop(claims);
-    let payload_len = payload.len();
-    let verified = VerifiedToken::new(TokenInner {
-        text: text.finish(payload)?,
-        payload_len,
-        iss,
-        sub,
-        jti,
-        client_id,
-        aud_first,
-        aud_rest,
-        exp,
-        nbf,
-        iat,
-        scopes,
-        confirmed,
-        jkt,
-        alg: header.alg,
+    let verifier = Verifier {
+        alg: Some(header.alg),
         kid,
         issuer: index,
         keys: key_set,
-    });
+    };
+    let verified = Assembled::new(&payload, claims, policy, verifier).finish(payload)?;
+    check_revocation(trusted, &verified)?;
+    Ok(verified)
+}
+
+/// What verified a token: the signature's algorithm and key, or the issuer's introspection
+/// endpoint (`alg` and `kid` `None`), and the issuer and key set for the token cache.
+pub(crate) struct Verifier {
+    pub(crate) alg: Option<crate::jose::Algorithm>,
+    pub(crate) kid: Option<Arc<str>>,
+    pub(crate) issuer: usize,
+    pub(crate) keys: Option<Arc<KeySet>>,
+}
+
+/// A [`VerifiedToken`] from claims that passed every check, but for its text: the scopes (with
+/// the issuer's role claims) and where each string claim will be. It borrows nothing, so the
+/// payload the claims borrowed can then be moved into the token.
+struct Assembled {
+    text: TextBuilder,
+    inner: TokenInner,
+}
+
+impl Assembled {
+    fn new(
+        payload: &[u8],
+        mut claims: claims::RawClaims<'_>,
+        policy: &Policy,
+        verifier: Verifier,
+    ) -> Self {
+        let scopes = if policy.scope_paths.is_empty() {
+            Scopes::from_strs(&mut claims.scopes)
+        } else {
+            let mut names: Vec<&str> = claims.scopes.iter().map(|s| &**s).collect();
+            for path in &policy.scope_paths {
+                let root = path.first().and_then(|name| policy.capture_index(name));
+                if let Some(value) = root.and_then(|i| claims.captured[i].as_ref()) {
+                    collect_path(value, &path[1..], &mut names);
+                }
+            }
+            Scopes::from_strs(&mut names)
+        };
+        let mut text = TextBuilder::new(payload);
+        let mut span = |s: &Option<Cow<'_, str>>| s.as_deref().map(|s| text.span(s));
+        let (iss, sub, jti, client_id) = (
+            span(&claims.iss),
+            span(&claims.sub),
+            span(&claims.jti),
+            span(&claims.client_id),
+        );
+        let mut audiences = claims.aud.iter().map(|a| text.span(a));
+        let aud_first = audiences.next();
+        let aud_rest = audiences.collect();
+        let jkt = claims.jkt.as_deref().map(|j| text.span(j));
+        let inner = TokenInner {
+            text: Box::default(),
+            payload_len: payload.len(),
+            iss,
+            sub,
+            jti,
+            client_id,
+            aud_first,
+            aud_rest,
+            exp: claims.exp,
+            nbf: claims.nbf,
+            iat: claims.iat,
+            scopes,
+            confirmed: claims.confirmation,
+            jkt,
+            alg: verifier.alg,
+            kid: verifier.kid,
+            issuer: verifier.issuer,
+            keys: verifier.keys,
+        };
+        Self { text, inner }
+    }
+
+    /// The token, with `payload` (the one given to [`new`](Self::new)) as its text.
+    fn finish(self, payload: Vec<u8>) -> Result<VerifiedToken, AuthError> {
+        let mut inner = self.inner;
+        inner.text = self.text.finish(payload)?;
+        Ok(VerifiedToken::new(inner))
+    }
+}
+
+/// Validates the claims an introspection endpoint (RFC 7662) answered for an active token of
+/// issuer `index`: `claims` is the response with `active` removed, its `iss` (filled in with
+/// the issuer's when the response has none) already compared. They get the same checks as a
+/// JWT's claims: `exp` (unless waived), `nbf`, `iat`, audience, required claims, revocation.
+#[cfg(feature = "introspection")]
+pub(crate) fn introspected(
+    claims_json: Vec<u8>,
+    issuers: &[Trusted],
+    index: usize,
+    now: u64,
+) -> Result<VerifiedToken, AuthError> {
+    let Some(trusted) = issuers.get(index) else {
+        return Err(AuthError::new(
+            AuthErrorKind::KeysUnavailable,
+            "no issuer is configured",
+        ));
+    };
+    let policy = &trusted.policy;
+    let claims = claims::parse(&claims_json, &policy.capture).map_err(|e| {
+        AuthError::new(
+            AuthErrorKind::Malformed,
+            format!("introspection response: {}", e.description()),
+        )
+    })?;
+    check_claims(&claims, policy, now).map_err(|e| e.with_claimed(None, claims.iss.as_deref()))?;
+    let verifier = Verifier {
+        alg: None,
+        kid: None,
+        issuer: index,
+        keys: None,
+    };
+    let verified = Assembled::new(&claims_json, claims, policy, verifier).finish(claims_json)?;
     check_revocation(trusted, &verified)?;
     Ok(verified)
 }
@@ -148,6 +222,7 @@ fn select_issuer<'a>(
     let found = issuers
         .iter()
         .enumerate()
+        .filter(|(_, t)| t.jwt)
         .find(|(_, t)| match (&t.policy.issuer, iss) {
             (None, _) => true,
             (Some(configured), Some(iss)) => configured == iss,

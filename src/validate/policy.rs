@@ -53,6 +53,9 @@ pub(crate) struct Trusted {
     pub(crate) revocation: Option<Arc<dyn RevocationCheck>>,
     /// How its tokens may be presented.
     pub(crate) dpop: DpopMode,
+    /// It verifies JWTs itself (it has keys); `false` for an issuer whose tokens are all
+    /// introspected, which a JWT's `iss` never selects.
+    pub(crate) jwt: bool,
 }
 
 impl fmt::Debug for Trusted {

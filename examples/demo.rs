@@ -8,6 +8,7 @@
 //! /console                                                      its admin console (browser)
 //! /login                                                        the demo user's login page
 //! /public, /me, /events, /events/{id}                           the events API
+//! /metrics                                                      the crate's metrics (Prometheus)
 //! ```
 //!
 //! At start it registers a demo client (or finds it in the database), turns on the password grant
@@ -15,10 +16,11 @@
 //! revoke, use the admin API, refresh.
 //!
 //! ```sh
-//! cargo run --example demo --features sqlite,console
+//! cargo run --example demo --features sqlite,console,metrics
 //! ```
 //!
-//! With the `postgres` feature too, `DEMO_DATABASE_URL` keeps the state in PostgreSQL instead:
+//! (`metrics` fills `/metrics`; without it that route says how to get them.) With the
+//! `postgres` feature too, `DEMO_DATABASE_URL` keeps the state in PostgreSQL instead:
 //!
 //! ```sh
 //! DEMO_DATABASE_URL=postgres://postgres@127.0.0.1:5432/demo \
@@ -77,6 +79,8 @@ use tower_oauth2::server::{
 mod events;
 #[path = "shared/login.rs"]
 mod login;
+#[path = "shared/metrics.rs"]
+mod metrics;
 
 const DEFAULT_BIND: &str = "127.0.0.1:3000";
 const DEFAULT_CLIENT_ID: &str = "demo-client";
@@ -228,7 +232,15 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match run().await {
+    // First: every count lands in the recorder.
+    let metrics = match metrics::install() {
+        Ok(route) => route,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(metrics).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(message)) => {
             eprintln!("error: {message}");
@@ -241,7 +253,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Failure> {
+/// `metrics`: the `/metrics` route.
+async fn run(metrics: Router) -> Result<(), Failure> {
     let config = config().map_err(Failure::Config)?;
     let listener = tokio::net::TcpListener::bind(&config.bind)
         .await
@@ -344,7 +357,8 @@ async fn run() -> Result<(), Failure> {
         .nest("/admin", admin)
         .nest("/console", console)
         .merge(demo_login.router())
-        .merge(events::router(&auth));
+        .merge(events::router(&auth))
+        .merge(metrics);
 
     println!(
         "{}",

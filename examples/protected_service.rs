@@ -6,6 +6,7 @@
 //! GET  /me           any valid token; answers sub, client_id and scopes
 //! GET  /events/{id}  scope events:read
 //! POST /events       scope events:write
+//! GET  /metrics      the crate's metrics, Prometheus text (built with --features metrics)
 //! ```
 //!
 //! Configuration comes from the environment:
@@ -44,6 +45,8 @@ use tower_oauth2::Authenticator;
 
 #[path = "shared/events.rs"]
 mod events;
+#[path = "shared/metrics.rs"]
+mod metrics;
 
 /// Reads a required variable, or explains what is missing.
 fn required(name: &str, what: &str) -> Result<String, String> {
@@ -157,6 +160,14 @@ async fn main() -> ExitCode {
         )
         .init();
 
+    // First: every count, the first JWKS fetch's included, lands in the recorder.
+    let metrics = match metrics::install() {
+        Ok(route) => route,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let demo_tokens = match demo_tokens_arg() {
         Ok(spec) => spec,
@@ -205,7 +216,7 @@ async fn main() -> ExitCode {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match axum::serve(listener, events::router(&auth))
+    match axum::serve(listener, events::router(&auth).merge(metrics))
         .with_graceful_shutdown(shutdown)
         .await
     {

@@ -22,6 +22,7 @@ from pathlib import Path
 LEVELS = {
     "error": 1,
     "time": 1,
+    "telemetry": 1,
     "jose": 2,
     "keys": 3,
     "token": 4,

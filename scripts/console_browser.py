@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The admin console in a real browser: headless Chromium driven by Selenium against the demo.
 
-Starts the demo binary (built with `--features sqlite,console`) on a free loopback port with a
+Starts the demo binary (built with `--features sqlite,console,metrics`) on a free loopback port with a
 temporary DEMO_DB and a known DEMO_USER_PASSWORD, then, as a person would:
 
   1. opens /console and is sent to the demo's login page (through /oauth2/authorize, PKCE);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The admin console in a real browser: builds the demo (`--features sqlite,console`) and runs
+# The admin console in a real browser: builds the demo (`--features sqlite,console,metrics`) and runs
 # scripts/console_browser.py, which drives headless Chromium with Selenium through the login, a
 # registration with a field error, the secret shown once, a disabling with its confirmation,
 # the audit log, the logout, and the same without JavaScript. Screenshots land in
@@ -21,7 +21,7 @@ if ! python3 -c "import selenium" 2>/dev/null; then
 fi
 
 example=demo
-example_features=sqlite,console
+example_features=sqlite,console,metrics
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

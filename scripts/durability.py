@@ -543,7 +543,7 @@ def main() -> int:
         "--binary",
         default=str(Path(__file__).resolve().parent.parent
                     / "target" / "debug" / "examples" / "demo"),
-        help="the demo example binary (built with --features sqlite,console)",
+        help="the demo example binary (built with --features sqlite,console,metrics)",
     )
     args = parser.parse_args()
     binary = str(Path(args.binary).resolve())

@@ -2,7 +2,7 @@
 # Durability check: the demo example on SQLite (DEMO_DB) survives a SIGKILL with its clients,
 # tokens, revocations and signing keys.
 #
-# Builds `cargo build --example demo --features sqlite,console`, then runs scripts/durability.py
+# Builds `cargo build --example demo --features sqlite,console,metrics`, then runs scripts/durability.py
 # (standard library only), which starts the demo on a free loopback port with a temporary
 # DEMO_DB, issues and revokes tokens, kills it with SIGKILL, restarts it on the same database and
 # checks what survived. Its exit code is this script's result. Works from any directory.
@@ -17,7 +17,7 @@ root="$(cd "$script_dir/.." && pwd)"
 cd "$root"
 
 example=demo
-example_features=sqlite,console
+example_features=sqlite,console,metrics
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

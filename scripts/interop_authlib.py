@@ -57,6 +57,7 @@ from interop_common import (  # noqa: E402
     check,
     free_port,
     http,
+    metric,
     stop,
     summary,
 )
@@ -244,7 +245,7 @@ WALKTHROUGH_EXPECTED = [
 
 
 def check_readme_demo(binary: str) -> None:
-    """`cargo run --example demo --features sqlite,console` with nothing set: what it prints works.
+    """`cargo run --example demo --features sqlite,console,metrics` with nothing set: what it prints works.
 
     It runs in an empty temporary directory, where the demo creates its default DEMO_DB."""
     workdir = tempfile.mkdtemp(prefix="readme-", dir=DB_DIR.name)
@@ -406,6 +407,8 @@ class Run:
     def authlib_client_credentials(self, method: str) -> None:
         session, sent = self.session(method)
         endpoint = self.meta["token_endpoint"]
+        issued = {"grant": "client_credentials"}
+        before = metric(self.base, "tower_oauth2_server_tokens_issued_total", issued)
         try:
             token = session.fetch_token(endpoint, grant_type="client_credentials")
         except Exception as e:  # noqa: BLE001
@@ -425,6 +428,10 @@ class Run:
                     and form.get("client_secret") == CLIENT_SECRET)
         check(f"authlib {method}: the token request authenticated with {method}", used,
               f"headers: {dict(token_req.headers) if token_req else None}\nform: {form}")
+        after = metric(self.base, "tower_oauth2_server_tokens_issued_total", issued)
+        check(f"authlib {method}: the demo's /metrics counts the token "
+              "(tower_oauth2_server_tokens_issued_total{grant=client_credentials} + 1)",
+              before >= 0 and after - before == 1, f"{before} -> {after}")
         access = token.get("access_token")
         check(f"authlib {method}: fetch_token(client_credentials) -> Bearer access token with "
               "expires_in, the default scopes, no refresh token",

@@ -3,7 +3,7 @@
 # OAuth clients: authlib's OAuth2Session and RFC 9068 validator, and requests-oauthlib.
 #
 # Creates (or reuses) a venv under target/interop-authlib-venv with pinned authlib, requests,
-# oauthlib and requests-oauthlib, builds `cargo build --example demo --features sqlite,console`, then
+# oauthlib and requests-oauthlib, builds `cargo build --example demo --features sqlite,console,metrics`, then
 # runs scripts/interop_authlib.py, which starts the demo on a free loopback port (each start on a
 # fresh temporary DEMO_DB) and whose exit code is this script's result. Works from any
 # directory.
@@ -32,7 +32,7 @@ venv_name=interop-authlib-venv
 source "$script_dir/python_venv.sh"
 
 example=demo
-example_features=sqlite,console
+example_features=sqlite,console,metrics
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

@@ -111,6 +111,23 @@ def api(base: str, method: str, path: str, token: str | None = None, body=None) 
                 sent=None if data is None else data.decode())
 
 
+def metric(base: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """The value of the series `name{labels}` (labels in any order) in `base`/metrics
+    (Prometheus text), 0 when absent; -1 when `/metrics` does not answer 200."""
+    reply = http("GET", base + "/metrics")
+    if reply.status != 200:
+        return -1.0
+    wanted = {f'{k}="{v}"' for k, v in (labels or {}).items()}
+    for line in reply.body.decode(errors="replace").splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        metric_name, _, rest = series.partition("{")
+        if metric_name == name and wanted <= set(rest.rstrip("}").split(",")):
+            return float(value)
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

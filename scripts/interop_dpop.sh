@@ -4,7 +4,7 @@
 # against protected_service (DPoP allowed, and required). Issue 15.
 #
 # Installs the pinned packages into scripts/dpop/node_modules with `npm ci` (reused when they are
-# there from the same lockfile), builds the demo (`--features sqlite,console`) and
+# there from the same lockfile), builds the demo (`--features sqlite,console,metrics`) and
 # protected_service, then runs scripts/dpop/interop.mjs, which starts them on free loopback
 # ports and whose exit code is this script's result. Works from any directory. Needs node
 # (>= 20.19) and npm.
@@ -50,9 +50,9 @@ for package in oauth4webapi oidc-provider; do
 done
 
 # shellcheck source=scripts/build_example.sh
-example=demo example_features=sqlite,console source "$script_dir/build_example.sh"
+example=demo example_features=sqlite,console,metrics source "$script_dir/build_example.sh"
 demo_binary="$binary"
-example=protected_service example_features="" source "$script_dir/build_example.sh"
+example=protected_service example_features=introspection,metrics source "$script_dir/build_example.sh"
 service_binary="$binary"
 
 cd "$package_dir"

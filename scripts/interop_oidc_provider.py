@@ -42,6 +42,7 @@ from interop_common import (  # noqa: E402
     check,
     free_port,
     http,
+    metric,
     stop,
     summary,
 )
@@ -364,6 +365,8 @@ def run_checks(binary: str, node: str, server: Path, tmp: Path) -> None:
     check("a token for the default resource (no `resource` in the request) -> 200",
           reply.status == 200, reply.evidence())
 
+    check_metrics(svc, a, tokens)
+
     # The other way round: a service configured for B takes B's tokens (so the 401s above are
     # not about B's tokens being unusable) and refuses A's.
     svc_b = Service("for B", binary, b.issuer, tmp)
@@ -377,6 +380,31 @@ def run_checks(binary: str, node: str, server: Path, tmp: Path) -> None:
                              svc_b.get("/me", tokens[alg]["read"]))
 
     run_introspection_checks(binary, a, doc, tokens, tmp)
+
+
+def check_metrics(svc: "Service", a: IdP, tokens: dict) -> None:
+    """`/metrics` of protected_service (feature `metrics`): the counters move with requests."""
+    accepted = {"issuer": a.issuer, "outcome": "accepted", "reason": "ok"}
+    refused = {"issuer": a.issuer, "outcome": "rejected", "reason": "bad_signature"}
+    before = (metric(svc.base, "tower_oauth2_auth_total", accepted),
+              metric(svc.base, "tower_oauth2_auth_total", refused))
+    check("metrics: GET /metrics answers the Prometheus text", before[0] >= 0,
+          http("GET", svc.base + "/metrics").evidence())
+    for _ in range(3):
+        svc.get("/me", tokens["ES256"]["read"])
+    svc.get("/me", tamper_signature(tokens["ES256"]["read"]))
+    after = (metric(svc.base, "tower_oauth2_auth_total", accepted),
+             metric(svc.base, "tower_oauth2_auth_total", refused))
+    check("metrics: 3 accepted requests move tower_oauth2_auth_total{outcome=accepted} by 3 and "
+          "a bad signature {reason=bad_signature} by 1",
+          after[0] - before[0] == 3 and after[1] - before[1] == 1, f"{before} -> {after}")
+    fetches = metric(svc.base, "tower_oauth2_jwks_fetches_total",
+                     {"issuer": a.issuer, "outcome": "ok"})
+    keys = metric(svc.base, "tower_oauth2_keys", {"issuer": a.issuer})
+    check("metrics: the discovered JWKS counts as fetched (ok) and its 2 keys as held",
+          fetches >= 1 and keys == 2, f"fetches {fetches}, keys {keys}")
+    hits = metric(svc.base, "tower_oauth2_token_cache_total", {"result": "hit"})
+    check("metrics: token-cache hits are counted", hits >= 2, f"hits {hits}")
 
 
 def run_introspection_checks(binary: str, a: IdP, doc: dict, tokens: dict, tmp: Path) -> None:
@@ -411,6 +439,10 @@ def run_introspection_checks(binary: str, a: IdP, doc: dict, tokens: dict, tmp: 
           reply.status == 201, reply.evidence())
     expect_invalid_token("introspection: an opaque token the provider never issued -> 401 "
                          "invalid_token", svc.get("/me", opaque["read"][:-2] + "zz"))
+    calls = {o: metric(svc.base, "tower_oauth2_introspection_calls_total",
+                       {"issuer": a.issuer, "outcome": o}) for o in ("active", "inactive")}
+    check("metrics: introspection calls counted: 2 active (read, write), 1 inactive",
+          calls == {"active": 2, "inactive": 1}, str(calls))
     # oidc-provider will not introspect its JWTs (400 unsupported_token_type, "Structured JWT
     # Tokens cannot be introspected"): a service without keys refuses them, not a 503.
     expect_invalid_token("introspection: provider A's JWT at the service without keys -> 401 "

@@ -104,6 +104,43 @@ pub enum AuthErrorKind {
     LayerMissing,
 }
 
+impl AuthErrorKind {
+    /// A stable snake_case name (`expired`, `bad_signature`, …): the `reason` of metrics and
+    /// logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidRequest => "invalid_request",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnsupportedCritical => "unsupported_critical",
+            Self::UnknownKey => "unknown_key",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongType => "wrong_type",
+            Self::MissingClaim => "missing_claim",
+            Self::ClaimsMismatch => "claims_mismatch",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::Revoked => "revoked",
+            Self::SenderConstrained => "sender_constrained",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::DpopBinding => "dpop_binding",
+            Self::DpopRequired => "dpop_required",
+            Self::Inactive => "inactive",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
+            Self::LayerMissing => "layer_missing",
+        }
+    }
+}
+
 /// A rejected request: what failed, and how to answer it (RFC 6750 §3).
 ///
 /// The `Display` text is for humans and logs; it never contains the token.

@@ -159,7 +159,12 @@ impl AuthRejection {
                 tracing::error!(target: "tower_oauth2::extract", "{error}");
             }
             AuthErrorKind::ClaimsMismatch => {
-                crate::http::audit::rejected(&error, parts.extensions.get::<VerifiedToken>());
+                let telemetry = parts
+                    .extensions
+                    .get::<LayerContext>()
+                    .map(|c| c.auth.telemetry());
+                let token = parts.extensions.get::<VerifiedToken>();
+                crate::http::audit::rejected(&error, token, telemetry);
             }
             _ => tracing::trace!(target: "tower_oauth2::extract", "rejecting: {error}"),
         }

@@ -209,6 +209,7 @@ impl Introspection {
         let endpoint = OnceCell::new_with(self.endpoint.clone());
         Ok(Introspector {
             issuer: issuer.to_owned(),
+            label: Arc::from(issuer),
             index,
             client,
             endpoint,
@@ -264,6 +265,8 @@ type Flight = Arc<OnceCell<Result<VerifiedToken, AuthError>>>;
 /// One issuer's introspection at run time: the endpoint, the answer cache, the calls in flight.
 pub(crate) struct Introspector {
     issuer: String,
+    /// The issuer, for metrics.
+    label: Arc<str>,
     /// The issuer's index among the authenticator's trusted issuers.
     index: usize,
     client: reqwest::Client,
@@ -333,15 +336,19 @@ impl Introspector {
         let outcome = flight
             .get_or_init(|| async {
                 let outcome = self.call(token, issuers).await;
-                let ttl = match &outcome {
+                let (ttl, label) = match &outcome {
                     // An endpoint failure is never kept: the next request asks again.
-                    Err(e) if e.kind() == AuthErrorKind::IntrospectionUnavailable => None,
-                    Err(_) => Some(self.config.negative_cache),
-                    Ok(token) => Some(self.positive_ttl(token)),
+                    Err(e) if e.kind() == AuthErrorKind::IntrospectionUnavailable => {
+                        (None, "error")
+                    }
+                    Err(_) => (Some(self.config.negative_cache), "inactive"),
+                    Ok(token) => (Some(self.positive_ttl(token)), "active"),
                 };
+                crate::telemetry::introspection_call(&self.label, label);
                 if let Some(ttl) = ttl.filter(|ttl| !ttl.is_zero()) {
                     let outcome = outcome.clone();
                     self.cache.insert(digest, Cached { outcome, ttl });
+                    crate::telemetry::cached_tokens("introspection", self.cached_count());
                 }
                 // Later requests find the cache (or call again); waiters hold the flight.
                 let mut in_flight = self

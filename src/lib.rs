@@ -68,6 +68,7 @@
 //! | [`dpop`] | DPoP (RFC 9449): [`Dpop`](dpop::Dpop) proof checking and the per-issuer [`DpopMode`](dpop::DpopMode) |
 //! | `introspection` | opaque tokens through the issuer's introspection endpoint (RFC 7662): `Introspection` (feature `introspection`) |
 //! | [`dangerous`] | the options that weaken validation |
+//! | [`telemetry`] | the metrics recorded with feature `metrics`: names and labels |
 //! | [`server`] | the authorization server (feature `server`) |
 //!
 //! # Features
@@ -79,6 +80,7 @@
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
 //! | `introspection` | opaque tokens validated through the issuer's introspection endpoint (RFC 7662), cached; implies `remote` | no |
+//! | `metrics` | counters, gauges and a histogram through the `metrics` facade ([`telemetry`]) | no |
 //! | `server` | the authorization server ([`server`]): token, authorization, revocation, introspection, metadata, JWKS and admin endpoints | no |
 //! | `sqlite` | `server::store::SqliteStore`: the server's store in an SQLite file (sqlx, SQLite bundled); implies `server` | no |
 //! | `postgres` | `server::store::PostgresStore`: the server's store in PostgreSQL (sqlx, rustls), shared by any number of instances; implies `server` | no |
@@ -117,7 +119,8 @@
 // The modules form one dependency direction, low to high; a module uses only modules on its
 // own level or below (`scripts/check_layers.py`, run by `.ci/run`, fails on a back-edge):
 //
-//   1 error, time        error kinds and text (no HTTP), the clock
+//   1 error, time,       error kinds and text (no HTTP), the clock,
+//     telemetry          metric names and recording (feature `metrics`)
 //   2 jose               algorithms, compact form, header, strict JSON, registered claims
 //   3 keys               Key, KeySet, key sources (static, shared, remote JWKS), crypto backend
 //   4 token              VerifiedToken, Scopes: data, no checks
@@ -149,6 +152,7 @@ pub mod keys;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod telemetry;
 mod time;
 pub mod token;
 pub mod token_source;

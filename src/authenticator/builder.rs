@@ -431,8 +431,12 @@ impl AuthenticatorBuilder {
             metadata.add_dpop(checker.algs(), required);
         }
         let leeways = issuers.iter().map(|t| t.policy.leeway).collect();
+        let telemetry =
+            crate::telemetry::Telemetry::new(issuers.iter().map(|t| t.policy.issuer.clone()));
         Ok(Authenticator {
             shared: Arc::new(Shared {
+                layer_rejection: std::sync::OnceLock::new(),
+                telemetry,
                 cache: Cache::new(self.token_cache, leeways),
                 issuers,
                 sources,

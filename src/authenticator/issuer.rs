@@ -259,15 +259,16 @@ impl Issuer {
                         "configure either a JWKS URL or static keys, not both",
                     ));
                 }
-                (Some(url), _) => globals.start_remote(Location::Url(url))?,
+                (Some(url), _) => globals.start_remote(Location::Url(url), &name)?,
                 // Introspection only: no keys to fetch or discover.
                 (None, _) if !jwt => KeySource::Static(KeySet::default()),
                 // No keys at all: discover them from the issuer's metadata.
-                (None, Some(issuer)) if keys.is_empty() => {
-                    globals.start_remote(Location::Discover {
+                (None, Some(issuer)) if keys.is_empty() => globals.start_remote(
+                    Location::Discover {
                         issuer: issuer.clone(),
-                    })?
-                }
+                    },
+                    &name,
+                )?,
                 (None, _) => KeySource::Static(keys),
             }
         };
@@ -370,6 +371,7 @@ impl Globals {
     fn start_remote(
         &self,
         location: crate::keys::remote::Location,
+        issuer: &str,
     ) -> Result<KeySource, ConfigError> {
         use crate::keys::remote::{Location, RemoteJwks, check_url};
         match &location {
@@ -392,6 +394,7 @@ impl Globals {
         }
         Ok(KeySource::Remote(RemoteJwks::start(
             location,
+            issuer,
             self.client()?,
             config.clone(),
         )?))

@@ -61,6 +61,11 @@ pub(crate) struct Shared {
     pub(crate) resource: Option<resource::ResourceMetadata>,
     /// Checks DPoP proofs (RFC 9449), when some issuer accepts DPoP-bound tokens.
     pub(crate) dpop: Option<ProofChecker>,
+    /// The rejection the layers answer with: the application's, or the default one for this
+    /// configuration, made by the first layer.
+    pub(crate) layer_rejection: std::sync::OnceLock<Arc<dyn Rejection>>,
+    /// The metrics' per-request counters (feature `metrics`; nothing without it).
+    pub(crate) telemetry: crate::telemetry::Telemetry,
     /// Introspects the tokens that are not JWTs of an issuer with keys (RFC 7662).
     #[cfg(feature = "introspection")]
     pub(crate) introspection: Option<crate::introspection::Introspector>,
@@ -214,22 +219,31 @@ impl Authenticator {
     ) -> Result<VerifiedToken, AuthError> {
         let now = crate::time::now();
         let issuers = &self.shared.issuers;
+        let telemetry = &self.shared.telemetry;
         let (Some(cache), Some(key)) = (&self.shared.cache, digest) else {
-            return validate::verify(token, issuers, now);
+            let started = crate::telemetry::Telemetry::start();
+            let verified = validate::verify(token, issuers, now);
+            telemetry.verified(started, || None);
+            return verified;
         };
         if let Some(cached) = cache.get(&key) {
             let (issuer, keys) = cached.verified_by();
             let trusted = &issuers[issuer];
             // The very key set that verified it; after any change, verify again.
             if trusted.keys.snapshot().is(keys) {
+                telemetry.cache_hit();
                 validate::recheck(&cached, trusted, now)?;
                 return Ok(cached);
             }
             cache.remove(&key);
         }
-        let verified = validate::verify(token, issuers, now)?;
-        cache.insert(key, verified.clone());
-        Ok(verified)
+        let started = crate::telemetry::Telemetry::start();
+        let verified = validate::verify(token, issuers, now);
+        if let Ok(verified) = &verified {
+            cache.insert(key, verified.clone());
+        }
+        telemetry.verified(started, || Some(cache.len()));
+        verified
     }
 
     fn check_bearer(&self, token: &VerifiedToken) -> Result<(), AuthError> {
@@ -451,6 +465,19 @@ impl Authenticator {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The metrics' per-request counters.
+    pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.shared.telemetry
+    }
+
+    /// The rejection every layer of this authenticator answers with, made once by `make`.
+    pub(crate) fn layer_rejection(
+        &self,
+        make: impl FnOnce() -> Arc<dyn Rejection>,
+    ) -> &Arc<dyn Rejection> {
+        self.shared.layer_rejection.get_or_init(make)
     }
 
     /// The application's rejection, if it configured one, and the realm for the default one.

@@ -3,10 +3,12 @@
 //! [`RequireScope`](crate::RequireScope) or a claims extractor. Never the token itself.
 
 use crate::error::AuthError;
+use crate::telemetry::Telemetry;
 use crate::token::VerifiedToken;
 
 /// The layer accepted the token.
-pub(crate) fn accepted(token: &VerifiedToken) {
+pub(crate) fn accepted(token: &VerifiedToken, telemetry: &Telemetry) {
+    telemetry.accepted(token.verified_by().0);
     tracing::info!(
         target: "tower_oauth2::audit",
         outcome = "accepted",
@@ -19,7 +21,8 @@ pub(crate) fn accepted(token: &VerifiedToken) {
 }
 
 /// Optional mode let a request without a token through.
-pub(crate) fn anonymous() {
+pub(crate) fn anonymous(telemetry: &Telemetry) {
+    telemetry.anonymous();
     tracing::info!(
         target: "tower_oauth2::audit",
         outcome = "anonymous",
@@ -29,7 +32,16 @@ pub(crate) fn anonymous() {
 
 /// A request was refused. `token` is the verified token when authentication succeeded and
 /// authorization failed; otherwise `kid` and `iss` are what the token claimed, unverified.
-pub(crate) fn rejected(error: &AuthError, token: Option<&VerifiedToken>) {
+/// `telemetry`: the layer's metrics, when a layer is there.
+pub(crate) fn rejected(
+    error: &AuthError,
+    token: Option<&VerifiedToken>,
+    telemetry: Option<&Telemetry>,
+) {
+    if let Some(telemetry) = telemetry {
+        let iss = token.map_or(error.claimed_issuer(), VerifiedToken::issuer);
+        telemetry.rejected(iss, error.kind().as_str());
+    }
     match token {
         Some(token) => tracing::info!(
             target: "tower_oauth2::audit",

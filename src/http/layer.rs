@@ -23,7 +23,8 @@ use crate::http::rejection::{DefaultRejection, grpc_answer, is_grpc};
 /// from "no layer", and answer with the application's [`Rejection`].
 #[derive(Clone)]
 pub(crate) struct LayerContext {
-    pub(crate) rejection: Arc<dyn Rejection>,
+    /// The layer's authenticator: its rejection and metrics.
+    pub(crate) auth: Authenticator,
     /// The token came with the DPoP scheme: later refusals go in the `DPoP` challenge.
     pub(crate) dpop: bool,
 }
@@ -45,7 +46,7 @@ impl LayerContext {
             _ => error,
         };
         let mut response = match context {
-            Some(context) => context.rejection.respond(error),
+            Some(context) => context.auth.rejection_for_layers().respond(error),
             None => DefaultRejection::default().respond(error),
         };
         response.extensions_mut().insert(error.clone());
@@ -59,26 +60,33 @@ impl LayerContext {
 impl Authenticator {
     /// The tower layer that authenticates every request with this authenticator.
     pub fn layer(&self) -> BearerAuthLayer {
-        let (custom, realm) = self.rejection();
-        let rejection: Arc<dyn Rejection> = match custom {
-            Some(rejection) => Arc::clone(rejection),
-            None => {
-                let mut rejection = DefaultRejection::new(realm);
-                if let Some(url) = self.resource_metadata_url() {
-                    rejection = rejection.with_resource_metadata(url);
-                }
-                if let Some((algs, bearer)) = self.dpop_challenge() {
-                    rejection = rejection.with_dpop(algs, bearer);
-                }
-                Arc::new(rejection)
-            }
-        };
         BearerAuthLayer {
             auth: self.clone(),
-            rejection,
+            rejection: Arc::clone(self.rejection_for_layers()),
             optional: false,
             hide_credentials: false,
         }
+    }
+
+    /// The application's rejection, or the default one with this configuration's realm,
+    /// protected-resource metadata and DPoP challenge.
+    pub(crate) fn rejection_for_layers(&self) -> &Arc<dyn Rejection> {
+        self.layer_rejection(|| {
+            let (custom, realm) = self.rejection();
+            match custom {
+                Some(rejection) => Arc::clone(rejection),
+                None => {
+                    let mut rejection = DefaultRejection::new(realm);
+                    if let Some(url) = self.resource_metadata_url() {
+                        rejection = rejection.with_resource_metadata(url);
+                    }
+                    if let Some((algs, bearer)) = self.dpop_challenge() {
+                        rejection = rejection.with_dpop(algs, bearer);
+                    }
+                    Arc::new(rejection)
+                }
+            }
+        })
     }
 }
 
@@ -319,13 +327,14 @@ fn admit<B>(
             return Admission::Out(reject(auth, rejection, &error, grpc));
         }
     };
+    let telemetry = auth.telemetry();
     match &token {
-        Some(token) => audit::accepted(token),
-        None => audit::anonymous(),
+        Some(token) => audit::accepted(token, telemetry),
+        None => audit::anonymous(telemetry),
     }
     let extensions = request.extensions_mut();
     extensions.insert(LayerContext {
-        rejection: Arc::clone(rejection),
+        auth: auth.clone(),
         dpop,
     });
     if let Some(token) = token {
@@ -342,7 +351,7 @@ fn reject(
     error: &AuthError,
     grpc: bool,
 ) -> Response<Bytes> {
-    audit::rejected(error, None);
+    audit::rejected(error, None, Some(auth.telemetry()));
     let mut response = rejection.respond(error);
     response.extensions_mut().insert(error.clone());
     // With nonces on, every 401 carries a fresh one: the client's retry can use it at once.

@@ -160,8 +160,9 @@ where
             Ok(()) => ResponseFuture::inner(call_ready(&mut self.inner, request)),
             Err(error) => {
                 let extensions = request.extensions();
-                crate::http::audit::rejected(&error, extensions.get::<VerifiedToken>());
                 let context = extensions.get::<LayerContext>();
+                let telemetry = context.map(|c| c.auth.telemetry());
+                crate::http::audit::rejected(&error, extensions.get::<VerifiedToken>(), telemetry);
                 let grpc = crate::http::rejection::is_grpc(request.headers());
                 ResponseFuture::reject(LayerContext::respond(context, &error, grpc))
             }

@@ -103,6 +103,8 @@ struct Mutable {
 
 pub(crate) struct RemoteJwks {
     location: Location,
+    /// The issuer whose keys these are, for metrics.
+    issuer: Arc<str>,
     client: reqwest::Client,
     config: RemoteConfig,
     keys: ArcSwap<KeySet>,
@@ -127,6 +129,7 @@ impl RemoteJwks {
     /// runs at once. Needs a tokio runtime.
     pub(crate) fn start(
         location: Location,
+        issuer: &str,
         client: reqwest::Client,
         config: RemoteConfig,
     ) -> Result<Arc<Self>, ConfigError> {
@@ -154,6 +157,7 @@ impl RemoteJwks {
                 kid_fetch: None,
             }),
             location,
+            issuer: Arc::from(issuer),
             client,
             config,
             keys: ArcSwap::from_pointee(KeySet::default()),
@@ -275,6 +279,11 @@ impl RemoteJwks {
         }
         match outcome.1 {
             Ok(Fetched { keys, etag, ttl }) => {
+                let (outcome, count) = match &keys {
+                    Some(keys) => ("ok", keys.len()),
+                    None => ("not_modified", self.keys.load().len()),
+                };
+                crate::telemetry::jwks_fetch(&self.issuer, outcome, Some(count));
                 if let Some(keys) = keys {
                     mutable.state.key_ids = keys
                         .keys()
@@ -296,6 +305,7 @@ impl RemoteJwks {
                 Ok(ttl)
             }
             Err(error) => {
+                crate::telemetry::jwks_fetch(&self.issuer, "error", None);
                 tracing::warn!(
                     url = %mutable.state.url,
                     discovered_from = mutable.state.discovered_from.as_deref(),

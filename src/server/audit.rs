@@ -191,6 +191,7 @@ pub(crate) fn token_issued(
     access: &TokenRecord,
     refresh: Option<&TokenRecord>,
 ) {
+    crate::telemetry::server_token_issued(crate::telemetry::grant_label(grant));
     log.append(
         AuditKind::TokenIssued,
         Some(&access.client_id),
@@ -225,6 +226,9 @@ pub(crate) fn token_refused(
     client_id: Option<&str>,
     error: &OAuthError,
 ) {
+    // No grant: the request named none, or one this server does not support.
+    let grant_label = grant.map_or("other", crate::telemetry::grant_label);
+    crate::telemetry::server_token_refused(grant_label, error.code);
     log.append(
         AuditKind::TokenRefused,
         client_id,
@@ -246,8 +250,9 @@ pub(crate) fn client_auth_refused(
     log: &AuditLog,
     client_id: &str,
     peer: Option<IpAddr>,
-    reason: &str,
+    reason: &'static str,
 ) {
+    crate::telemetry::server_client_auth_failure(reason);
     log.append(
         AuditKind::ClientAuthRefused,
         Some(client_id),
@@ -317,6 +322,7 @@ pub(crate) fn code_reuse(log: &AuditLog, client_id: &str, revoked: usize) {
 
 pub(crate) fn revoked(log: &AuditLog, by: &str, cause: &str, tokens: &[TokenRecord]) {
     for token in tokens {
+        crate::telemetry::server_revocation(token.kind.as_str());
         log.append(
             AuditKind::TokenRevoked,
             Some(&token.client_id),

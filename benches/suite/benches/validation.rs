@@ -22,6 +22,12 @@
 //!
 //! A second group, `cached_key/ES256`, compares a request whose key is cached with a remote JWKS
 //! (feature `remote`, served from loopback) and with static keys.
+//!
+//! The last group, `metrics/ES256`, is what feature `metrics` costs a cache hit: `no_recorder`
+//! is `layer_cached` with the feature compiled in and no recorder (its counters are no-ops),
+//! then a `metrics-exporter-prometheus` recorder is installed and `prometheus` sends the same
+//! request through a new authenticator whose counters record into it. It runs last: the
+//! recorder is global, and the rows before it measure without one.
 
 mod bench {
     use std::convert::Infallible;
@@ -294,7 +300,8 @@ mod bench {
     /// says; `dpop_request` only drops a pre-built request, the floor the others subtract),
     /// for counting instructions under callgrind (`scripts/bench_instructions.sh`): `layer`
     /// builds a request and sends it through the layer (cache off), `cached` the same with the
-    /// cache on, `request` only builds and drops the request,
+    /// cache on, `cached_metrics` that with a Prometheus recorder installed (feature `metrics`
+    /// recording), `request` only builds and drops the request,
     /// `bare` runs the bare decode.
     pub(super) fn count(spec: &str) {
         let mut parts = spec.split(':');
@@ -316,6 +323,13 @@ mod bench {
         let dpop = DpopCase::new();
         let dpop_svc = dpop_service(TokenCache::disabled());
         let dpop_cached = dpop_service(TokenCache::new());
+        // `cached_metrics`: a Prometheus recorder installed before the authenticator is built.
+        let metrics_cached = (mode == "cached_metrics").then(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the first recorder of this process");
+            (handle, service(TokenCache::new()))
+        });
         let mut proofs: Vec<Request<Body>> = match mode {
             "dpop" | "dpop_cached" | "dpop_request" => (0..n).map(|_| dpop.request()).collect(),
             _ => Vec::new(),
@@ -340,6 +354,11 @@ mod bench {
                 let response = ready(cached.clone().oneshot(request(&authorization)));
                 assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
             }
+            "cached_metrics" => {
+                let (_, cached) = metrics_cached.as_ref().expect("built for this mode");
+                let response = ready(cached.clone().oneshot(request(&authorization)));
+                assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK));
+            }
             "request" => drop(black_box(request(&authorization))),
             "bare" => {
                 let claims = jsonwebtoken::decode::<Claims>(
@@ -350,8 +369,8 @@ mod bench {
                 assert!(black_box(claims).is_ok());
             }
             other => panic!(
-                "MODE is layer, cached, request, bare, dpop, dpop_cached or dpop_request, not \
-                 {other:?}"
+                "MODE is layer, cached, cached_metrics, request, bare, dpop, dpop_cached or \
+                 dpop_request, not {other:?}"
             ),
         };
         counted_loop(n, &mut one);
@@ -573,11 +592,53 @@ mod bench {
         drop(runtime);
     }
 
+    /// Feature `metrics` on a cache hit: no recorder, then a Prometheus recorder.
+    fn metrics_benches(c: &mut Criterion) {
+        let cases = cases();
+        let es256 = cases
+            .iter()
+            .find(|c| c.alg == Algorithm::ES256)
+            .expect("an ES256 case");
+        let authorization = HeaderValue::try_from(format!("Bearer {}", es256.token))
+            .expect("token is a valid header value");
+        let request = || request(&authorization);
+        let mut group = group(c, "metrics/ES256".into());
+        let quiet = service(TokenCache::new());
+        let response = ready(quiet.clone().oneshot(request())).expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        group.bench_function("no_recorder", |b| {
+            b.iter_batched(
+                request,
+                |req| ready(quiet.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the first recorder of this process");
+        let recorded = service(TokenCache::new());
+        let response = ready(recorded.clone().oneshot(request())).expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            handle.render().contains("tower_oauth2_auth_total"),
+            "the counters record into the recorder"
+        );
+        group.bench_function("prometheus", |b| {
+            b.iter_batched(
+                request,
+                |req| ready(recorded.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.finish();
+    }
+
     criterion_group!(
         benches,
         validation_benches,
         dpop_benches,
-        cached_key_benches
+        cached_key_benches,
+        metrics_benches
     );
 }
 

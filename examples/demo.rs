@@ -9,6 +9,7 @@
 //! /login                                                        the demo user's login page
 //! /public, /me, /events, /events/{id}                           the events API
 //! /metrics                                                      the crate's metrics (Prometheus)
+//! /openapi.json                                                 the events API's OpenAPI document (feature `utoipa`)
 //! ```
 //!
 //! At start it registers a demo client (or finds it in the database), turns on the password grant
@@ -347,6 +348,12 @@ async fn run(metrics: Router) -> Result<(), Failure> {
     // The server's own tokens, bearer or DPoP-bound (RFC 9449, proofs for the issuer's origin,
     // with the server's nonces when DEMO_DPOP_NONCE_SECRET is set).
     let auth = server.authenticator();
+    // The events API's document names this server's flows and endpoints.
+    #[cfg(feature = "utoipa")]
+    let security = tower_oauth2::openapi::ApiSecurity::oauth2(server.openapi_flows());
+    #[cfg(not(feature = "utoipa"))]
+    let security = ();
+    let openapi = events::openapi_router(security).map_err(Failure::Runtime)?;
     let admin = server
         .admin_router()
         .layer(RequireScope::all(["admin"]))
@@ -358,7 +365,8 @@ async fn run(metrics: Router) -> Result<(), Failure> {
         .nest("/console", console)
         .merge(demo_login.router())
         .merge(events::router(&auth))
-        .merge(metrics);
+        .merge(metrics)
+        .merge(openapi);
 
     println!(
         "{}",

@@ -7,6 +7,7 @@
 //! GET  /events/{id}  scope events:read
 //! POST /events       scope events:write
 //! GET  /metrics      the crate's metrics, Prometheus text (built with --features metrics)
+//! GET  /openapi.json the OpenAPI document, bearer JWT and each route's scopes (--features utoipa)
 //! ```
 //!
 //! Configuration comes from the environment:
@@ -23,6 +24,7 @@
 //! | `OAUTH2_INTROSPECTION_CLIENT_ID` | with the secret below: validate opaque tokens through the issuer's introspection endpoint (RFC 7662; needs `--features introspection`) |
 //! | `OAUTH2_INTROSPECTION_CLIENT_SECRET` | this API's client secret at the issuer, for introspection |
 //! | `OAUTH2_INTROSPECTION_URL` | the introspection endpoint (default: discovered from the issuer's metadata) |
+//! | `OAUTH2_OPENAPI_TOKEN_URL` | `/openapi.json` names an OAuth 2.0 client-credentials flow at this token URL instead of an HTTP bearer JWT scheme (needs `--features utoipa`) |
 //!
 //! With introspection and neither `OAUTH2_JWKS_FILE` nor `OAUTH2_JWKS_URL`, every token is
 //! introspected; with a JWKS too, the issuer's JWTs are verified locally and other tokens
@@ -216,7 +218,25 @@ async fn main() -> ExitCode {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match axum::serve(listener, events::router(&auth).merge(metrics))
+    #[cfg(feature = "utoipa")]
+    let security = match std::env::var("OAUTH2_OPENAPI_TOKEN_URL") {
+        Ok(url) if !url.trim().is_empty() => tower_oauth2::openapi::ApiSecurity::oauth2(
+            tower_oauth2::openapi::OAuth2Flows::new().client_credentials(url),
+        ),
+        _ => tower_oauth2::openapi::ApiSecurity::bearer_jwt()
+            .description("a JWT access token from the configured issuer"),
+    };
+    #[cfg(not(feature = "utoipa"))]
+    let security = ();
+    let openapi = match events::openapi_router(security) {
+        Ok(route) => route,
+        Err(e) => {
+            eprintln!("error: the OpenAPI document: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = events::router(&auth).merge(metrics).merge(openapi);
+    match axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
     {

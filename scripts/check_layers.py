@@ -34,6 +34,7 @@ LEVELS = {
     "dangerous": 6,
     "http": 7,
     "extract": 8,
+    "openapi": 8,
     "server": 9,
 }
 

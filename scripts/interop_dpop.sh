@@ -52,7 +52,7 @@ done
 # shellcheck source=scripts/build_example.sh
 example=demo example_features=sqlite,console,metrics source "$script_dir/build_example.sh"
 demo_binary="$binary"
-example=protected_service example_features=introspection,metrics source "$script_dir/build_example.sh"
+example=protected_service example_features=introspection,metrics,utoipa source "$script_dir/build_example.sh"
 service_binary="$binary"
 
 cd "$package_dir"

@@ -57,7 +57,7 @@ else
     echo "$lock_sum" >"$stamp"
 fi
 
-example_features=introspection,metrics
+example_features=introspection,metrics,utoipa
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

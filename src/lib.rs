@@ -69,6 +69,7 @@
 //! | `introspection` | opaque tokens through the issuer's introspection endpoint (RFC 7662): `Introspection` (feature `introspection`) |
 //! | [`dangerous`] | the options that weaken validation |
 //! | [`telemetry`] | the metrics recorded with feature `metrics`: names and labels |
+//! | `openapi` | `ApiSecurity`: the security scheme and per-route scopes in a utoipa OpenAPI document (feature `utoipa`) |
 //! | [`server`] | the authorization server (feature `server`) |
 //!
 //! # Features
@@ -80,6 +81,7 @@
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
 //! | `introspection` | opaque tokens validated through the issuer's introspection endpoint (RFC 7662), cached; implies `remote` | no |
+//! | `utoipa` | `openapi::ApiSecurity`: security schemes and per-route scopes in utoipa 5 OpenAPI documents | no |
 //! | `metrics` | counters, gauges and a histogram through the `metrics` facade ([`telemetry`]) | no |
 //! | `server` | the authorization server ([`server`]): token, authorization, revocation, introspection, metadata, JWKS and admin endpoints | no |
 //! | `sqlite` | `server::store::SqliteStore`: the server's store in an SQLite file (sqlx, SQLite bundled); implies `server` | no |
@@ -130,7 +132,7 @@
 //     token_source,      where the token comes from;
 //     dangerous          the options that weaken validation
 //   7 http               the tower layer, RequireScope, RFC 6750 rendering, audit events
-//   8 extract            axum extractors
+//   8 extract, openapi   axum extractors; OpenAPI security (utoipa)
 //   9 server             the authorization server
 //
 // The public API is a set of namespaces below, one per job (in the manner of tower-http); the
@@ -149,6 +151,9 @@ mod http;
 pub mod introspection;
 mod jose;
 pub mod keys;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
@@ -193,6 +198,12 @@ pub use require_scope::RequireScope;
 pub use token::{Scopes, VerifiedToken};
 
 /// Compiles the README's examples as doctests (they use every feature's API).
-#[cfg(all(doctest, feature = "server", feature = "remote"))]
+#[cfg(all(
+    doctest,
+    feature = "server",
+    feature = "remote",
+    feature = "introspection",
+    feature = "utoipa"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -175,15 +175,16 @@ mod on {
     }
 }
 
+/// The same calls, doing nothing: they compile away.
 #[cfg(not(feature = "metrics"))]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::unused_self, clippy::needless_pass_by_value)]
 mod off {
-    //! The same calls, doing nothing: they compile away.
-    #![allow(clippy::unused_self, clippy::needless_pass_by_value)]
-
     use std::sync::Arc;
 
     pub(crate) struct Telemetry;
+
+    /// When the timed work started: nothing, without the feature.
+    pub(crate) struct Started;
 
     impl Telemetry {
         #[inline(always)]
@@ -199,9 +200,11 @@ mod off {
         #[inline(always)]
         pub(crate) fn cache_hit(&self) {}
         #[inline(always)]
-        pub(crate) fn verified(&self, _started: (), _cached: impl FnOnce() -> Option<u64>) {}
+        pub(crate) fn verified(&self, _started: Started, _cached: impl FnOnce() -> Option<u64>) {}
         #[inline(always)]
-        pub(crate) fn start() {}
+        pub(crate) fn start() -> Started {
+            Started
+        }
     }
 
     #[inline(always)]

@@ -85,6 +85,17 @@ impl RequireScope {
         }
     }
 
+    /// The required scopes, in the order given (duplicates removed).
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.inner.scopes.iter().map(|s| &**s)
+    }
+
+    /// Whether every scope is required ([`all`](Self::all)) rather than one of them
+    /// ([`any`](Self::any)).
+    pub fn requires_all(&self) -> bool {
+        self.inner.mode == Mode::All
+    }
+
     /// Checks `token` against the requirement.
     pub fn check(&self, token: &VerifiedToken) -> Result<(), AuthError> {
         let granted = token.scopes();

@@ -288,6 +288,37 @@ impl AuthorizationServer {
         &self.state.issuer
     }
 
+    /// The token endpoint's URL, as the metadata names it.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.state.endpoint_base)
+    }
+
+    /// The OAuth 2.0 flows of this server for an OpenAPI document (feature `utoipa`; see
+    /// [`ApiSecurity::oauth2`](crate::openapi::ApiSecurity::oauth2)): authorization code (when
+    /// it has a consent handler) and client credentials at its endpoints, refresh at its token
+    /// endpoint.
+    #[cfg(feature = "utoipa")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+    pub fn openapi_flows(&self) -> crate::openapi::OAuth2Flows {
+        let token = self.token_endpoint();
+        let flows = crate::openapi::OAuth2Flows::new()
+            .client_credentials(token.clone())
+            .refresh_url(token.clone());
+        match self.authorization_endpoint() {
+            Some(authorize) => flows.authorization_code(authorize, token),
+            None => flows,
+        }
+    }
+
+    /// The authorization endpoint's URL, as the metadata names it; `None` when the server has
+    /// no consent handler (no authorization-code grant).
+    pub fn authorization_endpoint(&self) -> Option<String> {
+        self.state
+            .consent
+            .is_some()
+            .then(|| format!("{}/authorize", self.state.endpoint_base))
+    }
+
     /// The store this server keeps its clients and tokens in.
     pub fn store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.state.store)

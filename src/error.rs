@@ -242,7 +242,7 @@ impl AuthError {
     pub(crate) fn introspection_pending() -> Self {
         let mut error = Self::introspection_unavailable(
             "this token must be introspected: use the layer or Authenticator::verify_async",
-            0,
+            1,
         );
         Arc::make_mut(&mut error.inner).introspect = true;
         error

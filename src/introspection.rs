@@ -38,7 +38,8 @@
 //!   JWKS refetch. At most [`max_concurrency`](Introspection::max_concurrency) calls are in
 //!   flight; each has a [`timeout`](Introspection::timeout) and a response-size bound.
 //! - **When the endpoint is down** (an error, a timeout, a status other than 200, or an answer
-//!   that is not a JSON object with a boolean `active`): a cached token keeps working; an
+//!   that is not a JSON object with a boolean `active` and well-typed claims): a cached token
+//!   keeps working; an
 //!   uncached one is answered **503 with `Retry-After`**, not 401, since the token may well be
 //!   fine ([`AuthErrorKind::IntrospectionUnavailable`];
 //!   gRPC status 14 `UNAVAILABLE`). The failure is logged with its reason under the target
@@ -497,7 +498,15 @@ impl Introspector {
         }
         let json = serde_json::to_vec(&answer)
             .map_err(|_| self.unavailable("the answer cannot be re-encoded"))?;
-        validate::introspected(json, issuers, self.index, crate::time::now())
+        validate::introspected(json, issuers, self.index, crate::time::now()).map_err(|e| {
+            // Claims of the wrong type (`"exp": "soon"`) are garbage from the endpoint, not a
+            // verdict on the token.
+            if e.kind() == AuthErrorKind::Malformed {
+                self.unavailable(&format!("the answer's claims: {}", e.description()))
+            } else {
+                e
+            }
+        })
     }
 
     /// The 503 error for an endpoint that could not answer, logged with its reason (never the

@@ -162,6 +162,8 @@ impl Assembled {
 /// issuer `index`: `claims` is the response with `active` removed, its `iss` (filled in with
 /// the issuer's when the response has none) already compared. They get the same checks as a
 /// JWT's claims: `exp` (unless waived), `nbf`, `iat`, audience, required claims, revocation.
+/// Claims that do not parse (a registered claim of the wrong type) are `Malformed`, which the
+/// caller treats as an answer it cannot use.
 #[cfg(feature = "introspection")]
 pub(crate) fn introspected(
     claims_json: Vec<u8>,
@@ -176,12 +178,7 @@ pub(crate) fn introspected(
         ));
     };
     let policy = &trusted.policy;
-    let claims = claims::parse(&claims_json, &policy.capture).map_err(|e| {
-        AuthError::new(
-            AuthErrorKind::Malformed,
-            format!("introspection response: {}", e.description()),
-        )
-    })?;
+    let claims = claims::parse(&claims_json, &policy.capture)?;
     check_claims(&claims, policy, now).map_err(|e| e.with_claimed(None, claims.iss.as_deref()))?;
     let verifier = Verifier {
         alg: None,

@@ -25,6 +25,7 @@
 //! | `OAUTH2_INTROSPECTION_CLIENT_SECRET` | this API's client secret at the issuer, for introspection |
 //! | `OAUTH2_INTROSPECTION_URL` | the introspection endpoint (default: discovered from the issuer's metadata) |
 //! | `OAUTH2_OPENAPI_TOKEN_URL` | `/openapi.json` names an OAuth 2.0 client-credentials flow at this token URL instead of an HTTP bearer JWT scheme (needs `--features utoipa`) |
+//! | `OAUTH2_OPENAPI_DISCOVER` | `1`: `/openapi.json` names the OAuth 2.0 flows `OAUTH2_ISSUER`'s metadata announces, at its endpoints (needs `--features utoipa`) |
 //!
 //! With introspection and neither `OAUTH2_JWKS_FILE` nor `OAUTH2_JWKS_URL`, every token is
 //! introspected; with a JWKS too, the issuer's JWTs are verified locally and other tokens
@@ -138,6 +139,38 @@ fn introspection_from_env(
     }
 }
 
+/// The OpenAPI document's security scheme: the issuer's OAuth 2.0 flows from its metadata
+/// (`OAUTH2_OPENAPI_DISCOVER=1`), a client-credentials flow at `OAUTH2_OPENAPI_TOKEN_URL`, or
+/// an HTTP bearer JWT scheme.
+#[cfg(feature = "utoipa")]
+async fn openapi_security() -> Result<tower_oauth2::openapi::ApiSecurity, String> {
+    use tower_oauth2::openapi::{ApiSecurity, OAuth2Flows};
+    let set = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    if let Some(url) = set("OAUTH2_OPENAPI_TOKEN_URL") {
+        return Ok(ApiSecurity::oauth2(
+            OAuth2Flows::new().client_credentials(url),
+        ));
+    }
+    match set("OAUTH2_OPENAPI_DISCOVER").as_deref() {
+        Some("1") => {
+            let issuer = required("OAUTH2_ISSUER", "the issuer whose flows to describe")?;
+            let flows = OAuth2Flows::discover(&issuer)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ApiSecurity::oauth2(flows))
+        }
+        Some("0") | None => {
+            Ok(ApiSecurity::bearer_jwt()
+                .description("a JWT access token from the configured issuer"))
+        }
+        Some(_) => Err("OAUTH2_OPENAPI_DISCOVER must be 1 or 0".into()),
+    }
+}
+
 /// `--demo-tokens N FILE`: how many load-test tokens to mint, and where to write them.
 fn demo_tokens_arg() -> Result<Option<(usize, std::path::PathBuf)>, String> {
     let args: Vec<String> = std::env::args().collect();
@@ -219,12 +252,12 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(feature = "utoipa")]
-    let security = match std::env::var("OAUTH2_OPENAPI_TOKEN_URL") {
-        Ok(url) if !url.trim().is_empty() => tower_oauth2::openapi::ApiSecurity::oauth2(
-            tower_oauth2::openapi::OAuth2Flows::new().client_credentials(url),
-        ),
-        _ => tower_oauth2::openapi::ApiSecurity::bearer_jwt()
-            .description("a JWT access token from the configured issuer"),
+    let security = match openapi_security().await {
+        Ok(security) => security,
+        Err(e) => {
+            eprintln!("error: the OpenAPI document: {e}");
+            return ExitCode::from(2);
+        }
     };
     #[cfg(not(feature = "utoipa"))]
     let security = ();

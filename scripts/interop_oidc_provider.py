@@ -313,7 +313,8 @@ def run_checks(binary: str, node: str, server: Path, tmp: Path) -> None:
 
     check_wrong_issuer_exits(binary, a.issuer)
 
-    svc = Service("for A", binary, a.issuer, tmp)
+    # The OpenAPI document describes A's flows, discovered from A's metadata.
+    svc = Service("for A", binary, a.issuer, tmp, {"OAUTH2_OPENAPI_DISCOVER": "1"})
     reply = svc.get("/me")
     check("GET /me without a token -> 401", reply.status == 401, reply.evidence())
 
@@ -366,6 +367,17 @@ def run_checks(binary: str, node: str, server: Path, tmp: Path) -> None:
           reply.status == 200, reply.evidence())
 
     check_metrics(svc, a, tokens)
+
+    reply = http("GET", svc.base + "/openapi.json")
+    spec = reply.json()
+    flows = (spec.get("components", {}).get("securitySchemes", {}).get("oauth2", {})
+             .get("flows", {})) if isinstance(spec, dict) else {}
+    credentials = flows.get("clientCredentials", {})
+    check("openapi: /openapi.json (OAUTH2_OPENAPI_DISCOVER=1) names provider A's "
+          "client-credentials flow at its token endpoint, with the routes' scopes declared",
+          reply.status == 200 and credentials.get("tokenUrl") == doc.get("token_endpoint")
+          and {"events:read", "events:write"} <= set(credentials.get("scopes", {})),
+          json.dumps(flows)[:600])
 
     # The other way round: a service configured for B takes B's tokens (so the 401s above are
     # not about B's tokens being unusable) and refuses A's.

@@ -115,6 +115,79 @@ impl OAuth2Flows {
         self
     }
 
+    /// The flows an authorization server's metadata (RFC 8414, or OpenID Connect Discovery)
+    /// announces: authorization code when it has an `authorization_endpoint`, client
+    /// credentials and password when `grant_types_supported` lists them (RFC 8414's default
+    /// is authorization code only), refresh at the token endpoint when it lists
+    /// `refresh_token`. The URLs must be https (http only on loopback).
+    pub fn from_metadata(metadata: &serde_json::Value) -> Result<Self, OpenApiError> {
+        let url = |member: &str| -> Result<Option<String>, OpenApiError> {
+            match metadata.get(member) {
+                None => Ok(None),
+                Some(serde_json::Value::String(url)) if https_or_loopback(url) => {
+                    Ok(Some(url.clone()))
+                }
+                Some(_) => Err(OpenApiError(format!(
+                    "the metadata's {member} is not an https URL"
+                ))),
+            }
+        };
+        let token = url("token_endpoint")?
+            .ok_or_else(|| OpenApiError("the metadata has no token_endpoint".into()))?;
+        let grants: Vec<&str> = match metadata.get("grant_types_supported") {
+            Some(serde_json::Value::Array(grants)) => grants
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect(),
+            None => vec!["authorization_code", "implicit"],
+            Some(_) => {
+                return Err(OpenApiError(
+                    "the metadata's grant_types_supported is not an array".into(),
+                ));
+            }
+        };
+        let mut flows = Self::new();
+        if let Some(authorize) = url("authorization_endpoint")?
+            && grants.contains(&"authorization_code")
+        {
+            flows = flows.authorization_code(authorize, token.clone());
+        }
+        if grants.contains(&"client_credentials") {
+            flows = flows.client_credentials(token.clone());
+        }
+        if grants.contains(&"password") {
+            flows = flows.password(token.clone());
+        }
+        if grants.contains(&"refresh_token") {
+            flows = flows.refresh_url(token);
+        }
+        if flows.is_empty() {
+            return Err(OpenApiError(
+                "the metadata announces no flow an OpenAPI document can describe".into(),
+            ));
+        }
+        Ok(flows)
+    }
+
+    /// [`from_metadata`](Self::from_metadata) of the configured issuer's metadata, fetched from
+    /// `{issuer}/.well-known/openid-configuration` (else RFC 8414's location) as the JWKS
+    /// discovery does: the document must name this very issuer (feature `remote`).
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    pub async fn discover(issuer: &str) -> Result<Self, OpenApiError> {
+        use crate::keys::remote::{check_url, discover_metadata, redirect_policy};
+        check_url(issuer).map_err(|e| OpenApiError(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .redirect(redirect_policy())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| OpenApiError(format!("cannot create the HTTP client: {e}")))?;
+        let (_, document) = discover_metadata(&client, issuer, 512 * 1024)
+            .await
+            .map_err(|e| OpenApiError(e.to_string()))?;
+        Self::from_metadata(&serde_json::Value::Object(document))
+    }
+
     fn is_empty(&self) -> bool {
         self.authorization_code.is_none()
             && self.client_credentials.is_none()
@@ -148,6 +221,25 @@ impl OAuth2Flows {
             flows.push(Flow::Password(flow));
         }
         flows
+    }
+}
+
+/// An https URL, or http on a loopback host: the rule `keys::remote::check_url` applies to
+/// every URL this crate fetches (which needs feature `remote`; this one does not).
+fn https_or_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => loopback,
+        _ => false,
     }
 }
 
@@ -393,6 +485,45 @@ mod tests {
             j["paths"]["/b"]["post"]["security"],
             serde_json::json!([{"oauth2": []}])
         );
+    }
+
+    #[test]
+    fn flows_from_metadata() {
+        let metadata = serde_json::json!({
+            "issuer": "https://as.example",
+            "token_endpoint": "https://as.example/token",
+            "authorization_endpoint": "https://as.example/authorize",
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        });
+        let flows = OAuth2Flows::from_metadata(&metadata);
+        assert!(flows.is_ok(), "{flows:?}");
+        let mut d = doc();
+        let applied = flows
+            .map(ApiSecurity::oauth2)
+            .and_then(|s| s.authenticated(Method::GET, "/a").apply(&mut d));
+        assert!(applied.is_ok(), "{applied:?}");
+        let j = json(&d);
+        let flows = &j["components"]["securitySchemes"]["oauth2"]["flows"];
+        assert_eq!(
+            flows["authorizationCode"]["authorizationUrl"],
+            "https://as.example/authorize"
+        );
+        assert_eq!(
+            flows["clientCredentials"]["refreshUrl"],
+            "https://as.example/token"
+        );
+        assert!(flows.get("password").is_none());
+        // Plain http off loopback, no token endpoint, no usable flow: errors.
+        for bad in [
+            serde_json::json!({"token_endpoint": "http://as.example/token"}),
+            serde_json::json!({"grant_types_supported": ["client_credentials"]}),
+            serde_json::json!({"token_endpoint": "https://as.example/t", "grant_types_supported": ["implicit"]}),
+        ] {
+            assert!(OAuth2Flows::from_metadata(&bad).is_err(), "{bad}");
+        }
+        assert!(https_or_loopback("http://127.0.0.1:8080/token"));
+        assert!(https_or_loopback("http://[::1]/token"));
+        assert!(!https_or_loopback("http://127.0.0.1.evil.example/token"));
     }
 
     #[test]

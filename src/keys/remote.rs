@@ -415,22 +415,36 @@ struct Fetched {
     ttl: Duration,
 }
 
-/// Finds the URL named `member` (`jwks_uri`, `introspection_endpoint`) in `issuer`'s metadata:
-/// `{issuer}/.well-known/openid-configuration`, else RFC 8414's location. The document's
-/// `issuer` must equal `issuer` exactly, and the URL must pass [`check_url`].
+/// Finds the URL named `member` (`jwks_uri`, `introspection_endpoint`) in `issuer`'s metadata
+/// (see [`discover_metadata`]); the URL must pass [`check_url`].
 pub(crate) async fn discover_endpoint(
     client: &reqwest::Client,
     issuer: &str,
     member: &str,
     max_bytes: usize,
 ) -> Result<String, KeyFetchError> {
+    let (url, document) = discover_metadata(client, issuer, max_bytes).await?;
+    let found = document
+        .get(member)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| KeyFetchError(format!("metadata {url} has no {member}")))?;
+    check_url(found).map_err(|e| KeyFetchError(e.to_string()))?;
+    tracing::info!(%issuer, metadata = %url, member, url = %found, "discovered an endpoint");
+    Ok(found.to_owned())
+}
+
+/// `issuer`'s metadata document and where it was found:
+/// `{issuer}/.well-known/openid-configuration`, else RFC 8414's location. The document's
+/// `issuer` must equal `issuer` exactly.
+pub(crate) async fn discover_metadata(
+    client: &reqwest::Client,
+    issuer: &str,
+    max_bytes: usize,
+) -> Result<(String, serde_json::Map<String, serde_json::Value>), KeyFetchError> {
     let mut last = KeyFetchError(format!("no metadata found for issuer {issuer}"));
     for url in metadata_urls(issuer) {
-        match metadata(client, &url, issuer, member, max_bytes).await {
-            Ok(found) => {
-                tracing::info!(%issuer, metadata = %url, member, url = %found, "discovered an endpoint");
-                return Ok(found);
-            }
+        match metadata(client, &url, issuer, max_bytes).await {
+            Ok(document) => return Ok((url, document)),
             // A document naming another issuer is a configuration error, not a reason to try
             // the next location.
             Err(Metadata::Mismatch(error)) => return Err(error),
@@ -444,9 +458,8 @@ async fn metadata(
     client: &reqwest::Client,
     url: &str,
     issuer: &str,
-    member: &str,
     max_bytes: usize,
-) -> Result<String, Metadata> {
+) -> Result<serde_json::Map<String, serde_json::Value>, Metadata> {
     let unavailable = |e: String| Metadata::Unavailable(KeyFetchError(e));
     let response = client
         .get(url)
@@ -472,12 +485,7 @@ async fn metadata(
             named.unwrap_or_default()
         ))));
     }
-    let found = document
-        .get(member)
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| unavailable(format!("metadata {url} has no {member}")))?;
-    check_url(found).map_err(|e| Metadata::Mismatch(KeyFetchError(e.to_string())))?;
-    Ok(found.to_owned())
+    Ok(document)
 }
 
 enum Metadata {

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `tower_oauth2_auth_total` | counter | `issuer`, `outcome` (`accepted`, `rejected`, `anonymous`), `reason` (`ok` or the [`AuthErrorKind`](crate::error::AuthErrorKind), e.g. `Expired`) |
 //! | `tower_oauth2_token_cache_total` | counter | `result` (`hit`, `miss`) |
-//! | `tower_oauth2_validation_seconds` | histogram | — (a token verified, not taken from the cache) |
+//! | `tower_oauth2_validation_seconds` | histogram | — (a token checked in full, accepted or refused: not taken from the cache) |
 //! | `tower_oauth2_cached_tokens` | gauge | `cache` (`token`, `introspection`) |
 //! | `tower_oauth2_jwks_fetches_total` | counter | `issuer`, `outcome` (`ok`, `not_modified`, `error`) |
 //! | `tower_oauth2_keys` | gauge | `issuer`: the keys of its remote JWKS |
@@ -28,7 +28,8 @@
 pub const AUTH: &str = "tower_oauth2_auth_total";
 /// The counter of token-cache lookups.
 pub const TOKEN_CACHE: &str = "tower_oauth2_token_cache_total";
-/// The histogram of the time to verify a token that was not in the cache, in seconds.
+/// The histogram of the time to check a token that was not in the cache (accepted or refused),
+/// in seconds.
 pub const VALIDATION_SECONDS: &str = "tower_oauth2_validation_seconds";
 /// The gauge of cached tokens.
 pub const CACHED_TOKENS: &str = "tower_oauth2_cached_tokens";

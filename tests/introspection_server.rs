@@ -31,6 +31,15 @@ async fn register(h: &oauth_http::Harness, id: &str, secret: &str, scopes: &[&st
     h.server.register_client(client).await.unwrap();
 }
 
+/// A server with the client `app` (scopes `scopes`) and the API's client `events-api`.
+async fn server(scopes: &[&str]) -> oauth_http::Harness {
+    common::provider();
+    let h = oauth_http::serve(|b| b).await;
+    register(&h, "app", APP_SECRET, scopes).await;
+    register(&h, "events-api", API_SECRET, &[]).await;
+    h
+}
+
 async fn access_token(h: &oauth_http::Harness, scope: &str) -> String {
     let response = h
         .http
@@ -92,10 +101,7 @@ async fn call(api: &str, path: &str, token: &str) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn the_servers_tokens_pass_through_its_introspection_endpoint() {
-    common::provider();
-    let h = oauth_http::serve(|b| b).await;
-    register(&h, "app", APP_SECRET, &["read", "write"]).await;
-    register(&h, "events-api", API_SECRET, &[]).await;
+    let h = server(&["read", "write"]).await;
     // The endpoint comes from the server's metadata; a short cache so revocation shows.
     let config = Introspection::new("events-api", API_SECRET).max_cache(Duration::from_millis(300));
     let api = api(&h.base, config).await;
@@ -140,10 +146,7 @@ async fn the_servers_tokens_pass_through_its_introspection_endpoint() {
 
 #[tokio::test]
 async fn wrong_client_credentials_at_the_endpoint_are_a_503_not_a_401() {
-    common::provider();
-    let h = oauth_http::serve(|b| b).await;
-    register(&h, "app", APP_SECRET, &["read"]).await;
-    register(&h, "events-api", API_SECRET, &[]).await;
+    let h = server(&["read"]).await;
     let config = Introspection::new("events-api", "a-wrong-secret-0123456789-0123456789")
         .endpoint(format!("{}/oauth2/introspect", h.base))
         .client_secret_post();
@@ -157,10 +160,7 @@ async fn wrong_client_credentials_at_the_endpoint_are_a_503_not_a_401() {
 
 #[tokio::test]
 async fn client_secret_post_works_with_the_server() {
-    common::provider();
-    let h = oauth_http::serve(|b| b).await;
-    register(&h, "app", APP_SECRET, &["read"]).await;
-    register(&h, "events-api", API_SECRET, &[]).await;
+    let h = server(&["read"]).await;
     let config = Introspection::new("events-api", API_SECRET)
         .endpoint(format!("{}/oauth2/introspect", h.base))
         .client_secret_post()

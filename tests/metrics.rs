@@ -192,13 +192,16 @@ async fn jwks_fetches_and_keys_are_counted_per_issuer() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let jwks = Router::new().route("/jwks.json", get(|| async { common::JWKS }));
     tokio::spawn(async move { axum::serve(listener, jwks).await.unwrap() });
+    let remote = |issuer: &str, url: String| {
+        Authenticator::builder()
+            .issuer(issuer)
+            .audience(AUDIENCE)
+            .jwks_url(url)
+            .build()
+            .unwrap()
+    };
     let issuer = "https://metrics-jwks.test";
-    let auth = Authenticator::builder()
-        .issuer(issuer)
-        .audience(AUDIENCE)
-        .jwks_url(format!("{base}/jwks.json"))
-        .build()
-        .unwrap();
+    let auth = remote(issuer, format!("{base}/jwks.json"));
     auth.refresh_keys().await.unwrap();
     let ok = [("issuer", issuer), ("outcome", "ok")];
     assert!(value(telemetry::JWKS_FETCHES, &ok).await >= 1.0);
@@ -206,12 +209,7 @@ async fn jwks_fetches_and_keys_are_counted_per_issuer() {
     assert_eq!(value(telemetry::KEYS, &[("issuer", issuer)]).await, held);
 
     let down = "https://metrics-jwks-down.test";
-    let failing = Authenticator::builder()
-        .issuer(down)
-        .audience(AUDIENCE)
-        .jwks_url(format!("{base}/missing.json"))
-        .build()
-        .unwrap();
+    let failing = remote(down, format!("{base}/missing.json"));
     assert!(failing.refresh_keys().await.is_err());
     assert!(
         value(

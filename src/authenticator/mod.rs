@@ -274,7 +274,9 @@ impl Authenticator {
 
     /// Takes the token from a request (per the configured token sources) and validates it,
     /// with its DPoP proof when it comes with the DPoP scheme: the method and URI are what the
-    /// proof must name. `Ok(None)`: the request carries no token.
+    /// proof must name. `Ok(None)`: the request carries no token. Like
+    /// [`verify`](Self::verify), it answers an uncached token that must be introspected with
+    /// `IntrospectionUnavailable`; the layer asks the endpoint.
     pub fn authenticate(
         &self,
         method: &Method,

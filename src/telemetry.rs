@@ -17,7 +17,7 @@
 //! | `tower_oauth2_server_revocations_total` | counter | `kind` (`access_token`, `refresh_token`) |
 //!
 //! Label values are bounded: `issuer` is a *configured* issuer (a rejected token's claimed
-//! `iss` that names none is `other`), and every other value comes from a fixed list of this
+//! `iss` that names none is `other`; no token, or one whose `iss` cannot be read, is `none`), and every other value comes from a fixed list of this
 //! crate's (a grant type no server supports is `other`). No subject, client id, token or
 //! other client-supplied string is ever a label.
 //!
@@ -97,9 +97,15 @@ mod on {
             })
         }
 
-        /// The label of the configured issuer `iss` names, else `other`.
+        /// The label of the configured issuer `iss` names; `other` for an issuer that is not
+        /// configured, `none` when no issuer is known (no token, or one that does not parse).
         fn label(&self, iss: Option<&str>) -> Arc<str> {
-            iss.and_then(|iss| self.issuers.iter().find(|i| ***i == *iss))
+            let Some(iss) = iss else {
+                return Arc::from("none");
+            };
+            self.issuers
+                .iter()
+                .find(|i| ***i == *iss)
                 .map_or_else(|| Arc::from("other"), Arc::clone)
         }
 

@@ -163,6 +163,21 @@ async fn a_claimed_issuer_that_is_not_configured_is_labelled_other() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(value(telemetry::AUTH, &other).await - before, 1.0);
+    // No token: no issuer to name.
+    let none = [
+        ("issuer", "none"),
+        ("outcome", "rejected"),
+        ("reason", "missing_token"),
+    ];
+    let before = value(telemetry::AUTH, &none).await;
+    let anonymous = http::Request::get("/me")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(
+        common::send(&app, anonymous).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(value(telemetry::AUTH, &none).await - before, 1.0);
     let text = reqwest::get(scrape_url().await)
         .await
         .unwrap()

@@ -35,6 +35,7 @@ LEVELS = {
     "http": 7,
     "extract": 8,
     "openapi": 8,
+    "grpc": 8,
     "server": 9,
 }
 

@@ -4,7 +4,8 @@
 Run by scripts/interop_grpc.sh. Generates an ES256 key and its JWKS, starts the service with
 them, builds the Python stubs from the example's proto with grpcio-tools, mints tokens with
 PyJWT, and calls both methods (unary `Get`, server-streaming `Watch`) with a valid token,
-without one, with an expired one, with a tampered one and with one lacking the scope: each
+without one, with an expired one, with a tampered one and with one lacking the scope (and
+Watch, whose handler also demands events:watch, with a token that has only events:read): each
 must get the right gRPC status code and message, and the RFC 6750 challenge as metadata.
 Prints `ok  - ...` / `FAIL - ...` per check and `N passed, M failed`; exits 1 on a failure.
 """
@@ -103,7 +104,7 @@ def main() -> int:
             events = pb2_grpc.EventsStub(channel)
             print(f"# grpcio {grpc.__version__} against the example on 127.0.0.1:{port}")
 
-            good = mint(key, "events:read")
+            good = mint(key, "events:read events:watch")
             reply = events.Get(pb2.GetRequest(id=7), metadata=metadata(good), timeout=10)
             check("unary Get with a valid token: the event, seen by the token's subject",
                   reply.id == 7 and reply.seen_by == "grpc-user", repr(reply))
@@ -132,6 +133,16 @@ def main() -> int:
                 other = mint(key, "profile")
                 refused(lambda: call(metadata(other)), denied, "requires scope events:read",
                         f"{method} with a token lacking the scope: PERMISSION_DENIED")
+            # Watch needs `events:watch` as well, checked in its handler with
+            # tower_oauth2::grpc::require_scope (feature `tonic`).
+            reader = mint(key, "events:read")
+            reply = events.Get(pb2.GetRequest(id=3), metadata=metadata(reader), timeout=10)
+            check("unary Get with only events:read: the event", reply.id == 3, repr(reply))
+            refused(lambda: events.Watch(pb2.WatchRequest(from_id=1, count=2),
+                                         metadata=metadata(reader), timeout=10),
+                    denied, "requires scope events:watch",
+                    "Watch with only events:read: PERMISSION_DENIED from the handler's "
+                    "grpc::require_scope, challenge in the trailers")
             channel.close()
         except Exception:  # noqa: BLE001 - report and fail
             check("no unexpected error", False, traceback.format_exc())

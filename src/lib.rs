@@ -69,6 +69,7 @@
 //! | `introspection` | opaque tokens through the issuer's introspection endpoint (RFC 7662): `Introspection` (feature `introspection`) |
 //! | [`dangerous`] | the options that weaken validation |
 //! | [`telemetry`] | the metrics recorded with feature `metrics`: names and labels |
+//! | `grpc` | `verified_token` and `require_scope` for tonic handlers (feature `tonic`) |
 //! | `openapi` | `ApiSecurity`: the security scheme and per-route scopes in a utoipa OpenAPI document (feature `utoipa`) |
 //! | [`server`] | the authorization server (feature `server`) |
 //!
@@ -81,6 +82,7 @@
 //! | `axum` | the [`Claims`], [`Scopes`] and [`VerifiedToken`] extractors | yes |
 //! | `remote` | JWKS URLs and discovery from the issuer, cached and refreshed (reqwest with rustls) | yes |
 //! | `introspection` | opaque tokens validated through the issuer's introspection endpoint (RFC 7662), cached; implies `remote` | no |
+//! | `tonic` | `grpc::verified_token` and `grpc::require_scope` for tonic handlers | no |
 //! | `utoipa` | `openapi::ApiSecurity`: security schemes and per-route scopes in utoipa 5 OpenAPI documents | no |
 //! | `metrics` | counters, gauges and a histogram through the `metrics` facade ([`telemetry`]) | no |
 //! | `server` | the authorization server ([`server`]): token, authorization, revocation, introspection, metadata, JWKS and admin endpoints | no |
@@ -132,7 +134,8 @@
 //     token_source,      where the token comes from;
 //     dangerous          the options that weaken validation
 //   7 http               the tower layer, RequireScope, RFC 6750 rendering, audit events
-//   8 extract, openapi   axum extractors; OpenAPI security (utoipa)
+//   8 extract, openapi,  axum extractors; OpenAPI security (utoipa);
+//     grpc               tonic helpers
 //   9 server             the authorization server
 //
 // The public API is a set of namespaces below, one per job (in the manner of tower-http); the
@@ -145,6 +148,9 @@ pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
 mod http;
 #[cfg(feature = "introspection")]
 #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]

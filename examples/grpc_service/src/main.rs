@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! events.Events/Get    unary             scope events:read
-//! events.Events/Watch  server streaming  scope events:read
+//! events.Events/Watch  server streaming  scopes events:read and events:watch
 //! ```
 //!
 //! Configuration comes from the environment, as for the `protected_service` example:
@@ -16,13 +16,17 @@
 //! | `OAUTH2_AUDIENCE` | the `aud` tokens must contain (required) |
 //! | `OAUTH2_JWKS_FILE` | a JWKS JSON file with the issuer's public keys (else discovered from the issuer) |
 //!
-//! Handlers read the [`VerifiedToken`] from the request's extensions, where the layer put it.
+//! `RequireScope` on the service's router demands `events:read` of every method; `Watch`
+//! demands `events:watch` too, in the handler, with `tower_oauth2::grpc::require_scope`
+//! (feature `tonic`), which refuses the way the layer does. Handlers get the
+//! [`VerifiedToken`] with `tower_oauth2::grpc::verified_token`.
 
 use std::pin::Pin;
 use std::process::ExitCode;
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use tower_oauth2::grpc::{require_scope, verified_token};
 use tower_oauth2::{Authenticator, RequireScope, VerifiedToken};
 
 /// The code generated from `proto/events.proto`.
@@ -39,20 +43,15 @@ const MAX_WATCH: u32 = 100;
 
 struct EventsService;
 
-/// The subject of the token the layer verified for this call.
-fn seen_by<T>(request: &Request<T>) -> Result<String, Status> {
-    request
-        .extensions()
-        .get::<VerifiedToken>()
-        .and_then(VerifiedToken::subject)
-        .map(str::to_owned)
-        .ok_or_else(|| Status::unauthenticated("no verified token: is the layer installed?"))
+/// The subject of a token.
+fn seen_by(token: &VerifiedToken) -> String {
+    token.subject().unwrap_or_default().to_owned()
 }
 
 #[tonic::async_trait]
 impl Events for EventsService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Event>, Status> {
-        let seen_by = seen_by(&request)?;
+        let seen_by = seen_by(verified_token(&request)?);
         let id = request.into_inner().id;
         Ok(Response::new(Event { id, seen_by }))
     }
@@ -63,7 +62,9 @@ impl Events for EventsService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let seen_by = seen_by(&request)?;
+        // More than the router's `events:read`: refused like the layer would, if missing.
+        let watcher = require_scope(&request, &RequireScope::all(["events:watch"]))?;
+        let seen_by = seen_by(watcher);
         let WatchRequest { from_id, count } = request.into_inner();
         let events = (0..u64::from(count.min(MAX_WATCH))).map(move |i| {
             Ok(Event {

@@ -316,6 +316,15 @@ impl Introspector {
         self.cache.entry_count()
     }
 
+    /// How many tokens have a call in flight (or waiting for a slot).
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// The answer for `token`: from the cache, or from one introspection call shared by every
     /// concurrent request with the same token.
     pub(crate) async fn resolve(
@@ -336,6 +345,13 @@ impl Introspector {
         };
         let outcome = flight
             .get_or_init(|| async {
+                // Leaves the map when this call ends, or is dropped with a request that went
+                // away: the map holds only calls some request still waits for.
+                let _leave = Leave {
+                    in_flight: &self.in_flight,
+                    digest,
+                    flight: &flight,
+                };
                 let outcome = self.call(token, issuers).await;
                 let (ttl, label) = match &outcome {
                     // An endpoint failure is never kept: the next request asks again.
@@ -352,16 +368,6 @@ impl Introspector {
                     crate::telemetry::cached_tokens("introspection", self.cached_count());
                 }
                 // Later requests find the cache (or call again); waiters hold the flight.
-                let mut in_flight = self
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if in_flight
-                    .get(&digest)
-                    .is_some_and(|f| Arc::ptr_eq(f, &flight))
-                {
-                    in_flight.remove(&digest);
-                }
                 outcome
             })
             .await;
@@ -533,6 +539,30 @@ struct OAuthError {
     error: String,
 }
 
+/// Takes a call out of the map of calls in flight when dropped: when it finished, or when the
+/// request that ran it went away (another waiting request then runs it again, under the same
+/// flight). Without it, tokens whose requests all went away would stay in the map.
+struct Leave<'a> {
+    in_flight: &'a Mutex<HashMap<[u8; 32], Flight>>,
+    digest: [u8; 32],
+    flight: &'a Flight,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight
+            .get(&self.digest)
+            .is_some_and(|f| Arc::ptr_eq(f, self.flight))
+        {
+            in_flight.remove(&self.digest);
+        }
+    }
+}
+
 /// `Authorization: Basic` with the client id and secret form-encoded first (RFC 6749 §2.3.1).
 fn basic(client_id: &str, secret: &str) -> String {
     use base64::Engine;
@@ -552,6 +582,38 @@ mod tests {
     fn basic_credentials_are_form_encoded_first() {
         // RFC 6749 §2.3.1: `application/x-www-form-urlencoded` before Base64.
         assert_eq!(basic("a b", "p:w"), "Basic YStiOnAlM0F3");
+    }
+
+    #[tokio::test]
+    async fn requests_that_go_away_leave_no_call_behind() {
+        // An endpoint that accepts and never answers.
+        let bound = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .and_then(|l| l.local_addr().map(|a| (l, a)));
+        assert!(bound.is_ok(), "a loopback listener: {bound:?}");
+        let Ok((listener, address)) = bound else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let introspector = Introspection::new("rs", "secret")
+            .endpoint(format!("http://{address}/introspect"))
+            .build("https://issuer.test", 0, reqwest::Client::new());
+        assert!(introspector.is_ok(), "{introspector:?}");
+        let Ok(introspector) = introspector else {
+            return;
+        };
+        for i in 0..20u8 {
+            let token = format!("token-{i}");
+            let call = introspector.resolve(&token, [i; 32], &[]);
+            let cut = tokio::time::timeout(Duration::from_millis(20), call).await;
+            assert!(cut.is_err(), "the endpoint never answers");
+        }
+        assert_eq!(introspector.in_flight(), 0);
     }
 
     #[test]

@@ -390,9 +390,13 @@ impl Introspector {
         let Ok(Ok(_permit)) = permit else {
             return Err(self.unavailable("too many introspection calls in flight"));
         };
-        let endpoint = self.endpoint().await?;
+        // Discovery (at the first call) and the call itself, within what is left of the time.
         let remaining = self.config.timeout.saturating_sub(started.elapsed());
-        let body = match tokio::time::timeout(remaining, self.post(&endpoint, token)).await {
+        let work = async {
+            let endpoint = self.endpoint().await?;
+            self.post(&endpoint, token).await
+        };
+        let body = match tokio::time::timeout(remaining, work).await {
             Ok(result) => result?,
             Err(_) => return Err(self.unavailable("the introspection call timed out")),
         };

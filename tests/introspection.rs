@@ -625,6 +625,34 @@ async fn the_endpoint_is_discovered_from_the_issuers_metadata() {
 }
 
 #[tokio::test]
+async fn a_metadata_document_that_never_comes_is_a_503_within_the_timeout() {
+    // An issuer whose metadata endpoint accepts and never answers: discovery is part of the
+    // call and its timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let auth = Authenticator::builder()
+        .issuer(issuer)
+        .audience(AUDIENCE)
+        .introspection(Introspection::new("rs", "secret").timeout(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let app = app(&auth);
+    let started = std::time::Instant::now();
+    assert_unavailable(&get_with(&app, "/me", OPAQUE).await, "5");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_dpop_bound_introspected_token_is_not_a_bearer_token() {
     let idp = endpoint().await;
     let mut answer = active("events:read");

@@ -36,10 +36,13 @@ import urllib.request
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 PASSWORD = "browser-test-password-0123456789"
@@ -121,12 +124,28 @@ def no_alert(driver) -> bool:
         return True
 
 
+def gone(element) -> bool:
+    """Whether `element` left the document. Selenium's `staleness_of` knows only
+    StaleElementReferenceException; Chromium may instead answer a lookup during the navigation
+    with an inspector error ("Node with given id does not belong to the document"), which
+    means the same (seen once in a CI run)."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+
+
 def navigate(driver, by: str, what: str) -> None:
     """Clicks a link or submit button and waits for the next page: a click returns before the
     navigation ends, and reading the old page then fails with a stale element."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, what).click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(lambda _: gone(old))
     WebDriverWait(driver, 20).until(
         lambda d: d.execute_script("return document.readyState") == "complete")
 

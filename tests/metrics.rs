@@ -46,15 +46,15 @@ async fn scrape_url() -> &'static str {
     URL.get_or_init(|| url)
 }
 
+/// One scrape: the Prometheus text.
+async fn scrape() -> String {
+    let response = reqwest::get(scrape_url().await).await.unwrap();
+    response.text().await.unwrap()
+}
+
 /// The value of the series `name{labels}` (labels in any order), 0 when absent.
 async fn value(name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = reqwest::get(scrape_url().await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    series(&text, name, labels)
+    series(&scrape().await, name, labels)
 }
 
 fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -178,24 +178,14 @@ async fn a_claimed_issuer_that_is_not_configured_is_labelled_other() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(value(telemetry::AUTH, &none).await - before, 1.0);
-    let text = reqwest::get(scrape_url().await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape().await;
     assert!(
         !text.contains(&attacker_issuer),
         "a client-supplied iss became a label"
     );
     // The configured issuer's series exist; no subject or client id is ever a label.
     let _ = get_with(&app, "/me", &token("events:read")).await;
-    let text = reqwest::get(scrape_url().await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape().await;
     assert!(text.contains(ISSUER));
     assert!(!text.contains("user-42") && !text.contains("client-7"));
 }
@@ -347,11 +337,6 @@ async fn the_server_counts_issued_and_refused_tokens_client_auth_failures_and_re
         value(telemetry::SERVER_REVOCATIONS, &[("kind", "access_token")]).await - before.3,
         1.0
     );
-    let text = reqwest::get(scrape_url().await)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape().await;
     assert!(!text.contains("made-up-grant") && !text.contains("metrics-client"));
 }

@@ -224,23 +224,11 @@ impl OAuth2Flows {
     }
 }
 
-/// An https URL, or http on a loopback host: the rule `keys::remote::check_url` applies to
-/// every URL this crate fetches (which needs feature `remote`; this one does not).
+/// An https URL, or http on a loopback host ([`keys::fetchable`](crate::keys::fetchable), the
+/// rule of every URL this crate fetches), read with `http::Uri` so that it needs no feature.
 fn https_or_loopback(url: &str) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    let host = uri.host().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => loopback,
-        _ => false,
-    }
+    url.parse::<http::Uri>()
+        .is_ok_and(|uri| crate::keys::fetchable(uri.scheme_str().unwrap_or_default(), uri.host()))
 }
 
 /// What a route demands: a token, and perhaps scopes.

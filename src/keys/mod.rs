@@ -28,6 +28,21 @@ pub use remote::{KeyFetchError, KeySourceState};
 pub(crate) use source::KeySource;
 pub use source::SharedKeys;
 pub(crate) use verifier::Material;
+
+/// The rule for every URL this crate fetches (a JWKS, metadata, an introspection endpoint) or
+/// names as one: https, or plain http on a loopback host (`localhost`, 127.0.0.0/8, `::1`).
+/// `scheme` and `host` as a URL parser gives them; an IPv6 host may keep its brackets.
+#[cfg(any(feature = "remote", feature = "utoipa"))]
+pub(crate) fn fetchable(scheme: &str, host: Option<&str>) -> bool {
+    let loopback = host.is_some_and(|host| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    scheme.eq_ignore_ascii_case("https") || (scheme.eq_ignore_ascii_case("http") && loopback)
+}
 use verifier::Verifier;
 
 /// The largest RSA modulus the backend verifies with.

@@ -549,22 +549,13 @@ pub(crate) fn redirect_policy() -> reqwest::redirect::Policy {
 pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| ConfigError::new(format!("URL {url:?}: {e}")))?;
-    let loopback = match parsed.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    };
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        other => Err(ConfigError::new(format!(
-            "URL {url:?}: the scheme must be https (http only for loopback), not {other}"
-        ))),
+    if super::fetchable(parsed.scheme(), parsed.host_str()) {
+        return Ok(());
     }
+    Err(ConfigError::new(format!(
+        "URL {url:?}: the scheme must be https (http only for loopback), not {}",
+        parsed.scheme()
+    )))
 }
 
 /// Fetches at once, then again shortly before each answer goes stale; after a failure, retries

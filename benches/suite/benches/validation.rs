@@ -398,6 +398,34 @@ mod bench {
         }
     }
 
+    /// A row: `svc` (a layer around a trivial inner service) driven with a request from `make`,
+    /// built outside the measurement, until its response.
+    fn layer_row<S>(
+        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        name: &str,
+        make: impl Fn() -> Request<Body>,
+        svc: &S,
+    ) where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+    {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                &make,
+                |req| ready(svc.clone().oneshot(req)),
+                BatchSize::SmallInput,
+            );
+        });
+    }
+
+    /// The ES256 case's token as an `Authorization: Bearer` value.
+    fn es256_bearer(cases: &[Case]) -> HeaderValue {
+        let es256 = cases
+            .iter()
+            .find(|c| c.alg == Algorithm::ES256)
+            .expect("an ES256 case");
+        HeaderValue::try_from(format!("Bearer {}", es256.token)).expect("a header value")
+    }
+
     /// A group with this file's settings: 50 samples, 1 s warm-up, 3 s of measurement.
     fn group(
         c: &mut Criterion,
@@ -438,20 +466,8 @@ mod bench {
 
             let mut group = group(c, format!("validation/{:?}", case.alg));
 
-            group.bench_function("layer", |b| {
-                b.iter_batched(
-                    request,
-                    |req| ready(svc.clone().oneshot(req)),
-                    BatchSize::SmallInput,
-                );
-            });
-            group.bench_function("layer_cached", |b| {
-                b.iter_batched(
-                    request,
-                    |req| ready(cached.clone().oneshot(req)),
-                    BatchSize::SmallInput,
-                );
-            });
+            layer_row(&mut group, "layer", request, &svc);
+            layer_row(&mut group, "layer_cached", request, &cached);
             // The cache key alone: the floor under `layer_cached`, which must hash the whole
             // token on every request.
             group.bench_function("sha256_of_token", |b| {
@@ -474,12 +490,7 @@ mod bench {
 
     /// DPoP beside Bearer, ES256: what checking the proof adds, with the token cache off and on.
     fn dpop_benches(c: &mut Criterion) {
-        let cases = cases();
-        let es256 = cases
-            .iter()
-            .find(|c| c.alg == Algorithm::ES256)
-            .expect("ES256 case");
-        let bearer = HeaderValue::try_from(format!("Bearer {}", es256.token)).expect("header");
+        let bearer = es256_bearer(&cases());
         let svc = service(TokenCache::disabled());
         let cached = service(TokenCache::new());
         let dpop = DpopCase::new();
@@ -495,34 +506,10 @@ mod bench {
         }
 
         let mut group = group(c, "dpop/ES256".into());
-        group.bench_function("bearer", |b| {
-            b.iter_batched(
-                || request(&bearer),
-                |req| ready(svc.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
-        group.bench_function("bearer_cached", |b| {
-            b.iter_batched(
-                || request(&bearer),
-                |req| ready(cached.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
-        group.bench_function("dpop", |b| {
-            b.iter_batched(
-                || dpop.request(),
-                |req| ready(dpop_svc.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
-        group.bench_function("dpop_cached", |b| {
-            b.iter_batched(
-                || dpop.request(),
-                |req| ready(dpop_cached.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
+        layer_row(&mut group, "bearer", || request(&bearer), &svc);
+        layer_row(&mut group, "bearer_cached", || request(&bearer), &cached);
+        layer_row(&mut group, "dpop", || dpop.request(), &dpop_svc);
+        layer_row(&mut group, "dpop_cached", || dpop.request(), &dpop_cached);
         group.finish();
     }
 
@@ -573,20 +560,18 @@ mod bench {
             assert_eq!(svc_ok.map(|r| r.status()).ok(), Some(StatusCode::OK));
         }
         let mut group = group(c, "cached_key/ES256".into());
-        group.bench_function("static_keys", |b| {
-            b.iter_batched(
-                || request(&authorization),
-                |req| ready(static_svc.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
-        group.bench_function("remote_jwks", |b| {
-            b.iter_batched(
-                || request(&authorization),
-                |req| ready(remote_svc.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
+        layer_row(
+            &mut group,
+            "static_keys",
+            || request(&authorization),
+            &static_svc,
+        );
+        layer_row(
+            &mut group,
+            "remote_jwks",
+            || request(&authorization),
+            &remote_svc,
+        );
         group.finish();
         drop(remote);
         drop(runtime);
@@ -594,25 +579,13 @@ mod bench {
 
     /// Feature `metrics` on a cache hit: no recorder, then a Prometheus recorder.
     fn metrics_benches(c: &mut Criterion) {
-        let cases = cases();
-        let es256 = cases
-            .iter()
-            .find(|c| c.alg == Algorithm::ES256)
-            .expect("an ES256 case");
-        let authorization = HeaderValue::try_from(format!("Bearer {}", es256.token))
-            .expect("token is a valid header value");
+        let authorization = es256_bearer(&cases());
         let request = || request(&authorization);
         let mut group = group(c, "metrics/ES256".into());
         let quiet = service(TokenCache::new());
         let response = ready(quiet.clone().oneshot(request())).expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
-        group.bench_function("no_recorder", |b| {
-            b.iter_batched(
-                request,
-                |req| ready(quiet.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
+        layer_row(&mut group, "no_recorder", request, &quiet);
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .expect("the first recorder of this process");
@@ -623,13 +596,7 @@ mod bench {
             handle.render().contains("tower_oauth2_auth_total"),
             "the counters record into the recorder"
         );
-        group.bench_function("prometheus", |b| {
-            b.iter_batched(
-                request,
-                |req| ready(recorded.clone().oneshot(req)),
-                BatchSize::SmallInput,
-            );
-        });
+        layer_row(&mut group, "prometheus", request, &recorded);
         group.finish();
     }
 

@@ -9,19 +9,16 @@
 mod common;
 mod oauth_http;
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::dpop::{ClientKey, alice, mallory, parts, proof_for, sign};
-use oauth_http::{Approve, Passwords, Reply, form, no_redirects, pkce, reply};
+use oauth_http::{Passwords, Reply, form, pkce, reply};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tower_oauth2::dpop::Dpop;
-use tower_oauth2::server::store::MemoryStore;
-use tower_oauth2::server::{AuthorizationServer, ClientRegistration, ClientSecret};
+use tower_oauth2::server::{AuthorizationServerBuilder, ClientRegistration, ClientSecret};
 use tower_oauth2::{AuthenticatorBuilder, VerifiedToken};
 
 const SECRET: &str = "app-secret-0123456789-0123456789-abcdef";
@@ -35,17 +32,34 @@ struct Harness {
 /// trusted issuer with DPoP on (the same path as an external issuer's tokens).
 async fn serve(nonces: bool) -> Harness {
     common::provider();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut builder = AuthorizationServer::builder()
-        .issuer(base.clone())
-        .store(MemoryStore::new())
-        .consent_handler(Approve)
-        .password_verifier(Passwords);
-    if nonces {
-        builder = builder.dpop_nonces([5u8; 32]);
-    }
-    let server = builder.build().await.unwrap();
+    let configure = |builder: AuthorizationServerBuilder| {
+        let builder = builder.password_verifier(Passwords);
+        if nonces {
+            builder.dpop_nonces([5u8; 32])
+        } else {
+            builder
+        }
+    };
+    let h = oauth_http::serve_with(configure, |server, base| {
+        let api_auth = AuthenticatorBuilder::from(server.trusted_issuer())
+            .dpop(Dpop::new(base))
+            .build()
+            .unwrap();
+        let me = get(|token: VerifiedToken| async move {
+            axum::Json(json!({"sub": token.subject(), "jkt": token.dpop_thumbprint()}))
+        });
+        Router::new()
+            .route("/api/me", me.clone())
+            .layer(api_auth.layer())
+            // The server's in-process authenticator: proofs for the issuer's origin.
+            .merge(
+                Router::new()
+                    .route("/inproc/me", me)
+                    .layer(server.authenticator().layer()),
+            )
+    })
+    .await;
+    let server = &h.server;
     let mut app_client = ClientRegistration::new("app");
     app_client.client_id = Some("app".into());
     app_client.grant_types = Some(vec![
@@ -64,36 +78,9 @@ async fn serve(nonces: bool) -> Harness {
     spa.token_endpoint_auth_method = Some("none".into());
     server.register_client(spa).await.unwrap();
 
-    let api_auth = AuthenticatorBuilder::from(server.trusted_issuer())
-        .dpop(Dpop::new(base.clone()))
-        .build()
-        .unwrap();
-    let me = get(|token: VerifiedToken| async move {
-        axum::Json(json!({"sub": token.subject(), "jkt": token.dpop_thumbprint()}))
-    });
-    let api = Router::new()
-        .route("/api/me", me.clone())
-        .layer(api_auth.layer())
-        // The server's in-process authenticator: proofs for the issuer's origin.
-        .merge(
-            Router::new()
-                .route("/inproc/me", me)
-                .layer(server.authenticator().layer()),
-        );
-    let app = Router::new()
-        .nest("/oauth2", server.router())
-        .merge(server.metadata_router())
-        .merge(api);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
     Harness {
-        base,
-        http: no_redirects(),
+        base: h.base,
+        http: h.http,
     }
 }
 

@@ -65,6 +65,15 @@ pub struct Harness {
 pub async fn serve(
     configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
 ) -> Harness {
+    serve_with(configure, |_, _| Router::new()).await
+}
+
+/// [`serve`], with the routes `routes` makes from the built server and its base URL (an API
+/// behind the server's tokens) merged at the root.
+pub async fn serve_with(
+    configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
+    routes: impl FnOnce(&AuthorizationServer, &str) -> Router,
+) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let builder = AuthorizationServer::builder()
@@ -74,7 +83,8 @@ pub async fn serve(
     let server = configure(builder).build().await.unwrap();
     let app = Router::new()
         .nest("/oauth2", server.router())
-        .merge(server.metadata_router());
+        .merge(server.metadata_router())
+        .merge(routes(&server, &base));
     tokio::spawn(async move {
         axum::serve(
             listener,

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use tower_oauth2::Algorithm;
-use tower_oauth2::TokenCache;
 
 /// The allocations (and reallocations) `f` makes on this thread (`allocation-counter` installs
 /// the counting global allocator in this test binary).
@@ -46,7 +45,7 @@ fn a_cache_hit_allocates_nothing() {
 #[test]
 fn a_full_verification_allocates_what_the_token_keeps_and_little_else() {
     let auth = builder()
-        .token_cache(TokenCache::disabled())
+        .token_cache(tower_oauth2::TokenCache::disabled())
         .build()
         .unwrap();
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {

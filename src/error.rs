@@ -65,7 +65,8 @@ pub enum AuthErrorKind {
     WrongIssuer,
     /// `aud` does not contain the configured audience.
     WrongAudience,
-    /// The header's `typ` is not the required one.
+    /// The header's `typ` is not the required one, or an introspection answer is about a
+    /// refresh token.
     WrongType,
     /// A required claim is missing or has the wrong value.
     MissingClaim,

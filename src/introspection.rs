@@ -7,7 +7,10 @@
 //! issuer without keys) is introspected. The answer must say `active: true`, and its `iss` (when
 //! present), `aud`, `exp`, `nbf` and `scope` get the same checks as a JWT's claims, so the
 //! result is the same [`VerifiedToken`]: extractors,
-//! [`RequireScope`](crate::RequireScope) and audit events work unchanged.
+//! [`RequireScope`](crate::RequireScope) and audit events work unchanged. An answer about a
+//! refresh token (`token_type` `refresh_token` or its URN, or `typ: "Refresh"`) is refused
+//! ([`AuthErrorKind::WrongType`]): RFC 7662 endpoints may introspect refresh tokens too, and
+//! one must not pass for an access token.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -506,6 +509,13 @@ impl Introspector {
                 ));
             }
         }
+        if describes_refresh_token(&answer) {
+            return Err(AuthError::new(
+                AuthErrorKind::WrongType,
+                "the introspection answer is for a refresh token, not an access token",
+            )
+            .with_claimed(None, Some(&self.issuer)));
+        }
         let json = serde_json::to_vec(&answer)
             .map_err(|_| self.unavailable("the answer cannot be re-encoded"))?;
         validate::introspected(json, issuers, self.index, crate::time::now()).map_err(|e| {
@@ -535,6 +545,23 @@ impl Introspector {
         )
         .with_claimed(None, Some(&self.issuer))
     }
+}
+
+/// Whether an active answer is about a refresh token. RFC 7662 lets a client introspect refresh
+/// tokens too, and an endpoint may answer `active: true` for one the API's client may see; it
+/// must not then work as an access token. Refresh tokens are named by `token_type`
+/// `refresh_token` (this crate's server), its RFC 8693 URN, or Keycloak's `typ: "Refresh"`.
+/// (oidc-provider leaves `token_type` out for a refresh token; its answer has no `aud`, so the
+/// audience check refuses it.)
+fn describes_refresh_token(answer: &Map<String, Value>) -> bool {
+    let token_type = answer.get("token_type").and_then(Value::as_str);
+    token_type.is_some_and(|t| {
+        t.eq_ignore_ascii_case("refresh_token")
+            || t == "urn:ietf:params:oauth:token-type:refresh_token"
+    }) || answer
+        .get("typ")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("refresh"))
 }
 
 /// An OAuth error answer (RFC 6749 §5.2).

@@ -333,6 +333,45 @@ async fn the_answer_gets_a_jwts_claims_checks() {
 }
 
 #[tokio::test]
+async fn an_answer_about_a_refresh_token_is_refused() {
+    // This crate's server, RFC 8693's URN, any case, and Keycloak's `typ`.
+    for (member, value) in [
+        ("token_type", "refresh_token"),
+        (
+            "token_type",
+            "urn:ietf:params:oauth:token-type:refresh_token",
+        ),
+        ("token_type", "Refresh_Token"),
+        ("typ", "Refresh"),
+    ] {
+        let mut answer = active("events:read");
+        answer[member] = json!(value);
+        let reply = refused(answer).await;
+        assert!(
+            reply.description().contains("refresh token"),
+            "{member}={value}: {}",
+            reply.description()
+        );
+    }
+    // An access token's types, and none at all, are accepted.
+    for token_type in [json!("Bearer"), json!("N_A"), Value::Null] {
+        let idp = endpoint().await;
+        let mut answer = active("events:read");
+        answer["token_type"] = token_type.clone();
+        answer["typ"] = json!("Bearer");
+        idp.answer(OPAQUE, answer);
+        let app = app(&auth_with(config(&idp)));
+        let reply = get_with(&app, "/events/1", OPAQUE).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{token_type}: {:?}",
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_answer_without_iss_is_the_issuers() {
     let idp = endpoint().await;
     let mut answer = active("events:read");

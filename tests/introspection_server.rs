@@ -169,3 +169,50 @@ async fn client_secret_post_works_with_the_server() {
     let token = access_token(&h, "read").await;
     assert_eq!(call(&api, "/me", &token).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_refresh_token_does_not_pass_for_an_access_token() {
+    common::provider();
+    let h = oauth_http::serve(|b| b.password_verifier(oauth_http::Passwords)).await;
+    let mut client = ClientRegistration::new("app");
+    client.client_id = Some("app".into());
+    client.grant_types = Some(vec!["password".into(), "refresh_token".into()]);
+    client.scopes = vec!["read".into()];
+    client.secret = Some(ClientSecret::from_value(APP_SECRET).unwrap());
+    h.server.register_client(client).await.unwrap();
+    let response = h
+        .http
+        .post(format!("{}/oauth2/token", h.base))
+        .basic_auth("app", Some(APP_SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "wonderland"),
+            ("scope", "read"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let tokens = reply(response).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{:?}", tokens.body);
+    // The API introspects as the very client the refresh token belongs to, so the server
+    // answers `active: true` for it, with `token_type` `refresh_token`.
+    let config = Introspection::new("app", APP_SECRET).token_type_hint("refresh_token");
+    let api = api(&h.base, config).await;
+
+    let (status, body) = call(&api, "/me", &tokens.str("refresh_token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("refresh token"),
+        "{body}"
+    );
+    assert_eq!(
+        call(&api, "/me", &tokens.str("access_token")).await.0,
+        StatusCode::OK
+    );
+}

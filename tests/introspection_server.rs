@@ -23,9 +23,20 @@ const APP_SECRET: &str = "app-secret-0123456789-0123456789-abcdef";
 
 /// Registers a confidential client with the client-credentials grant.
 async fn register(h: &oauth_http::Harness, id: &str, secret: &str, scopes: &[&str]) {
+    register_with(h, id, secret, &["client_credentials"], scopes).await;
+}
+
+/// Registers a confidential client with the grants `grants`.
+async fn register_with(
+    h: &oauth_http::Harness,
+    id: &str,
+    secret: &str,
+    grants: &[&str],
+    scopes: &[&str],
+) {
     let mut client = ClientRegistration::new(id);
     client.client_id = Some(id.into());
-    client.grant_types = Some(vec!["client_credentials".into()]);
+    client.grant_types = Some(grants.iter().map(|g| (*g).to_owned()).collect());
     client.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     client.secret = Some(ClientSecret::from_value(secret).unwrap());
     h.server.register_client(client).await.unwrap();
@@ -40,22 +51,26 @@ async fn server(scopes: &[&str]) -> oauth_http::Harness {
     h
 }
 
-async fn access_token(h: &oauth_http::Harness, scope: &str) -> String {
+/// The token endpoint's successful answer to `app`'s request `params`.
+async fn tokens(h: &oauth_http::Harness, params: &[(&str, &str)]) -> oauth_http::Reply {
     let response = h
         .http
         .post(format!("{}/oauth2/token", h.base))
         .basic_auth("app", Some(APP_SECRET))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", scope),
-        ]))
+        .body(form(params))
         .send()
         .await
         .unwrap();
-    let token = reply(response).await;
-    assert_eq!(token.status, StatusCode::OK, "{:?}", token.body);
-    token.str("access_token")
+    let tokens = reply(response).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{:?}", tokens.body);
+    tokens
+}
+
+async fn access_token(h: &oauth_http::Harness, scope: &str) -> String {
+    tokens(h, &[("grant_type", "client_credentials"), ("scope", scope)])
+        .await
+        .str("access_token")
 }
 
 /// An API on loopback behind an authenticator that introspects every token of the server.
@@ -99,6 +114,14 @@ async fn call(api: &str, path: &str, token: &str) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// A 401 `invalid_token` whose description says `reason`.
+fn assert_invalid_token((status, body): (StatusCode, Value), reason: &str) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(description.contains(reason), "{body}");
+}
+
 #[tokio::test]
 async fn the_servers_tokens_pass_through_its_introspection_endpoint() {
     let h = server(&["read", "write"]).await;
@@ -127,15 +150,7 @@ async fn the_servers_tokens_pass_through_its_introspection_endpoint() {
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, body) = call(&api, "/me", &token).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(body["error"], "invalid_token");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("not active")
-    );
+    assert_invalid_token(call(&api, "/me", &token).await, "not active");
 
     // A made-up token is inactive; a token of another server never verifies.
     assert_eq!(
@@ -174,42 +189,26 @@ async fn client_secret_post_works_with_the_server() {
 async fn a_refresh_token_does_not_pass_for_an_access_token() {
     common::provider();
     let h = oauth_http::serve(|b| b.password_verifier(oauth_http::Passwords)).await;
-    let mut client = ClientRegistration::new("app");
-    client.client_id = Some("app".into());
-    client.grant_types = Some(vec!["password".into(), "refresh_token".into()]);
-    client.scopes = vec!["read".into()];
-    client.secret = Some(ClientSecret::from_value(APP_SECRET).unwrap());
-    h.server.register_client(client).await.unwrap();
-    let response = h
-        .http
-        .post(format!("{}/oauth2/token", h.base))
-        .basic_auth("app", Some(APP_SECRET))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
+    let grants = ["password", "refresh_token"];
+    register_with(&h, "app", APP_SECRET, &grants, &["read"]).await;
+    let tokens = tokens(
+        &h,
+        &[
             ("grant_type", "password"),
             ("username", "alice"),
             ("password", "wonderland"),
             ("scope", "read"),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    let tokens = reply(response).await;
-    assert_eq!(tokens.status, StatusCode::OK, "{:?}", tokens.body);
+        ],
+    )
+    .await;
     // The API introspects as the very client the refresh token belongs to, so the server
     // answers `active: true` for it, with `token_type` `refresh_token`.
     let config = Introspection::new("app", APP_SECRET).token_type_hint("refresh_token");
     let api = api(&h.base, config).await;
 
-    let (status, body) = call(&api, "/me", &tokens.str("refresh_token")).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(body["error"], "invalid_token");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("refresh token"),
-        "{body}"
+    assert_invalid_token(
+        call(&api, "/me", &tokens.str("refresh_token")).await,
+        "refresh token",
     );
     assert_eq!(
         call(&api, "/me", &tokens.str("access_token")).await.0,

@@ -8,7 +8,7 @@
 //! present), `aud`, `exp`, `nbf` and `scope` get the same checks as a JWT's claims, so the
 //! result is the same [`VerifiedToken`]: extractors,
 //! [`RequireScope`](crate::RequireScope) and audit events work unchanged. An answer about a
-//! refresh token (`token_type` `refresh_token` or its URN, or `typ: "Refresh"`) is refused
+//! refresh token (`token_type` `refresh_token` or its URN, or `typ` `Refresh` or `Offline`) is refused
 //! ([`AuthErrorKind::WrongType`]): RFC 7662 endpoints may introspect refresh tokens too, and
 //! one must not pass for an access token.
 //!
@@ -550,7 +550,8 @@ impl Introspector {
 /// Whether an active answer is about a refresh token. RFC 7662 lets a client introspect refresh
 /// tokens too, and an endpoint may answer `active: true` for one the API's client may see; it
 /// must not then work as an access token. Refresh tokens are named by `token_type`
-/// `refresh_token` (this crate's server), its RFC 8693 URN, or Keycloak's `typ: "Refresh"`.
+/// `refresh_token` (this crate's server), its RFC 8693 URN, or Keycloak's `typ` (`Refresh`, and
+/// `Offline` for its offline refresh tokens).
 /// (oidc-provider leaves `token_type` out for a refresh token; its answer has no `aud`, so the
 /// audience check refuses it.)
 fn describes_refresh_token(answer: &Map<String, Value>) -> bool {
@@ -561,7 +562,7 @@ fn describes_refresh_token(answer: &Map<String, Value>) -> bool {
     }) || answer
         .get("typ")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("refresh"))
+        .is_some_and(|t| t.eq_ignore_ascii_case("refresh") || t.eq_ignore_ascii_case("offline"))
 }
 
 /// An OAuth error answer (RFC 6749 §5.2).

@@ -343,6 +343,7 @@ async fn an_answer_about_a_refresh_token_is_refused() {
         ),
         ("token_type", "Refresh_Token"),
         ("typ", "Refresh"),
+        ("typ", "Offline"),
     ] {
         let mut answer = active("events:read");
         answer[member] = json!(value);

@@ -8,9 +8,9 @@
 //! present), `aud`, `exp`, `nbf` and `scope` get the same checks as a JWT's claims, so the
 //! result is the same [`VerifiedToken`]: extractors,
 //! [`RequireScope`](crate::RequireScope) and audit events work unchanged. An answer about a
-//! refresh token (`token_type` `refresh_token` or its URN, or `typ` `Refresh` or `Offline`) is refused
-//! ([`AuthErrorKind::WrongType`]): RFC 7662 endpoints may introspect refresh tokens too, and
-//! one must not pass for an access token.
+//! refresh token (`token_type` `refresh_token` or its URN, or `typ` `Refresh` or `Offline`) is
+//! refused ([`AuthErrorKind::WrongType`]): RFC 7662 endpoints may introspect refresh tokens
+//! too, and one must not pass for an access token.
 //!
 //! ```no_run
 //! use std::time::Duration;

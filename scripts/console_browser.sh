@@ -21,7 +21,6 @@ if ! python3 -c "import selenium" 2>/dev/null; then
 fi
 
 example=demo
-example_features=sqlite,console,metrics
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

@@ -17,7 +17,6 @@ root="$(cd "$script_dir/.." && pwd)"
 cd "$root"
 
 example=demo
-example_features=sqlite,console,metrics
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

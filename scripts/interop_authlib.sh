@@ -32,7 +32,6 @@ venv_name=interop-authlib-venv
 source "$script_dir/python_venv.sh"
 
 example=demo
-example_features=sqlite,console,metrics
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

@@ -50,9 +50,9 @@ for package in oauth4webapi oidc-provider; do
 done
 
 # shellcheck source=scripts/build_example.sh
-example=demo example_features=sqlite,console,metrics source "$script_dir/build_example.sh"
+example=demo source "$script_dir/build_example.sh"
 demo_binary="$binary"
-example=protected_service example_features=introspection,metrics,utoipa source "$script_dir/build_example.sh"
+example=protected_service source "$script_dir/build_example.sh"
 service_binary="$binary"
 
 cd "$package_dir"

@@ -57,7 +57,6 @@ else
     echo "$lock_sum" >"$stamp"
 fi
 
-example_features=introspection,metrics,utoipa
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

@@ -20,8 +20,6 @@ venv_name=interop-venv
 # shellcheck source=scripts/python_venv.sh
 source "$script_dir/python_venv.sh"
 
-# The features every interop script builds protected_service with: one build serves them all.
-example_features=introspection,metrics,utoipa
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 

@@ -23,7 +23,6 @@ venv_name=openapi-venv
 # shellcheck source=scripts/python_venv.sh
 source "$script_dir/python_venv.sh"
 
-example_features=introspection,metrics,utoipa
 # shellcheck source=scripts/build_example.sh
 source "$script_dir/build_example.sh"
 
